@@ -1,0 +1,25 @@
+"""Codecs: the registry, the base class and the built-in codec families."""
+
+from ._base import Codec, Codes
+from ._registry import (
+    available_codecs,
+    codec_class,
+    codec_from_bytes,
+    load_codec,
+    make_codec,
+    register,
+    save_codec,
+)
+from . import pq, scalar  # noqa: E402,F401  (import registers the built-in codecs)
+
+__all__ = [
+    "Codec",
+    "Codes",
+    "available_codecs",
+    "codec_class",
+    "codec_from_bytes",
+    "load_codec",
+    "make_codec",
+    "register",
+    "save_codec",
+]

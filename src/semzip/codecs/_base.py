@@ -1,0 +1,244 @@
+"""The codec contract: scikit-learn lifecycle for training, CompressAI-style split of coding.
+
+A codec maps float vectors to *codes* (a dict of integer or small-float arrays, first axis = items)
+and back. `pack`/`unpack` turn codes into the bytes that are stored, so the reported rate is always
+counted from bytes actually written; `estimated_bits` is the model's idea of the rate (e.g. -log2 p)
+and is never reported as measured.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar, Self
+
+import numpy as np
+
+from .._errors import FormatError, NotFittedError, SpecError
+from .._validate import check_embeddings
+from ..spec import Spec, Value, format_spec
+
+Codes = dict[str, np.ndarray]
+
+_STATE_FORMAT = "semzip-codec"
+_STATE_VERSION = 1
+
+
+class Codec(ABC):
+    """Base class of every codec.
+
+    Subclasses set `name` (spec name), `codec_id` (4 bytes, never reused), `spec_params`
+    (parameter name -> type, in spec order), store their parameters in `__init__` unchanged, and
+    implement `_fit`, `_quantize`, `reconstruct`, `pack`, `unpack`, `fixed_bits` and the state hooks.
+    """
+
+    name: ClassVar[str]
+    codec_id: ClassVar[bytes]
+    spec_params: ClassVar[dict[str, type]] = {}
+    #: Specs used by the registry-wide tests, smallest rate first.
+    example_specs: ClassVar[tuple[str, ...]] = ()
+    #: True when quantize(reconstruct(codes)) == codes is guaranteed.
+    idempotent: ClassVar[bool] = True
+
+    # ---- parameters and spec -------------------------------------------------------------------
+    @classmethod
+    def from_spec(cls, spec: Spec) -> Self:
+        """Instantiate from a parsed spec, checking names and types of its parameters."""
+        if spec.name != cls.name:
+            raise SpecError(f"spec {format_spec(spec)!r} is not a {cls.name!r} spec")
+        kwargs: dict[str, Any] = {}
+        for key, value in spec.params:
+            if key not in cls.spec_params:
+                accepted = ", ".join(cls.spec_params) or "none"
+                raise SpecError(f"unknown parameter {key!r} for codec {cls.name!r}; accepted: {accepted}")
+            kwargs[key] = _coerce(cls.name, key, value, cls.spec_params[key])
+        codec = cls(**kwargs)
+        codec._check_params()
+        return codec
+
+    def _check_params(self) -> None:
+        """Validate parameters that do not depend on data; raise SpecError naming the bad one."""
+
+    @property
+    def spec(self) -> Spec:
+        """The canonical spec of this codec, all structural parameters written out."""
+        return Spec(self.name, tuple((k, _spec_value(getattr(self, k))) for k in self.spec_params))
+
+    def get_params(self) -> dict[str, Any]:
+        """Constructor arguments, as scikit-learn's `get_params`."""
+        sig = inspect.signature(type(self).__init__)
+        return {p: getattr(self, p) for p in sig.parameters if p != "self"}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({format_spec(self.spec)!r})"
+
+    # ---- lifecycle -----------------------------------------------------------------------------
+    def fit(self, X: Any) -> Self:
+        """Learn the codec's state from training vectors X (n, d) and return self."""
+        X = check_embeddings(X, name="training vectors")
+        self._check_params()
+        self._fit(X)
+        self.n_features_in_ = int(X.shape[1])
+        return self
+
+    @property
+    def is_fitted(self) -> bool:
+        return hasattr(self, "n_features_in_")
+
+    def _check_fitted(self) -> None:
+        if not self.is_fitted:
+            raise NotFittedError(
+                f"codec {format_spec(self.spec)!r} is not fitted: call fit(X) or load a fitted .smzc file"
+            )
+
+    def quantize(self, X: Any) -> Codes:
+        """Codes of X; X must have the width the codec was fitted on."""
+        self._check_fitted()
+        return self._quantize(check_embeddings(X, dim=self.n_features_in_))
+
+    def encode(self, X: Any) -> bytes:
+        """Bytes of X's codes: what an archive stores for a batch of items."""
+        return self.pack(self.quantize(X))
+
+    def decode(self, data: bytes | memoryview, n: int) -> np.ndarray:
+        """float32 (n, d) vectors from `n` items' bytes written by `encode`."""
+        self._check_fitted()
+        return self.reconstruct(self.unpack(data, n))
+
+    def estimated_bits(self, X: Any) -> np.ndarray:
+        """Model estimate of bits per item (float64, (n,)); the counted rate comes from `encode`."""
+        codes = self.quantize(X)
+        return np.full(_items(codes), self.fixed_bits, dtype=np.float64)
+
+    @property
+    @abstractmethod
+    def fixed_bits(self) -> float:
+        """Bits per item of the codes written at fixed length, before any entropy coding."""
+
+    @abstractmethod
+    def _fit(self, X: np.ndarray) -> None: ...
+
+    @abstractmethod
+    def _quantize(self, X: np.ndarray) -> Codes: ...
+
+    @abstractmethod
+    def reconstruct(self, codes: Codes) -> np.ndarray:
+        """float32 (n, d) vectors from codes."""
+
+    @abstractmethod
+    def pack(self, codes: Codes) -> bytes:
+        """Serialise codes for n items into bytes."""
+
+    @abstractmethod
+    def unpack(self, data: bytes | memoryview, n: int) -> Codes:
+        """Inverse of `pack`; raises FormatError on bytes that cannot be n items' codes."""
+
+    # ---- state ---------------------------------------------------------------------------------
+    def get_state(self) -> dict[str, np.ndarray]:
+        """Learned arrays (names -> arrays) that, with the spec and width, define the codec."""
+        return {}
+
+    def _set_state(self, state: dict[str, np.ndarray]) -> None:
+        """Restore learned arrays written by `get_state`; raise FormatError when inconsistent."""
+        if state:
+            raise FormatError(f"codec {self.name!r} has no learned arrays, got {sorted(state)}")
+
+    def fit_info(self) -> dict[str, Any]:
+        """Provenance of training (seed, iterations, losses...) stored beside the state, not hashed."""
+        return {}
+
+    @property
+    def state_hash(self) -> str:
+        """SHA-256 (hex) of everything that affects the bitstream: id, spec, width and arrays."""
+        self._check_fitted()
+        return _hash_state(self.codec_id, format_spec(self.spec), self.n_features_in_, self.get_state())
+
+    def to_bytes(self) -> bytes:
+        """The `.smzc` serialisation: safetensors with JSON metadata; see docs/FORMAT.md."""
+        from safetensors.numpy import save
+
+        self._check_fitted()
+        state = self.get_state()
+        meta = {
+            "format": _STATE_FORMAT,
+            "format_version": str(_STATE_VERSION),
+            "codec_id": self.codec_id.decode("ascii"),
+            "spec": format_spec(self.spec),
+            "n_features_in": str(self.n_features_in_),
+            "hash": _hash_state(self.codec_id, format_spec(self.spec), self.n_features_in_, state),
+            "fit_info": json.dumps(self.fit_info(), sort_keys=True),
+        }
+        return save({k: np.ascontiguousarray(v) for k, v in state.items()}, metadata=meta)
+
+
+def _coerce(codec: str, key: str, value: Value, kind: type) -> Any:
+    where = f"{codec}:{key}"
+    if kind is bool:
+        if isinstance(value, int) and value in (0, 1):
+            return bool(value)
+        raise SpecError(f"{where} must be 0 or 1, got {value!r}")
+    if kind is int:
+        if isinstance(value, int):
+            return value
+        raise SpecError(f"{where} must be an integer, got {value!r}")
+    if kind is float:
+        if isinstance(value, (int, float)):
+            return float(value)
+        raise SpecError(f"{where} must be a number, got {value!r}")
+    if isinstance(value, str):
+        return value
+    raise SpecError(f"{where} must be a word, got {value!r}")
+
+
+def _spec_value(value: Any) -> Value:
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, (int, float, str)):
+        return value
+    raise TypeError(f"spec parameter of type {type(value).__name__}")
+
+
+def _items(codes: Codes) -> int:
+    return int(next(iter(codes.values())).shape[0])
+
+
+def _hash_state(codec_id: bytes, spec: str, width: int, state: dict[str, np.ndarray]) -> str:
+    h = hashlib.sha256()
+    h.update(b"semzip-codec-v1\0" + codec_id + b"\0" + spec.encode() + b"\0" + str(width).encode())
+    for name in sorted(state):
+        arr = np.ascontiguousarray(state[name])
+        arr = arr.astype(arr.dtype.newbyteorder("<"), copy=False)
+        h.update(f"\0{name}\0{arr.dtype.str}\0{arr.shape}\0".encode())
+        h.update(arr.tobytes())
+    return h.hexdigest()
+
+
+def read_state(data: bytes) -> tuple[bytes, str, int, str, dict[str, np.ndarray], dict[str, Any]]:
+    """Parse `.smzc` bytes: (codec_id, spec, width, hash, arrays, fit_info); FormatError on damage."""
+    from safetensors import SafetensorError
+    from safetensors.numpy import load
+
+    try:
+        arrays = load(bytes(data))
+        header_len = int.from_bytes(bytes(data[:8]), "little")
+        meta = json.loads(bytes(data[8 : 8 + header_len])).get("__metadata__") or {}
+    except (SafetensorError, ValueError, TypeError, OverflowError, UnicodeDecodeError) as exc:
+        raise FormatError(f"not a readable semzip codec file ({exc})") from None
+    if meta.get("format") != _STATE_FORMAT:
+        raise FormatError("not a semzip codec file (missing 'format: semzip-codec' metadata)")
+    if meta.get("format_version") != str(_STATE_VERSION):
+        raise FormatError(f"unsupported codec file version {meta.get('format_version')!r}; this semzip reads 1")
+    try:
+        codec_id = meta["codec_id"].encode("ascii")
+        spec = meta["spec"]
+        width = int(meta["n_features_in"])
+        stored = meta["hash"]
+        fit_info = json.loads(meta.get("fit_info", "{}"))
+    except (KeyError, ValueError, UnicodeEncodeError) as exc:
+        raise FormatError(f"codec file metadata is incomplete or malformed ({exc})") from None
+    actual = _hash_state(codec_id, spec, width, arrays)
+    if actual != stored:
+        raise FormatError("codec file is damaged: its content hash does not match its arrays")
+    return codec_id, spec, width, stored, arrays, fit_info

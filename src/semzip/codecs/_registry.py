@@ -1,0 +1,76 @@
+"""Registry of codec classes by spec name and by never-reused 4-byte id; codec files on disk."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .._atomic import atomic_write_bytes
+from .._errors import FormatError, InputError, SpecError
+from ..spec import Spec, parse_spec
+from ._base import Codec, read_state
+
+_BY_NAME: dict[str, type[Codec]] = {}
+_BY_ID: dict[bytes, type[Codec]] = {}
+
+
+def register(cls: type[Codec]) -> type[Codec]:
+    """Class decorator adding a codec to the registry; names and ids must be unique."""
+    if len(cls.codec_id) != 4:
+        raise ValueError(f"codec id of {cls.__name__} must be 4 bytes, got {cls.codec_id!r}")
+    if cls.name in _BY_NAME or cls.codec_id in _BY_ID:
+        raise ValueError(f"codec {cls.name!r} / id {cls.codec_id!r} is registered twice")
+    _BY_NAME[cls.name] = cls
+    _BY_ID[cls.codec_id] = cls
+    return cls
+
+
+def available_codecs() -> list[str]:
+    """Spec names of every registered codec."""
+    return sorted(_BY_NAME)
+
+
+def codec_class(name: str) -> type[Codec]:
+    try:
+        return _BY_NAME[name]
+    except KeyError:
+        raise SpecError(f"unknown codec {name!r}; known codecs: {', '.join(available_codecs())}") from None
+
+
+def codec_class_by_id(codec_id: bytes) -> type[Codec]:
+    try:
+        return _BY_ID[codec_id]
+    except KeyError:
+        raise FormatError(f"unknown codec id {codec_id!r}: written by a newer semzip?") from None
+
+
+def make_codec(spec: str | Spec) -> Codec:
+    """An unfitted codec from a spec such as 'pq:M=32,K=256'."""
+    parsed = parse_spec(spec) if isinstance(spec, str) else spec
+    return codec_class(parsed.name).from_spec(parsed)
+
+
+def codec_from_bytes(data: bytes) -> Codec:
+    """A fitted codec from `.smzc` bytes, verified against its content hash."""
+    codec_id, spec, width, _, arrays, _ = read_state(data)
+    cls = codec_class_by_id(codec_id)
+    try:
+        codec = cls.from_spec(parse_spec(spec))
+    except SpecError as exc:
+        raise FormatError(f"codec file has a bad spec: {exc}") from None
+    codec.n_features_in_ = width
+    codec._set_state(arrays)
+    return codec
+
+
+def save_codec(codec: Codec, path: str | Path) -> None:
+    """Write a fitted codec to a `.smzc` file atomically."""
+    atomic_write_bytes(path, codec.to_bytes())
+
+
+def load_codec(path: str | Path) -> Codec:
+    """Read a `.smzc` file written by `save_codec`."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise InputError(f"cannot read codec file {str(path)!r}: {exc.strerror}") from None
+    return codec_from_bytes(data)

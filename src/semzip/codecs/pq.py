@@ -1,0 +1,159 @@
+"""Product quantisation with an optional learned rotation (OPQ) and entropy-coded indices.
+
+Training uses faiss (OPQ rotation, k-means per sub-space). Encoding assigns codes with batched BLAS
+matrix products in numpy, which on one core is several times faster than faiss's own encoder for
+16-dimensional sub-spaces. Indices are ANS-coded with per-sub-space frequencies counted on the
+training set, so skewed centroid usage lowers the counted rate below M x log2 K.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .._errors import FormatError, InputError, SpecError
+from ..entropy import FrequencyTable, SymbolReader, encode_symbols
+from ._base import Codec, Codes
+from ._registry import register
+
+#: Elements of the (M, batch, K) score block; bounds memory and keeps blocks cache-friendly.
+_SCORE_BLOCK = 1 << 21
+
+
+@register
+class PQCodec(Codec):
+    """`pq:M=32,K=256,opq=1`: M sub-spaces, K centroids each (a power of two), OPQ rotation on/off."""
+
+    name = "pq"
+    codec_id = b"PQ  "
+    spec_params = {"M": int, "K": int, "opq": bool}
+    example_specs = ("pq:M=4,K=16,opq=0", "pq:M=8,K=16,opq=1", "pq:M=16,K=16,opq=1")
+
+    def __init__(self, M: int = 32, K: int = 256, opq: bool = True, *, seed: int = 0, niter: int = 25,
+                 opq_iter: int = 25, max_train: int = 65536) -> None:
+        self.M = M
+        self.K = K
+        self.opq = opq
+        self.seed = seed
+        self.niter = niter
+        self.opq_iter = opq_iter
+        self.max_train = max_train
+
+    def _check_params(self) -> None:
+        if not 1 <= self.M <= 4096:
+            raise SpecError(f"pq:M must be in [1, 4096], got {self.M}")
+        if self.K < 2 or self.K > 65536 or self.K & (self.K - 1):
+            raise SpecError(f"pq:K must be a power of two in [2, 65536], got {self.K}")
+
+    @property
+    def nbits(self) -> int:
+        return int(math.log2(self.K))
+
+    @property
+    def fixed_bits(self) -> float:
+        return float(self.M * self.nbits)
+
+    # ---- training --------------------------------------------------------------------------------
+    def _fit(self, X: np.ndarray) -> None:
+        import faiss
+
+        n, d = X.shape
+        if d % self.M:
+            raise InputError(f"pq:M={self.M} must divide the embedding width {d}")
+        if n < self.K:
+            raise InputError(f"pq:K={self.K} needs at least {self.K} training vectors, got {n}")
+        rng = np.random.default_rng(self.seed)
+        train = X if n <= self.max_train else X[rng.choice(n, self.max_train, replace=False)]
+        if self.opq:
+            opq = faiss.OPQMatrix(d, self.M)
+            opq.niter = self.opq_iter
+            opq_pq = self._faiss_pq(d, niter=4)  # seeded, and quiet on small training sets
+            opq.pq = opq_pq
+            opq.train(train)
+            self.rotation_ = faiss.vector_to_array(opq.A).reshape(d, d).astype(np.float32)
+        else:
+            self.rotation_ = None
+        pq = self._faiss_pq(d, niter=self.niter)
+        pq.train(self._rotate(train))
+        self.centroids_ = faiss.vector_to_array(pq.centroids).reshape(self.M, self.K, d // self.M)
+        self._prepare()
+        self.table_ = FrequencyTable.fit(self._assign(self._rotate(X)), self.K)
+
+    def _faiss_pq(self, d: int, niter: int):
+        import faiss
+
+        pq = faiss.ProductQuantizer(d, self.M, self.nbits)
+        pq.cp.seed = self.seed
+        pq.cp.niter = niter
+        pq.cp.min_points_per_centroid = 1  # small training sets are the caller's choice, not a warning
+        return pq
+
+    def _prepare(self) -> None:
+        """Derived arrays for fast assignment: transposed centroids with -|c|^2/2 as an extra row."""
+        c = self.centroids_.astype(np.float32)
+        bias = -0.5 * (c**2).sum(axis=2, keepdims=True)
+        self._scorer = np.ascontiguousarray(np.concatenate([c, bias], axis=2).transpose(0, 2, 1))
+
+    def _rotate(self, X: np.ndarray) -> np.ndarray:
+        return X if self.rotation_ is None else X @ self.rotation_.T
+
+    def _assign(self, Y: np.ndarray) -> np.ndarray:
+        """Nearest centroid per sub-space: argmax of y.c - |c|^2/2, one batched product per block."""
+        n, d = Y.shape
+        M, dsub = self.M, d // self.M
+        out = np.empty((n, M), dtype=np.int32)
+        step = max(16, _SCORE_BLOCK // (M * self.K))
+        ones = np.ones((M, step, 1), dtype=np.float32)
+        for i in range(0, n, step):
+            blk = Y[i : i + step]
+            b = len(blk)
+            sub = np.concatenate([blk.reshape(b, M, dsub).transpose(1, 0, 2), ones[:, :b]], axis=2)
+            out[i : i + b] = np.matmul(sub, self._scorer).argmax(axis=2).T
+        return out
+
+    # ---- coding ----------------------------------------------------------------------------------
+    def _quantize(self, X: np.ndarray) -> Codes:
+        return {"codes": self._assign(self._rotate(X))}
+
+    def reconstruct(self, codes: Codes) -> np.ndarray:
+        c = codes["codes"]
+        Y = self.centroids_[np.arange(self.M)[None, :], c].reshape(len(c), -1)
+        return Y if self.rotation_ is None else Y @ self.rotation_
+
+    def pack(self, codes: Codes) -> bytes:
+        return encode_symbols([(self.table_, codes["codes"])])
+
+    def unpack(self, data: bytes | memoryview, n: int) -> Codes:
+        reader = SymbolReader(data)
+        codes = reader.read(self.table_, n)
+        reader.finish()
+        return {"codes": codes}
+
+    def estimated_bits(self, X: object) -> np.ndarray:
+        return self.table_.information_bits(self.quantize(X)["codes"])
+
+    # ---- state -----------------------------------------------------------------------------------
+    def get_state(self) -> dict[str, np.ndarray]:
+        state = {"centroids": self.centroids_, "counts": self.table_.counts}
+        if self.rotation_ is not None:
+            state["rotation"] = self.rotation_
+        return state
+
+    def _set_state(self, state: dict[str, np.ndarray]) -> None:
+        d = self.n_features_in_
+        if d % self.M:
+            raise FormatError(f"pq codec file: M={self.M} does not divide width {d}")
+        expect = {"centroids": (self.M, self.K, d // self.M), "counts": (self.M, self.K)}
+        if self.opq:
+            expect["rotation"] = (d, d)
+        if set(state) != set(expect) or any(state[k].shape != s for k, s in expect.items()):
+            got = {k: v.shape for k, v in state.items()}
+            raise FormatError(f"pq codec file arrays {got} do not match {self.spec} at width {d}")
+        self.centroids_ = state["centroids"].astype(np.float32)
+        self.rotation_ = state["rotation"].astype(np.float32) if self.opq else None
+        self.table_ = FrequencyTable(state["counts"])
+        self._prepare()
+
+    def fit_info(self) -> dict[str, object]:
+        return {"seed": self.seed, "niter": self.niter, "opq_iter": self.opq_iter, "max_train": self.max_train}

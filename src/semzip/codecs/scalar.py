@@ -1,0 +1,141 @@
+"""Per-dimension baseline codecs that need no training: float16, int8 with a per-vector scale, sign bits."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .._errors import FormatError
+from .._validate import l2_normalize
+from ._base import Codec, Codes
+from ._registry import register
+
+
+def _expect(data: bytes | memoryview, nbytes: int, what: str) -> memoryview:
+    view = memoryview(data).cast("B")
+    if len(view) != nbytes:
+        raise FormatError(f"{what} payload has {len(view)} bytes, expected {nbytes}")
+    return view
+
+
+@register
+class Float16Codec(Codec):
+    """IEEE half precision, 16 bits per dimension: the near-lossless reference point."""
+
+    name = "f16"
+    codec_id = b"F16 "
+    example_specs = ("f16",)
+
+    def __init__(self) -> None:
+        pass
+
+    def _fit(self, X: np.ndarray) -> None:
+        pass
+
+    @property
+    def fixed_bits(self) -> float:
+        self._check_fitted()
+        return 16.0 * self.n_features_in_
+
+    def _quantize(self, X: np.ndarray) -> Codes:
+        return {"values": X.astype(np.float16)}
+
+    def reconstruct(self, codes: Codes) -> np.ndarray:
+        return codes["values"].astype(np.float32)
+
+    def pack(self, codes: Codes) -> bytes:
+        return codes["values"].astype("<f2").tobytes()
+
+    def unpack(self, data: bytes | memoryview, n: int) -> Codes:
+        d = self.n_features_in_
+        view = _expect(data, 2 * n * d, "f16")
+        return {"values": np.frombuffer(view, dtype="<f2").reshape(n, d).astype(np.float16)}
+
+
+@register
+class Int8Codec(Codec):
+    """8 bits per dimension, symmetric, scaled per vector by its largest magnitude (stored as float16)."""
+
+    name = "int8"
+    codec_id = b"INT8"
+    example_specs = ("int8",)
+
+    def __init__(self) -> None:
+        pass
+
+    def _fit(self, X: np.ndarray) -> None:
+        pass
+
+    @property
+    def fixed_bits(self) -> float:
+        self._check_fitted()
+        return 8.0 * self.n_features_in_ + 16.0
+
+    def _quantize(self, X: np.ndarray) -> Codes:
+        scale = np.abs(X).max(axis=1).astype(np.float16)
+        safe = np.where(scale > 0, scale.astype(np.float32), 1.0)
+        q = np.clip(np.rint(X / safe[:, None] * 127.0), -127, 127).astype(np.int8)
+        return {"scale": scale, "values": q}
+
+    def reconstruct(self, codes: Codes) -> np.ndarray:
+        scale = codes["scale"].astype(np.float32) / np.float32(127.0)
+        return codes["values"].astype(np.float32) * scale[:, None]
+
+    def pack(self, codes: Codes) -> bytes:
+        return codes["scale"].astype("<f2").tobytes() + codes["values"].tobytes()
+
+    def unpack(self, data: bytes | memoryview, n: int) -> Codes:
+        d = self.n_features_in_
+        view = _expect(data, n * (2 + d), "int8")
+        scale = np.frombuffer(view[: 2 * n], dtype="<f2").astype(np.float16)
+        values = np.frombuffer(view[2 * n :], dtype=np.int8).reshape(n, d)
+        return {"scale": scale, "values": values}
+
+
+@register
+class SignCodec(Codec):
+    """One bit per dimension (the sign); decodes to sign x per-dimension mean magnitude, re-normalised.
+
+    The magnitudes are learned at fit (d floats in the codec, no per-item cost) and lift cosine
+    fidelity over plain +-1 vectors.
+    """
+
+    name = "sign"
+    codec_id = b"SIGN"
+    example_specs = ("sign",)
+
+    def __init__(self) -> None:
+        pass
+
+    def _fit(self, X: np.ndarray) -> None:
+        self.magnitude_ = np.abs(X).mean(axis=0).astype(np.float32)
+
+    @property
+    def fixed_bits(self) -> float:
+        self._check_fitted()
+        return float(self.n_features_in_)
+
+    def _quantize(self, X: np.ndarray) -> Codes:
+        return {"bits": np.packbits(X > 0, axis=1, bitorder="little")}
+
+    def reconstruct(self, codes: Codes) -> np.ndarray:
+        d = self.n_features_in_
+        signs = np.unpackbits(codes["bits"], axis=1, count=d, bitorder="little").astype(np.float32)
+        return l2_normalize((2.0 * signs - 1.0) * self.magnitude_)
+
+    def pack(self, codes: Codes) -> bytes:
+        return codes["bits"].tobytes()
+
+    def unpack(self, data: bytes | memoryview, n: int) -> Codes:
+        row = (self.n_features_in_ + 7) // 8
+        view = _expect(data, n * row, "sign")
+        return {"bits": np.frombuffer(view, dtype=np.uint8).reshape(n, row)}
+
+    def get_state(self) -> dict[str, np.ndarray]:
+        return {"magnitude": self.magnitude_}
+
+    def _set_state(self, state: dict[str, np.ndarray]) -> None:
+        mag = state.get("magnitude")
+        if mag is None or mag.shape != (self.n_features_in_,):
+            raise FormatError(f"sign codec state needs 'magnitude' of shape ({self.n_features_in_},)")
+        self.magnitude_ = mag.astype(np.float32)
+
