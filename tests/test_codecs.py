@@ -118,7 +118,10 @@ def test_baselines_fidelity_order():
 
 
 def test_pq_entropy_coding_beats_fixed_length_on_skewed_data():
-    X = unit_rows(3000, 64, seed=9, clusters=3)  # few clusters: centroid usage is very uneven
+    rng = np.random.default_rng(9)
+    distinct = unit_rows(20, 64, seed=9)
+    weights = 1.0 / np.arange(1, 21)
+    X = distinct[rng.choice(20, size=3000, p=weights / weights.sum())]  # very uneven centroid usage
     codec = make_codec("pq:M=8,K=64,opq=0").fit(X)
     counted = 8 * len(codec.encode(X)) / len(X)
     assert counted < 0.9 * codec.fixed_bits
