@@ -14,6 +14,7 @@ import json
 import os
 import socket
 import urllib.parse
+import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -278,7 +279,9 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
 
             sd: Any = load_file(str(path), device="cpu")
         elif _is_torchscript(path):
-            sd = torch.jit.load(str(path), map_location="cpu").state_dict()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit.load; OpenAI's files need it
+                sd = torch.jit.load(str(path), map_location="cpu").state_dict()
         else:
             sd = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch and safetensors raise many types for bad files
@@ -289,7 +292,7 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         raise ModelError(f"weights file {str(path)!r} holds no state dict of tensors")
     if sd and all(k.startswith("module.") for k in sd):
         sd = {k[len("module."):]: v for k, v in sd.items()}
-    for extra in ("input_resolution", "context_length", "vocab_size"):  # OpenAI TorchScript extras
+    for extra in ("input_resolution", "context_length", "vocab_size", "attn_mask"):  # TorchScript extras
         sd.pop(extra, None)
     return {k: v.float() if v.is_floating_point() else v for k, v in sd.items()}
 
