@@ -63,6 +63,9 @@ class PQCodec(Codec):
             raise InputError(f"pq:M={self.M} must divide the embedding width {d}")
         if n < self.K:
             raise InputError(f"pq:K={self.K} needs at least {self.K} training vectors, got {n}")
+        if self.opq and n < d:  # faiss's OPQ crashes the process below this
+            raise InputError(f"pq:opq=1 needs at least as many training vectors as dimensions ({d}), "
+                             f"got {n}; use opq=0 or more training data")
         rng = np.random.default_rng(self.seed)
         train = X if n <= self.max_train else X[rng.choice(n, self.max_train, replace=False)]
         if self.opq:

@@ -1,0 +1,491 @@
+"""The `.smz` archive format, version 1 (specified in docs/FORMAT.md).
+
+An archive is a 16-byte preamble followed by CRC-32-checked sections: HEAD (JSON), CODC (the codec,
+optional), DATA (per-block codec payloads), INDX (block table with per-block CRCs), IDS_ (item ids)
+and PIXL (optional pixel counts). Items are coded in blocks so entropy-coder overhead is shared and
+any item can be read by decoding only its block. Files are read through mmap, so a large archive is
+never loaded whole; every write goes to a temp file renamed into place.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import mmap
+import struct
+import zlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+
+from . import __version__
+from ._atomic import atomic_writer
+from ._errors import CodecMismatchError, FormatError, InputError
+from ._progress import progress_bar
+from ._validate import check_embeddings
+from .codecs import Codec, Codes, codec_from_bytes
+
+MAGIC = b"\x89SMZ\r\n\x1a\n"
+FORMAT_VERSION = 1
+DEFAULT_MODEL = "ViT-B-32:openai"
+DEFAULT_BLOCK_ITEMS = 1024
+
+_PREAMBLE = struct.Struct("<8sHHI")  # magic, version, flags, section count
+_SECTION = struct.Struct("<4sQI")  # tag, payload length, CRC-32 of payload
+_INDEX = np.dtype([("offset", "<u8"), ("nbytes", "<u4"), ("items", "<u4"), ("crc", "<u4")])
+_REQUIRED = (b"HEAD", b"DATA", b"INDX", b"IDS_")
+_KNOWN = (*_REQUIRED, b"CODC", b"PIXL")
+
+
+# ---- writing ---------------------------------------------------------------------------------------
+def write_archive(
+    path: str | Path,
+    codec: Codec,
+    X: Any,
+    *,
+    ids: Sequence[str] | None = None,
+    model: str = DEFAULT_MODEL,
+    embed_codec: bool = True,
+    pixels: Any = None,
+    block_items: int = DEFAULT_BLOCK_ITEMS,
+    progress: bool = False,
+) -> None:
+    """Encode X (n, d) with a fitted codec and write a new archive at `path` atomically.
+
+    `embed_codec=False` writes a shared-codec archive that names the codec by hash only; decoding
+    it then needs the same codec file. `pixels` (n,) records each source image's pixel count so
+    bits per pixel can be reported.
+    """
+    codec._check_fitted()
+    X = check_embeddings(X, dim=codec.n_features_in_)
+    n = len(X)
+    ids = _check_ids(ids, n, start=0)
+    pixels = _check_pixels(pixels, n)
+    _check_model(model)
+    if not 1 <= block_items <= 1 << 24:
+        raise InputError(f"block_items must be in [1, 2**24], got {block_items}")
+    head = {
+        "format": FORMAT_VERSION,
+        "items": n,
+        "dim": codec.n_features_in_,
+        "model": model,
+        "codec": {"id": codec.codec_id.decode("ascii"), "spec": str(codec.spec), "hash": codec.state_hash},
+        "block_items": block_items,
+        "writer": f"semzip {__version__}",
+    }
+    with atomic_writer(path) as fh:
+        _Writer(fh).write(head, codec.to_bytes() if embed_codec else None, [], codec, X, ids, pixels,
+                          block_items, progress)
+
+
+def append_archive(
+    path: str | Path,
+    X: Any,
+    *,
+    ids: Sequence[str] | None = None,
+    pixels: Any = None,
+    codec: Codec | None = None,
+    progress: bool = False,
+) -> None:
+    """Add items to an existing archive, coded with its codec; old blocks are copied verbatim.
+
+    The old file is replaced only once the new one is complete, so a failure leaves it intact.
+    """
+    with Archive.open(path, codec=codec) as old:
+        old.check_sections()
+        X = check_embeddings(X, dim=old.dim)
+        new_ids = _check_ids(ids, len(X), start=old.items)
+        clash = set(new_ids) & set(old.ids)
+        if clash:
+            raise InputError(f"ids already in the archive: {sorted(clash)[:5]}")
+        new_pixels = _check_pixels(pixels, len(X))
+        if old.pixels is None and new_pixels is None:
+            all_pixels = None
+        else:
+            all_pixels = np.concatenate([
+                old.pixels if old.pixels is not None else np.zeros(old.items, np.uint64),
+                new_pixels if new_pixels is not None else np.zeros(len(X), np.uint64),
+            ])
+        head = dict(old.head, items=old.items + len(X), writer=f"semzip {__version__}")
+        with atomic_writer(path) as fh:
+            _Writer(fh).write(head, old.codec_section, [(old.data, old.index)], old.codec, X,
+                              list(old.ids) + new_ids, all_pixels, int(old.head["block_items"]), progress)
+
+
+class _Writer:
+    """Streams one archive: sections in order, DATA's header patched once its length is known."""
+
+    def __init__(self, fh: BinaryIO) -> None:
+        self.fh = fh
+
+    def write(self, head: dict, codec_bytes: bytes | None, old: list[tuple[memoryview, np.ndarray]],
+              codec: Codec, X: np.ndarray, ids: list[str], pixels: np.ndarray | None, block_items: int,
+              progress: bool) -> None:
+        count = len(_REQUIRED) + (codec_bytes is not None) + (pixels is not None)
+        self.fh.write(_PREAMBLE.pack(MAGIC, FORMAT_VERSION, 0, count))
+        self._section(b"HEAD", json.dumps(head, sort_keys=True, separators=(",", ":")).encode())
+        if codec_bytes is not None:
+            self._section(b"CODC", codec_bytes)
+        index = self._data(old, codec, X, block_items, progress)
+        self._section(b"INDX", index.tobytes())
+        self._section(b"IDS_", _pack_ids(ids))
+        if pixels is not None:
+            self._section(b"PIXL", pixels.astype("<u8").tobytes())
+
+    def _section(self, tag: bytes, payload: bytes) -> None:
+        self.fh.write(_SECTION.pack(tag, len(payload), zlib.crc32(payload)))
+        self.fh.write(payload)
+
+    def _data(self, old: list[tuple[memoryview, np.ndarray]], codec: Codec, X: np.ndarray,
+              block_items: int, progress: bool) -> np.ndarray:
+        header_at = self.fh.tell()
+        self.fh.write(_SECTION.pack(b"DATA", 0, 0))
+        crc, offset, rows = 0, 0, []
+        for data, index in old:
+            self.fh.write(data)
+            crc = zlib.crc32(data, crc)
+            rows.append(index)
+            offset += len(data)
+        starts = range(0, len(X), block_items)
+        new = np.zeros(len(starts), dtype=_INDEX)
+        with progress_bar("encoding", total=len(X), enabled=progress) as advance:
+            for b, start in enumerate(starts):
+                block = X[start : start + block_items]
+                payload = codec.encode(block)
+                block_crc = zlib.crc32(payload)
+                new[b] = (offset, len(payload), len(block), block_crc)
+                self.fh.write(payload)
+                crc = zlib.crc32(payload, crc)
+                offset += len(payload)
+                advance(len(block))
+        end = self.fh.tell()
+        self.fh.seek(header_at)
+        self.fh.write(_SECTION.pack(b"DATA", offset, crc))
+        self.fh.seek(end)
+        return np.concatenate([*rows, new]).astype(_INDEX)
+
+
+# ---- reading ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Section:
+    offset: int  # of the payload, in the file
+    length: int
+    crc: int
+
+
+class Archive:
+    """A memory-mapped, read-only view of a `.smz` archive. Use `Archive.open(path)` as a context manager."""
+
+    def __init__(self, path: Path, buf: mmap.mmap | bytes, codec: Codec | None) -> None:
+        self.path = path
+        self._buf = buf
+        self._view = memoryview(buf)
+        self.sections = _read_sections(self._view)
+        self.head = self._head()
+        self.items = int(self.head["items"])
+        self.dim = int(self.head["dim"])
+        self.model = str(self.head["model"])
+        self.codec_spec = str(self.head["codec"]["spec"])
+        self.codec_hash = str(self.head["codec"]["hash"])
+        self.codec_embedded = b"CODC" in self.sections
+        self.index = self._index()
+        self._starts = np.concatenate([[0], np.cumsum(self.index["items"], dtype=np.int64)])
+        self.ids = self._ids()
+        self.pixels = self._pixels()
+        self._codec = self._resolve_codec(codec)
+        self._positions: dict[str, int] | None = None
+
+    @classmethod
+    def open(cls, path: str | Path, codec: Codec | None = None) -> Archive:
+        """Open and check the archive's structure and metadata checksums (block CRCs are checked on use)."""
+        p = Path(path)
+        try:
+            with open(p, "rb") as fh:
+                size = fh.seek(0, 2)
+                buf: mmap.mmap | bytes = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) if size else b""
+        except FileNotFoundError:
+            raise InputError(f"no such archive: {str(p)!r}") from None
+        except IsADirectoryError:
+            raise InputError(f"{str(p)!r} is a folder, not an archive") from None
+        except OSError as exc:
+            raise InputError(f"cannot read archive {str(p)!r}: {exc.strerror}") from None
+        try:
+            return cls(p, buf, codec)
+        except BaseException:
+            if isinstance(buf, mmap.mmap):
+                with contextlib.suppress(BufferError):  # views in the traceback; GC unmaps later
+                    buf.close()
+            raise
+
+    def close(self) -> None:
+        """Unmap the file; views still held by callers keep it mapped until they are dropped."""
+        if isinstance(self._buf, mmap.mmap):
+            with contextlib.suppress(BufferError):
+                self._view.release()
+                self._buf.close()
+
+    def __enter__(self) -> Archive:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- structure -----------------------------------------------------------------------------
+    def _payload(self, tag: bytes, check: bool = True) -> memoryview:
+        sec = self.sections[tag]
+        view = self._view[sec.offset : sec.offset + sec.length]
+        if check and zlib.crc32(view) != sec.crc:
+            raise FormatError(f"archive is damaged: checksum mismatch in section {tag.decode()}")
+        return view
+
+    def _head(self) -> dict:
+        try:
+            head = json.loads(bytes(self._payload(b"HEAD")))
+            if head["format"] != FORMAT_VERSION:
+                raise FormatError(f"unsupported archive version {head['format']}; this semzip reads {FORMAT_VERSION}")
+            int(head["items"]), int(head["dim"]), str(head["model"]), int(head["block_items"])
+            head["codec"]["id"], head["codec"]["spec"], head["codec"]["hash"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise FormatError(f"archive header is malformed ({exc!r})") from None
+        return head
+
+    def _index(self) -> np.ndarray:
+        raw = self._payload(b"INDX")
+        if len(raw) % _INDEX.itemsize:
+            raise FormatError("archive block table has a partial entry")
+        index = np.frombuffer(raw, dtype=_INDEX).copy()
+        data_len = self.sections[b"DATA"].length
+        ends = index["offset"].astype(np.int64) + index["nbytes"]
+        if int(index["items"].sum()) != self.items or (index["items"] == 0).any():
+            raise FormatError("archive block table does not add up to the item count")
+        if len(index) and (ends.max() > data_len or (index["offset"][1:] != ends[:-1]).any() or index["offset"][0]):
+            raise FormatError("archive block table points outside the data section")
+        return index
+
+    def _ids(self) -> list[str]:
+        ids = _unpack_ids(self._payload(b"IDS_"), self.items)
+        if len(set(ids)) != len(ids):
+            raise FormatError("archive item ids are not unique")
+        return ids
+
+    def _pixels(self) -> np.ndarray | None:
+        if b"PIXL" not in self.sections:
+            return None
+        raw = self._payload(b"PIXL")
+        if len(raw) != 8 * self.items:
+            raise FormatError("archive pixel-count section has the wrong length")
+        return np.frombuffer(raw, dtype="<u8").astype(np.uint64)
+
+    def _resolve_codec(self, given: Codec | None) -> Codec | None:
+        embedded = None
+        if self.codec_embedded:
+            embedded = codec_from_bytes(bytes(self._payload(b"CODC")))
+            if embedded.state_hash != self.codec_hash:
+                raise FormatError("archive is damaged: embedded codec does not match the header's codec hash")
+        if given is None:
+            return embedded
+        given._check_fitted()
+        if given.state_hash != self.codec_hash:
+            raise CodecMismatchError(
+                f"wrong codec: archive was written with {self.codec_spec} (hash {self.codec_hash[:12]}), "
+                f"given {given.spec} (hash {given.state_hash[:12]})"
+            )
+        return given
+
+    @property
+    def codec(self) -> Codec:
+        """The archive's codec; a shared-codec archive needs it passed to `open`."""
+        if self._codec is None:
+            raise CodecMismatchError(
+                f"archive {str(self.path)!r} does not embed its codec ({self.codec_spec}, hash "
+                f"{self.codec_hash[:12]}): pass the codec file it was written with (--codec FILE.smzc)"
+            )
+        return self._codec
+
+    @property
+    def codec_section(self) -> bytes | None:
+        return bytes(self._payload(b"CODC")) if self.codec_embedded else None
+
+    @property
+    def data(self) -> memoryview:
+        """The DATA section's bytes (not checked; block CRCs are checked when blocks are read)."""
+        return self._payload(b"DATA", check=False)
+
+    # ---- access --------------------------------------------------------------------------------
+    def block_payload(self, b: int) -> memoryview:
+        """Bytes of block b, after checking its CRC."""
+        row = self.index[b]
+        start = self.sections[b"DATA"].offset + int(row["offset"])
+        view = self._view[start : start + int(row["nbytes"])]
+        if zlib.crc32(view) != int(row["crc"]):
+            raise FormatError(f"archive is damaged: checksum mismatch in block {b} (items {self._starts[b]}..)")
+        return view
+
+    def block_codes(self, b: int) -> Codes:
+        return self.codec.unpack(self.block_payload(b), int(self.index[b]["items"]))
+
+    def iter_codes(self) -> Iterator[tuple[int, Codes]]:
+        """(first item index, codes) for each block in order: the entry point for compressed-domain search."""
+        for b in range(len(self.index)):
+            yield int(self._starts[b]), self.block_codes(b)
+
+    def decode(self, progress: bool = False) -> np.ndarray:
+        """All items as float32 (items, dim), in archive order."""
+        out = np.empty((self.items, self.dim), dtype=np.float32)
+        with progress_bar("decoding", total=self.items, enabled=progress) as advance:
+            for start, codes in self.iter_codes():
+                rows = self.codec.reconstruct(codes)
+                out[start : start + len(rows)] = rows
+                advance(len(rows))
+        return out
+
+    def position(self, item_id: str) -> int:
+        if self._positions is None:
+            self._positions = {k: i for i, k in enumerate(self.ids)}
+        try:
+            return self._positions[item_id]
+        except KeyError:
+            raise InputError(f"no item with id {item_id!r} in {str(self.path)!r}") from None
+
+    def get(self, item_id: str) -> np.ndarray:
+        """One item's vector by id, decoding only its block."""
+        i = self.position(item_id)
+        b = int(np.searchsorted(self._starts, i, side="right") - 1)
+        return self.codec.reconstruct(self.block_codes(b))[i - self._starts[b]]
+
+    # ---- integrity and accounting ----------------------------------------------------------------
+    def check_sections(self) -> None:
+        """Check the DATA section's CRC (the other sections were checked on open)."""
+        sec = self.sections[b"DATA"]
+        if zlib.crc32(self.data) != sec.crc:
+            raise FormatError("archive is damaged: checksum mismatch in section DATA")
+
+    def verify(self) -> list[str]:
+        """Check every checksum and that every block decodes; returns the problems found (empty = intact)."""
+        problems = []
+        try:
+            self.check_sections()
+        except FormatError as exc:
+            problems.append(str(exc))
+        for b in range(len(self.index)):
+            try:
+                payload = self.block_payload(b)
+                if self._codec is not None:
+                    self._codec.unpack(payload, int(self.index[b]["items"]))
+            except FormatError as exc:
+                problems.append(str(exc))
+        return problems
+
+    def info(self) -> dict[str, Any]:
+        """Counted sizes: every figure comes from the bytes in the file."""
+        total_bits = 8 * len(self._view)
+        payload_bits = 8 * int(self.index["nbytes"].sum())
+        codec_bits = 8 * self.sections[b"CODC"].length if self.codec_embedded else 0
+        out: dict[str, Any] = {
+            "path": str(self.path),
+            "format": FORMAT_VERSION,
+            "items": self.items,
+            "dim": self.dim,
+            "model": self.model,
+            "codec": self.codec_spec,
+            "codec_hash": self.codec_hash,
+            "codec_embedded": self.codec_embedded,
+            "blocks": len(self.index),
+            "payload_bits": payload_bits,
+            "codec_bits": codec_bits,
+            "ids_bits": 8 * self.sections[b"IDS_"].length,
+            "total_bits": total_bits,
+            "bits_per_item": total_bits / self.items,
+            "payload_bits_per_item": payload_bits / self.items,
+        }
+        if self._codec is not None:
+            out["fixed_bits_per_item"] = self._codec.fixed_bits
+        if self.pixels is not None and int(self.pixels.sum()) > 0:
+            known = self.pixels > 0
+            out["pixels"] = int(self.pixels.sum())
+            out["bpp"] = total_bits / int(self.pixels.sum())
+            out["payload_bpp"] = payload_bits / int(self.pixels.sum()) if known.all() else None
+        return out
+
+
+def _read_sections(view: memoryview) -> dict[bytes, _Section]:
+    if len(view) < _PREAMBLE.size or bytes(view[:8]) != MAGIC:
+        raise FormatError("not a semzip archive (bad magic number)")
+    _, version, flags, count = _PREAMBLE.unpack_from(view)
+    if version != FORMAT_VERSION:
+        raise FormatError(f"unsupported archive version {version}; this semzip reads {FORMAT_VERSION}")
+    if flags:
+        raise FormatError(f"archive uses unknown flags {flags:#x}")
+    sections: dict[bytes, _Section] = {}
+    pos = _PREAMBLE.size
+    for _ in range(count):
+        if pos + _SECTION.size > len(view):
+            raise FormatError("archive is truncated (in a section header)")
+        tag, length, crc = _SECTION.unpack_from(view, pos)
+        pos += _SECTION.size
+        if tag not in _KNOWN:
+            raise FormatError(f"archive has an unknown section {tag!r}")
+        if tag in sections:
+            raise FormatError(f"archive has section {tag.decode()} twice")
+        if length > len(view) - pos:
+            raise FormatError(f"archive is truncated: section {tag.decode()} claims {length} bytes, "
+                              f"{len(view) - pos} remain")
+        sections[tag] = _Section(pos, length, crc)
+        pos += length
+    if pos != len(view):
+        raise FormatError(f"archive has {len(view) - pos} unexpected trailing bytes")
+    missing = [t.decode() for t in _REQUIRED if t not in sections]
+    if missing:
+        raise FormatError(f"archive is missing section(s) {', '.join(missing)}")
+    return sections
+
+
+# ---- small fields --------------------------------------------------------------------------------------
+def _check_ids(ids: Sequence[str] | None, n: int, start: int) -> list[str]:
+    if ids is None:
+        return [str(i) for i in range(start, start + n)]
+    ids = [str(i) for i in ids]
+    if len(ids) != n:
+        raise InputError(f"{len(ids)} ids given for {n} items")
+    if len(set(ids)) != n:
+        seen: set[str] = set()
+        dup = next(i for i in ids if i in seen or seen.add(i))
+        raise InputError(f"item ids must be unique; {dup!r} appears more than once")
+    return ids
+
+
+def _check_pixels(pixels: Any, n: int) -> np.ndarray | None:
+    if pixels is None:
+        return None
+    arr = np.asarray(pixels)
+    if arr.shape != (n,) or not np.issubdtype(arr.dtype, np.integer) or (arr < 0).any():
+        raise InputError(f"pixels must be {n} non-negative integers, got shape {arr.shape} dtype {arr.dtype}")
+    return arr.astype(np.uint64)
+
+
+def _check_model(model: str) -> None:
+    if not isinstance(model, str) or not model or not model.isprintable():
+        raise InputError(f"model id must be a printable string such as {DEFAULT_MODEL!r}, got {model!r}")
+
+
+def _pack_ids(ids: list[str]) -> bytes:
+    encoded = [i.encode("utf-8") for i in ids]
+    lengths = np.array([len(e) for e in encoded], dtype="<u4")
+    return lengths.tobytes() + b"".join(encoded)
+
+
+def _unpack_ids(raw: memoryview, n: int) -> list[str]:
+    if len(raw) < 4 * n:
+        raise FormatError("archive id section is shorter than its item count")
+    lengths = np.frombuffer(raw[: 4 * n], dtype="<u4").astype(np.int64)
+    if 4 * n + int(lengths.sum()) != len(raw):
+        raise FormatError("archive id section lengths do not add up")
+    blob = bytes(raw[4 * n :])
+    ends = np.cumsum(lengths)
+    try:
+        return [blob[e - k : e].decode("utf-8") for e, k in zip(ends.tolist(), lengths.tolist())]
+    except UnicodeDecodeError:
+        raise FormatError("archive id section is not valid UTF-8") from None

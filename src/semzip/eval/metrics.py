@@ -1,0 +1,76 @@
+"""Semantic fidelity metrics on (possibly compressed) embeddings; all use cosine similarity."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .._errors import InputError
+from .._validate import check_embeddings, l2_normalize
+
+
+def _unit(X: object, name: str, dim: int | None = None) -> np.ndarray:
+    return l2_normalize(check_embeddings(X, dim=dim, name=name))
+
+
+def _labels(y: object, n: int, name: str) -> np.ndarray:
+    arr = np.asarray(y)
+    if arr.shape != (n,) or not np.issubdtype(arr.dtype, np.integer):
+        raise InputError(f"{name}: expected {n} integer labels, got shape {arr.shape} dtype {arr.dtype}")
+    return arr
+
+
+def _topk_hits(scores: np.ndarray, truth: np.ndarray, k: int) -> float:
+    k = min(k, scores.shape[1])
+    top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    return float((top == truth[:, None]).any(axis=1).mean())
+
+
+def zero_shot_topk(images: object, texts: object, labels: object, k: int = 1) -> float:
+    """Fraction of images whose true class is among the k classes with the most similar text embedding."""
+    img = _unit(images, "image embeddings")
+    txt = _unit(texts, "text embeddings", dim=img.shape[1])
+    y = _labels(labels, len(img), "labels")
+    if y.min() < 0 or y.max() >= len(txt):
+        raise InputError(f"labels must index the {len(txt)} text embeddings")
+    return _topk_hits(img @ txt.T, y, k)
+
+
+def nearest_centroid_topk(train: object, train_labels: object, test: object, test_labels: object,
+                          k: int = 1) -> float:
+    """Top-k accuracy of classifying `test` by cosine to per-class centroids of `train`."""
+    tr = _unit(train, "training embeddings")
+    te = _unit(test, "test embeddings", dim=tr.shape[1])
+    ytr = _labels(train_labels, len(tr), "training labels")
+    yte = _labels(test_labels, len(te), "test labels")
+    classes, inv = np.unique(ytr, return_inverse=True)
+    centroids = np.zeros((len(classes), tr.shape[1]), dtype=np.float64)
+    np.add.at(centroids, inv, tr)
+    lookup = {c: i for i, c in enumerate(classes.tolist())}
+    if not set(np.unique(yte).tolist()) <= set(lookup):
+        raise InputError("test labels include classes absent from the training labels")
+    truth = np.array([lookup[c] for c in yte.tolist()])
+    return _topk_hits(te @ l2_normalize(centroids).astype(np.float32).T, truth, k)
+
+
+def retrieval_recall(images: object, texts: object, ks: tuple[int, ...] = (1, 5, 10)) -> dict[str, float]:
+    """Recall@k both ways for paired rows (image i matches text i): keys 'i2t@k' and 't2i@k'."""
+    img = _unit(images, "image embeddings")
+    txt = _unit(texts, "text embeddings", dim=img.shape[1])
+    if len(img) != len(txt):
+        raise InputError(f"retrieval needs paired rows: {len(img)} images vs {len(txt)} texts")
+    sims = img @ txt.T
+    truth = np.arange(len(img))
+    out = {}
+    for k in ks:
+        out[f"i2t@{k}"] = _topk_hits(sims, truth, k)
+        out[f"t2i@{k}"] = _topk_hits(sims.T, truth, k)
+    return out
+
+
+def cosine_to_reference(decoded: object, reference: object) -> np.ndarray:
+    """Per-item cosine similarity between decoded vectors and the originals."""
+    ref = _unit(reference, "reference embeddings")
+    dec = _unit(decoded, "decoded embeddings", dim=ref.shape[1])
+    if len(dec) != len(ref):
+        raise InputError(f"{len(dec)} decoded vs {len(ref)} reference vectors")
+    return (dec * ref).sum(axis=1)

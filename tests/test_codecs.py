@@ -1,0 +1,142 @@
+"""Properties every registered codec must have, parametrized from the registry."""
+
+import numpy as np
+import pytest
+
+from semzip import InputError, NotFittedError, available_codecs, make_codec
+from semzip.codecs import codec_class, codec_from_bytes
+from semzip.eval import cosine_to_reference
+
+from .conftest import unit_rows
+
+SPECS = [spec for name in available_codecs() for spec in codec_class(name).example_specs]
+
+
+def test_every_codec_has_example_specs():
+    assert all(codec_class(name).example_specs for name in available_codecs())
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    X = unit_rows(600, 64, seed=1)
+    return {spec: make_codec(spec).fit(X) for spec in SPECS}
+
+
+@pytest.mark.parametrize("spec", SPECS)
+def test_round_trip_keeps_shape_and_dtype(fitted, spec):
+    codec = fitted[spec]
+    X = unit_rows(37, 64, seed=2)
+    Y = codec.decode(codec.encode(X), len(X))
+    assert Y.shape == X.shape and Y.dtype == np.float32
+    assert np.isfinite(Y).all()
+
+
+@pytest.mark.parametrize("spec", SPECS)
+def test_reencoding_a_decoded_vector_gives_the_same_code(fitted, spec):
+    codec = fitted[spec]
+    if not codec.idempotent:
+        pytest.skip(f"{codec.name} does not promise idempotent re-encoding")
+    codes = codec.quantize(unit_rows(50, 64, seed=3))
+    again = codec.quantize(codec.reconstruct(codes))
+    for key in codes:
+        np.testing.assert_array_equal(again[key], codes[key])
+
+
+@pytest.mark.parametrize("spec", SPECS)
+def test_pack_unpack_round_trip_and_counted_bits(fitted, spec):
+    codec = fitted[spec]
+    X = unit_rows(80, 64, seed=4)
+    codes = codec.quantize(X)
+    data = codec.pack(codes)
+    back = codec.unpack(data, len(X))
+    for key in codes:
+        np.testing.assert_array_equal(back[key], codes[key])
+    # the counted rate is the payload: nothing is stored beside it
+    assert codec.encode(X) == data
+    assert len(data) * 8 <= codec.fixed_bits * len(X) + 64
+
+
+@pytest.mark.parametrize("spec", SPECS)
+def test_save_load_gives_identical_decodes(fitted, spec):
+    codec = fitted[spec]
+    X = unit_rows(20, 64, seed=5)
+    data = codec.encode(X)
+    loaded = codec_from_bytes(codec.to_bytes())
+    assert loaded.state_hash == codec.state_hash and loaded.spec == codec.spec
+    np.testing.assert_array_equal(loaded.decode(data, len(X)), codec.decode(data, len(X)))
+
+
+@pytest.mark.parametrize("spec", SPECS)
+def test_unfitted_and_wrong_width_are_refused(fitted, spec):
+    with pytest.raises(NotFittedError):
+        make_codec(spec).encode(unit_rows(3, 64))
+    with pytest.raises(InputError, match="width 32 does not match the codec's width 64"):
+        fitted[spec].encode(unit_rows(3, 32))
+
+
+@pytest.mark.parametrize("spec", SPECS)
+@pytest.mark.parametrize("bad, message", [
+    (np.full((2, 64), np.nan, np.float32), "non-finite"),
+    (np.zeros((0, 64), np.float32), "empty input"),
+    (np.zeros(64, np.float32), "2-D"),
+    (np.array([["a"] * 64]), "numeric"),
+])
+def test_bad_input_is_refused_with_a_clear_message(fitted, spec, bad, message):
+    with pytest.raises(InputError, match=message):
+        fitted[spec].encode(bad)
+
+
+def _families():
+    out = {}
+    for name in available_codecs():
+        specs = codec_class(name).example_specs
+        if len(specs) > 1:
+            out[name] = specs
+    return out
+
+
+@pytest.mark.parametrize("name", sorted(_families()))
+def test_more_bits_never_hurts(name):
+    specs = _families()[name]
+    X, T = unit_rows(800, 64, seed=6), unit_rows(200, 64, seed=7)
+    rates, fidelity = [], []
+    for spec in specs:
+        codec = make_codec(spec).fit(X)
+        rates.append(len(codec.encode(T)))
+        fidelity.append(cosine_to_reference(codec.decode(codec.encode(T), len(T)), T).mean())
+    assert rates == sorted(rates), f"example specs of {name} must be in increasing rate"
+    assert fidelity == sorted(fidelity), f"{name}: fidelity {fidelity} does not grow with rate {rates}"
+
+
+def test_baselines_fidelity_order():
+    X = unit_rows(300, 64, seed=8)
+    cos = {}
+    for spec in ("f16", "int8", "sign"):
+        codec = make_codec(spec).fit(X)
+        cos[spec] = cosine_to_reference(codec.decode(codec.encode(X), len(X)), X).mean()
+    assert cos["f16"] > 0.99999 and cos["f16"] > cos["int8"] > 0.999 and cos["int8"] > cos["sign"] > 0.7
+
+
+def test_pq_entropy_coding_beats_fixed_length_on_skewed_data():
+    rng = np.random.default_rng(9)
+    distinct = unit_rows(20, 64, seed=9)
+    weights = 1.0 / np.arange(1, 21)
+    X = distinct[rng.choice(20, size=3000, p=weights / weights.sum())]  # very uneven centroid usage
+    codec = make_codec("pq:M=8,K=64,opq=0").fit(X)
+    counted = 8 * len(codec.encode(X)) / len(X)
+    assert counted < 0.9 * codec.fixed_bits
+    assert abs(counted - codec.estimated_bits(X).mean()) < 1.0
+
+
+def test_pq_rejects_impossible_shapes():
+    with pytest.raises(InputError, match="must divide the embedding width 64"):
+        make_codec("pq:M=6,K=16").fit(unit_rows(100, 64))
+    with pytest.raises(InputError, match="at least 256 training vectors"):
+        make_codec("pq:M=8,K=256").fit(unit_rows(100, 64))
+    with pytest.raises(InputError, match="opq=1 needs at least as many training vectors"):
+        make_codec("pq:M=8,K=16,opq=1").fit(unit_rows(40, 64))
+
+
+def test_pq_training_is_deterministic():
+    X = unit_rows(400, 64, seed=10)
+    assert make_codec("pq:M=8,K=16").fit(X).state_hash == make_codec("pq:M=8,K=16").fit(X).state_hash

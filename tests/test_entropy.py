@@ -1,0 +1,66 @@
+import numpy as np
+import pytest
+
+from semzip import FormatError
+from semzip.entropy import FrequencyTable, SymbolReader, encode_symbols
+
+
+def skewed(n, streams, alphabet, seed=0):
+    rng = np.random.default_rng(seed)
+    p = rng.dirichlet(np.full(alphabet, 0.3), size=streams)
+    return np.stack([rng.choice(alphabet, size=n, p=p[s]) for s in range(streams)], axis=1)
+
+
+def test_round_trip_of_several_parts():
+    a, b = skewed(500, 4, 16, seed=1), skewed(500, 1, 300, seed=2)
+    ta, tb = FrequencyTable.fit(a, 16), FrequencyTable.fit(b, 300)
+    reader = SymbolReader(encode_symbols([(ta, a), (tb, b)]))
+    np.testing.assert_array_equal(reader.read(ta, 500), a)
+    np.testing.assert_array_equal(reader.read(tb, 500), b)
+    reader.finish()
+
+
+def test_counted_bits_track_information_content():
+    symbols = skewed(4000, 8, 64)
+    table = FrequencyTable.fit(symbols, 64)
+    counted = 8 * len(encode_symbols([(table, symbols)]))
+    ideal = table.information_bits(symbols).sum()
+    assert ideal <= counted <= ideal + 64 + 0.001 * ideal
+    assert counted < 4000 * 8 * 6  # below the fixed-length rate of log2(64) = 6 bits
+
+
+def test_unseen_symbols_stay_encodable():
+    table = FrequencyTable.fit(np.zeros((100, 1), dtype=int), 8)
+    symbols = np.arange(8)[:, None]
+    np.testing.assert_array_equal(SymbolReader(encode_symbols([(table, symbols)])).read(table, 8), symbols)
+
+
+def test_damaged_streams_are_reported():
+    symbols = skewed(100, 2, 16)
+    table = FrequencyTable.fit(symbols, 16)
+    data = encode_symbols([(table, symbols)])
+    with pytest.raises(FormatError, match="whole number of 32-bit words"):
+        SymbolReader(data[:-1])
+    with pytest.raises(FormatError, match="unknown symbol-stream mode"):
+        SymbolReader(b"\x07\x00\x00\x00" + data[4:])
+    reader = SymbolReader(data + b"\x01\x00\x00\x00")
+    reader.read(table, 100)
+    with pytest.raises(FormatError, match="left over"):
+        reader.finish()
+
+
+def test_bad_tables_are_refused():
+    with pytest.raises(FormatError):
+        FrequencyTable(np.zeros((2, 4), dtype=np.uint32))
+    with pytest.raises(FormatError):
+        FrequencyTable(np.ones(4, dtype=np.uint32))
+
+
+def test_data_unlike_the_training_set_falls_back_to_fixed_width():
+    table = FrequencyTable.fit(np.zeros((1000, 3), dtype=int), 32)  # learned: always 0
+    symbols = np.random.default_rng(3).integers(1, 32, size=(200, 3))
+    data = encode_symbols([(table, symbols)])
+    assert 8 * len(data) <= 200 * 3 * 5 + 64
+    reader = SymbolReader(data)
+    np.testing.assert_array_equal(reader.read(table, 200), symbols)
+    reader.finish()
