@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import TINY_CFG
+from .conftest import TINY_CFG
 
 from semzip.embed import ModelError, load_model
 from semzip.embed._backend import model_config, open_clip_module, pretrained_config, split_model_name

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import PHOTOS
+from .conftest import PHOTOS
 from PIL import Image
 
 from semzip import InputError
