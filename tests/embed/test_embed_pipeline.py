@@ -158,3 +158,23 @@ def test_zero_shot_picks_the_most_similar_class():
     best, score = zero_shot(feats, classes)
     assert best.tolist() == [1, 0]
     np.testing.assert_allclose(score, [0.9 / np.hypot(0.1, 0.9), 2 / np.sqrt(5)], rtol=1e-6)
+
+
+@pytest.mark.parametrize("overlap", [True, False])
+def test_ordered_yields_in_input_order(overlap):
+    """The decode scheduler: in order, and every index once, whether or not it runs ahead (GPU) or not (CPU)."""
+    import random
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from semzip.embed._pipeline import _ordered
+
+    delays = [random.Random(i).random() * 0.003 for i in range(23)]
+
+    def work(i):
+        time.sleep(delays[i])
+        return i * i
+
+    with ThreadPoolExecutor(4) as pool:
+        assert list(_ordered(pool, work, 23, window=5, overlap=overlap)) == [i * i for i in range(23)]
+        assert list(_ordered(pool, work, 0, window=5, overlap=overlap)) == []

@@ -114,10 +114,6 @@ def resolve_device(device: str) -> str:
 def load_model(name: str = "ViT-B-32:openai", weights: str | os.PathLike[str] | None = None,
                device: str = "cpu") -> ClipModel:
     """Load CLIP model `name` (open_clip's ARCH:TAG) with real pretrained weights; see the module docstring."""
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        raise ModelError(f"the CLIP front-end needs torch: {INSTALL_HINT}") from None
     arch, tag = split_model_name(name)
     folder_cfg: dict[str, Any] = {}
     if weights is not None:
@@ -136,6 +132,10 @@ def load_model(name: str = "ViT-B-32:openai", weights: str | os.PathLike[str] | 
     if path is None:
         path = _cached_or_downloaded(name, pre_cfg)
     preprocess = _preprocess_from(cfg, {**pre_cfg, **folder_cfg.get("preprocess_cfg", {})})
+    try:  # only now: a missing-weights error comes without the seconds torch takes to import
+        import torch  # noqa: F401
+    except ImportError:
+        raise ModelError(f"the CLIP front-end needs torch: {INSTALL_HINT}") from None
     dev = resolve_device(device)
     module, tokenizer = _build(arch, cfg, path)
     module = module.to(dev).eval()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import hashlib
 import logging
 import os
@@ -84,8 +85,17 @@ def _load_one(path: Path, known: frozenset[str], model: ClipModel) -> tuple[str,
         return f"not a readable image ({type(exc).__name__}: {exc})"[:300]
 
 
-def _ordered(pool: ThreadPoolExecutor, fn: Callable[[int], Any], n: int, window: int) -> Iterator[Any]:
-    """fn(0..n-1) run on `pool`, yielded in order, with at most `window` submitted ahead."""
+def _ordered(pool: ThreadPoolExecutor, fn: Callable[[int], Any], n: int, window: int, overlap: bool) -> Iterator[Any]:
+    """fn(0..n-1) run on `pool`, yielded in order.
+
+    With `overlap`, up to `window` calls run ahead, also while the caller runs the model (right for a GPU).
+    Without, calls run `window` at a time, all in parallel, and none while the caller works: on a CPU
+    the model already uses every core, and decoding beside it only slows its threads down.
+    """
+    if not overlap:
+        for start in range(0, n, window):
+            yield from pool.map(fn, range(start, min(n, start + window)))
+        return
     pending: collections.deque[Future[Any]] = collections.deque()
     nxt = 0
     try:
@@ -170,25 +180,28 @@ def _run(paths: list[Path], ids: list[str], clip: ClipModel, store: EmbeddingCac
 
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="semzip-decode") as pool, \
             progress_bar("embedding", n, enabled=progress) as advance:
-        results = _ordered(pool, lambda i: _load_one(paths[i], known, clip), n, window=batch_size + 2 * workers)
-        for i, res in enumerate(results):
-            if isinstance(res, str):
-                if strict:
-                    raise InputError(f"{paths[i]}: {res}")
-                log.warning("skipping %s: %s", paths[i], res)
-                failures.append(Failure(str(paths[i]), ids[i], res))
-            else:
-                digest, x, count = res
-                if x is None:
-                    hits.append((i, digest))
+        on_cpu = clip.device.startswith("cpu")
+        results = _ordered(pool, lambda i: _load_one(paths[i], known, clip), n,
+                           window=batch_size if on_cpu else batch_size + 2 * workers, overlap=not on_cpu)
+        with contextlib.closing(results):  # on an error, queued decodes are cancelled before the pool waits
+            for i, res in enumerate(results):
+                if isinstance(res, str):
+                    if strict:
+                        raise InputError(f"{paths[i]}: {res}")
+                    log.warning("skipping %s: %s", paths[i], res)
+                    failures.append(Failure(str(paths[i]), ids[i], res))
                 else:
-                    pixels[i] = count
-                    batch.append((i, digest, x))
-            if len(batch) >= batch_size:
-                flush_batch()
-            if len(hits) >= 1024:
-                flush_hits()
-            advance(1)
+                    digest, x, count = res
+                    if x is None:
+                        hits.append((i, digest))
+                    else:
+                        pixels[i] = count
+                        batch.append((i, digest, x))
+                if len(batch) >= batch_size:
+                    flush_batch()
+                if len(hits) >= 1024:
+                    flush_hits()
+                advance(1)
         if batch:
             flush_batch()
         if hits:
