@@ -218,3 +218,19 @@ def test_importing_semzip_embed_does_not_import_torch():
     proc = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": SRC},
                           capture_output=True, text=True, timeout=60)
     assert proc.stdout.split() == ["False", "False"], proc.stderr
+
+
+def test_weights_fingerprint(tiny_weights_dir, tmp_path):
+    """The cache key's weights hash: SHA-256 of the file, read off the name of a Hugging Face cache blob."""
+    import hashlib
+
+    model = load_model("ViT-B-32:tiny", weights=tiny_weights_dir)
+    data = (tiny_weights_dir / "open_clip_model.safetensors").read_bytes()
+    assert model.fingerprint == hashlib.sha256(data).hexdigest()[:16]
+    blob = tmp_path / "blobs" / ("ab" * 32)
+    blob.parent.mkdir()
+    blob.write_bytes(data)
+    model.weights_path = tmp_path / "link.safetensors"
+    model.weights_path.symlink_to(blob)
+    del model.fingerprint  # drop the cached value
+    assert model.fingerprint == "ab" * 8

@@ -69,6 +69,9 @@ class ClipModel:
         """SHA-256 (16 hex digits) of the weights file: embeddings cached under one never serve another."""
         if self.weights_path is None:
             return "none"
+        blob = Path(os.path.realpath(self.weights_path))
+        if blob.parent.name == "blobs" and len(blob.name) == 64 and all(c in "0123456789abcdef" for c in blob.name):
+            return blob.name[:16]  # a Hugging Face cache blob is named by the SHA-256 of its content
         digest = hashlib.sha256()
         with open(self.weights_path, "rb") as fh:
             for chunk in iter(lambda: fh.read(1 << 22), b""):
