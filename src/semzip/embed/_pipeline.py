@@ -22,6 +22,7 @@ from ._images import decode_image, to_pixels
 from ._load import ClipModel, load_model
 
 log = logging.getLogger("semzip.embed")
+log.addHandler(logging.NullHandler())  # skipped files are in Embedded.failures; the CLI prints them itself
 
 # Bump when decoding or preprocessing changes what a file embeds to: old cache rows stop matching.
 PIPELINE_VERSION = 1
