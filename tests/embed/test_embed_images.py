@@ -7,9 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image, features
 
-from semzip import InputError
+pytest.importorskip("PIL", reason="decoding needs Pillow (extras clip or eval)")
+
+from PIL import Image, features  # noqa: E402
+
+from semzip import InputError  # noqa: E402
 from semzip.embed import Preprocess, collect_images, decode_image, to_pixels
 
 

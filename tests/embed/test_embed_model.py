@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from .conftest import require_clip
+
+require_clip()
+
 import copy
 import os
 import subprocess
