@@ -107,3 +107,15 @@ def test_classify_rejects_bad_labels_and_templates(photo_folder, tiny_args, tiny
     assert main(["classify", str(arc), "--labels", "cat,dog", "--templates", "no slot",
                  "--weights", str(tiny_weights_dir)]) == 2
     assert "no '{}'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--model", "ViT-Q-99:openai"], "unknown CLIP architecture 'ViT-Q-99'"),
+    (["--model", "ViT-B-32"], "not of the form ARCH:TAG"),
+    (["--device", "cuda:7"], "cuda:7"),
+    (["--device", "toaster"], "unknown device 'toaster'"),
+])
+def test_embed_model_and_device_errors(args, message, photo_folder, tiny_weights_dir, tmp_path, capsys):
+    weights = [] if "--model" in args else ["--model", "ViT-B-32:tiny", "--weights", str(tiny_weights_dir)]
+    rc = main(["embed", str(photo_folder), "-o", str(tmp_path / "e.npz"), "--no-cache", *weights, *args])
+    assert rc == 5 and message in capsys.readouterr().err

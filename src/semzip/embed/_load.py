@@ -109,6 +109,8 @@ def resolve_device(device: str) -> str:
         raise ModelError(f"unknown device {device!r} (use cpu, cuda, cuda:N, mps or auto)") from None
     if parsed.type == "cuda" and not torch.cuda.is_available():
         raise ModelError(f"device {device!r} requested but torch sees no CUDA GPU (torch {torch.__version__})")
+    if parsed.type == "cuda" and parsed.index is not None and parsed.index >= torch.cuda.device_count():
+        raise ModelError(f"device {device!r} requested but torch sees {torch.cuda.device_count()} CUDA GPU(s)")
     if parsed.type == "mps" and not torch.backends.mps.is_available():
         raise ModelError("device 'mps' requested but it is not available")
     return str(parsed)
