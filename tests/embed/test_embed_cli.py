@@ -70,7 +70,7 @@ def test_embed_without_weights_offline_says_how_to_get_them(photo_folder, tmp_pa
     monkeypatch.setenv("HOME", str(tmp_path))
     rc = main(["embed", str(photo_folder), "-o", str(tmp_path / "e.npz"), "--no-cache"])
     err = capsys.readouterr().err
-    assert rc == 5 and "no weights for ViT-B-32:openai" in err and "--weights" in err
+    assert rc == 6 and "no weights for ViT-B-32:openai" in err and "--weights" in err
 
 
 def test_compress_an_image_folder_then_classify(photo_folder, tiny_args, tiny_weights_dir, tmp_path, capsys):
@@ -118,4 +118,4 @@ def test_classify_rejects_bad_labels_and_templates(photo_folder, tiny_args, tiny
 def test_embed_model_and_device_errors(args, message, photo_folder, tiny_weights_dir, tmp_path, capsys):
     weights = [] if "--model" in args else ["--model", "ViT-B-32:tiny", "--weights", str(tiny_weights_dir)]
     rc = main(["embed", str(photo_folder), "-o", str(tmp_path / "e.npz"), "--no-cache", *weights, *args])
-    assert rc == 5 and message in capsys.readouterr().err
+    assert rc == 6 and message in capsys.readouterr().err
