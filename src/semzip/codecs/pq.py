@@ -31,7 +31,7 @@ class PQCodec(Codec):
     example_specs = ("pq:M=4,K=16,opq=0", "pq:M=8,K=16,opq=1", "pq:M=16,K=16,opq=1")
 
     def __init__(self, M: int = 32, K: int = 256, opq: bool = True, *, seed: int = 0, niter: int = 25,
-                 opq_iter: int = 25, max_train: int = 65536) -> None:
+                 opq_iter: int = 50, max_train: int = 65536) -> None:
         self.M = M
         self.K = K
         self.opq = opq
