@@ -28,6 +28,7 @@ stdout = Console(soft_wrap=True)
 stderr = Console(stderr=True, soft_wrap=True)
 
 from . import _core  # noqa: E402,F401  (registers commands)
+from . import _search  # noqa: E402,F401  (search, classify, merge, serve)
 
 
 def main(argv: list[str] | None = None) -> int:
