@@ -94,6 +94,21 @@ def test_search_equals_brute_force_on_decoded(tmp_path, fitted, data, spec, norm
     assert np.all(np.diff(result.scores, axis=1) <= 1e-7)  # best first
 
 
+@pytest.mark.parametrize("chunk,k", [(300, 10), (40, 64), (1, 3)])
+def test_running_top_k_across_many_chunks(tmp_path, fitted, data, monkeypatch, chunk, k):
+    import semzip.search._engine as engine
+
+    monkeypatch.setattr(engine, "_CHUNK_ITEMS", chunk)
+    path = tmp_path / "a.smz"
+    write_archive(path, fitted["int8"], data, block_items=37)
+    Q = unit_rows(6, D, seed=17)
+    with Archive.open(path) as arc:
+        _, best = brute_force(arc.decode(), Q, k)
+    result = search_archive(path, Q, k=k)
+    np.testing.assert_allclose(result.scores, best, atol=1e-5)
+    assert all(len(set(row)) == k for row in result.ids)
+
+
 def test_rerank_reproduces_exact_scores_and_preload_matches_streaming(tmp_path, fitted, data):
     path = tmp_path / "a.smz"
     write_archive(path, fitted["pq:M=8,K=16,opq=1"], data, block_items=256)

@@ -146,7 +146,7 @@ class Collection:
 
     # ---- scoring ---------------------------------------------------------------------------------
     def _scores(self, Q: np.ndarray, normalize: bool) -> Iterator[tuple[int, int, np.ndarray]]:
-        """(archive index, first position, scores (q, n)) for consecutive runs of items."""
+        """(archive index, first position, scores (n, q)) for consecutive runs of items."""
         for s, a in enumerate(self.archives):
             score = a.codec.scorer(Q)
             for first, group in self._chunks(s, normalize):
@@ -156,7 +156,7 @@ class Collection:
                     if normalize:
                         S /= np.where(norms > 0, norms, 1.0).astype(np.float32)[:, None]
                     parts.append(S)
-                yield s, first, np.concatenate(parts).T
+                yield s, first, np.concatenate(parts)
 
     def search(self, queries: Any, k: int = 10, *, normalize: bool = True, rerank: int = 0) -> SearchResult:
         """Top-k items per query (q, d) by inner product with the reconstructions, in the compressed domain.
@@ -182,20 +182,40 @@ class Collection:
         return SearchResult(ids, scores, src, pos)
 
     def _top(self, Q: np.ndarray, keep: int, normalize: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Running top-`keep` (unsorted) over all chunks: scores, archive index, position, each (q, keep)."""
+        """Running top-`keep` (unsorted) over all chunks: scores, archive index, position, each (q, keep).
+
+        Only scores at or above each query's current k-th best (or, before k items are seen, the k-th
+        best of a sample of the chunk, a lower bound of the chunk's own) are gathered, so a chunk
+        costs one comparison pass and a small merge rather than a partition of the whole chunk.
+        """
         q = len(Q)
-        best = np.full((q, 0), -np.inf, dtype=np.float32)
-        src = np.zeros((q, 0), dtype=np.int32)
-        pos = np.zeros((q, 0), dtype=np.int64)
-        for s, first, S in self._scores(Q, normalize):
-            n = S.shape[1]
-            cand = np.concatenate([best, S], axis=1)
-            cand_src = np.concatenate([src, np.full((q, n), s, dtype=np.int32)], axis=1)
-            cand_pos = np.concatenate([pos, np.broadcast_to(np.arange(first, first + n, dtype=np.int64), (q, n))], axis=1)
-            if cand.shape[1] > keep:
-                idx = np.argpartition(-cand, keep - 1, axis=1)[:, :keep]
-                cand, cand_src, cand_pos = (np.take_along_axis(x, idx, axis=1) for x in (cand, cand_src, cand_pos))
-            best, src, pos = cand, cand_src, cand_pos
+        best = np.full((q, keep), -np.inf, dtype=np.float32)
+        src = np.zeros((q, keep), dtype=np.int32)
+        pos = np.zeros((q, keep), dtype=np.int64)
+        for s, first, S in self._scores(Q, normalize):  # S is (n, q): no transposed copy
+            n = len(S)
+            if n <= keep:
+                idx, vals = np.broadcast_to(np.arange(n), (q, n)), S.T
+            else:
+                threshold = best.min(axis=1)
+                if np.isneginf(threshold).any():  # not full yet: the k-th best of a sample bounds the chunk's
+                    sample = S[:: max(1, min(16, n // keep))]
+                    threshold = np.maximum(threshold, np.partition(sample, len(sample) - keep, axis=0)[len(sample) - keep])
+                items, queries = np.nonzero(S >= threshold[None, :])
+                if not len(items):
+                    continue
+                order = np.argsort(queries, kind="stable")
+                items, queries = items[order], queries[order]
+                counts = np.bincount(queries, minlength=q)
+                slot = np.arange(len(items)) - np.repeat(np.cumsum(counts) - counts, counts)
+                idx = np.zeros((q, int(counts.max())), dtype=np.int64)
+                vals = np.full(idx.shape, -np.inf, dtype=np.float32)
+                idx[queries, slot], vals[queries, slot] = items, S[items, queries]
+            cand = np.concatenate([best, vals], axis=1)
+            sel = np.argpartition(-cand, keep - 1, axis=1)[:, :keep]
+            best = np.take_along_axis(cand, sel, axis=1)
+            pos = np.take_along_axis(np.concatenate([pos, first + idx], axis=1), sel, axis=1)
+            src = np.take_along_axis(np.concatenate([src, np.full(idx.shape, s, dtype=np.int32)], axis=1), sel, axis=1)
         return best, src, pos
 
     def _exact(self, Q: np.ndarray, src: np.ndarray, pos: np.ndarray, normalize: bool) -> np.ndarray:
@@ -225,8 +245,8 @@ class Collection:
         offsets = np.cumsum([0] + [a.items for a in self.archives])
         for s, first, S in self._scores(T, normalize):
             at = offsets[s] + first
-            best[at : at + S.shape[1]] = S.argmax(axis=0)
-            score[at : at + S.shape[1]] = S.max(axis=0)
+            best[at : at + len(S)] = S.argmax(axis=1)
+            score[at : at + len(S)] = S.max(axis=1)
         return np.asarray(labels)[best], score
 
 
