@@ -94,11 +94,15 @@ class PQCodec(Codec):
         return pq
 
     def _prepare(self) -> None:
-        """Derived arrays for fast assignment: transposed centroids with -|c|^2/2 as an extra row."""
-        c = self.centroids_.astype(np.float32)
+        """Derived arrays: transposed centroids with -|c|^2/2 as an extra row (assignment),
+        centroids viewed as one opaque row each with per-sub-space offsets (a single fast gather),
+        and centroid norms^2 (reconstruction norms)."""
+        c = np.ascontiguousarray(self.centroids_, dtype=np.float32)
         bias = -0.5 * (c**2).sum(axis=2, keepdims=True)
         self._assigner = np.ascontiguousarray(np.concatenate([c, bias], axis=2).transpose(0, 2, 1))
-        self._sqnorms = -2.0 * bias[:, :, 0]  # (M, K) centroid norms^2, for reconstruction norms
+        self._rows = c.reshape(self.M * self.K, -1).view(np.dtype((np.void, 4 * c.shape[2]))).ravel()
+        self._offsets = np.arange(self.M, dtype=np.int64) * self.K
+        self._sqnorms = -2.0 * bias.ravel()  # centroid |c|^2 at the same flat index, for reconstruction norms
 
     def _rotate(self, X: np.ndarray) -> np.ndarray:
         return X if self.rotation_ is None else X @ self.rotation_.T
@@ -122,8 +126,7 @@ class PQCodec(Codec):
         return {"codes": self._assign(self._rotate(X))}
 
     def reconstruct(self, codes: Codes) -> np.ndarray:
-        c = codes["codes"]
-        Y = self.centroids_[np.arange(self.M)[None, :], c].reshape(len(c), -1)
+        Y = np.take(self._rows, codes["codes"] + self._offsets).view(np.float32)
         return Y if self.rotation_ is None else Y @ self.rotation_
 
     # ---- compressed-domain search -----------------------------------------------------------------
@@ -138,12 +141,11 @@ class PQCodec(Codec):
         q = len(Q)
         sub = self._rotate(Q).reshape(q, self.M, -1)
         lut = np.ascontiguousarray(np.einsum("mkd,qmd->mkq", self.centroids_, sub).reshape(-1, q))
-        offsets = np.arange(self.M, dtype=np.int64) * self.K
 
         def score(codes: Codes) -> np.ndarray:
             c = codes["codes"]
             rows = scipy.sparse.csr_matrix(
-                (np.ones(c.size, np.float32), (c + offsets).ravel(), np.arange(0, c.size + 1, self.M)),
+                (np.ones(c.size, np.float32), (c + self._offsets).ravel(), np.arange(0, c.size + 1, self.M)),
                 shape=(len(c), self.M * self.K))
             return np.asarray(rows @ lut, dtype=np.float32)
 
@@ -151,8 +153,7 @@ class PQCodec(Codec):
 
     def norms(self, codes: Codes) -> np.ndarray:
         """Exact: sub-spaces are disjoint and the rotation is orthogonal, so |x|^2 = sum of centroid |c|^2."""
-        c = codes["codes"]
-        return np.sqrt(self._sqnorms[np.arange(self.M)[None, :], c].sum(axis=1)).astype(np.float32)
+        return np.sqrt(np.take(self._sqnorms, codes["codes"] + self._offsets).sum(axis=1)).astype(np.float32)
 
     def pack(self, codes: Codes) -> bytes:
         return encode_symbols([(self.table_, codes["codes"])])
