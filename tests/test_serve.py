@@ -9,7 +9,6 @@ import urllib.error
 import urllib.request
 from urllib.parse import quote
 
-import numpy as np
 import pytest
 
 from semzip import make_codec
@@ -90,9 +89,19 @@ def test_text_queries_use_the_embedder(server, monkeypatch):
     import types
 
     vec = unit_rows(40, 32, seed=30)[21]
-    monkeypatch.setitem(sys.modules, "semzip.embed", types.SimpleNamespace(embed_texts=lambda texts, model: vec[None]))
-    status, _, body = get(f"{server}/api/search?q={quote('a red square')}&k=1")
-    assert status == 200 and json.loads(body)["hits"][0]["id"] == "pics/21.png"
+    loads, seen = [], []
+
+    def embed_texts(texts, model):
+        seen.append((texts, model))
+        return vec[None]
+
+    fake = types.SimpleNamespace(load_model=lambda name: loads.append(name) or f"loaded {name}", embed_texts=embed_texts)
+    monkeypatch.setitem(sys.modules, "semzip.embed", fake)
+    for _ in range(2):
+        status, _, body = get(f"{server}/api/search?q={quote('a red square')}&k=1")
+        assert status == 200 and json.loads(body)["hits"][0]["id"] == "pics/21.png"
+    assert loads == ["ViT-B-32:openai"]  # the model is loaded once, not per query
+    assert seen == [(["a red square"], "loaded ViT-B-32:openai")] * 2
 
 
 def _chromium():

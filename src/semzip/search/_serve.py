@@ -21,7 +21,7 @@ import numpy as np
 
 from .._errors import InputError, SemzipError
 from ._engine import Collection, SearchResult
-from ._text import embed_queries
+from ._text import embed_queries, load_text_model
 
 _MAX_K = 200
 
@@ -52,6 +52,7 @@ class SearchApp:
         self.images = images.resolve() if images is not None else None
         self.k = k
         self._lock = threading.Lock()  # one search at a time bounds memory
+        self._text_model: Any = None  # loaded on the first text query, then kept
 
     def query_vector(self, q: str) -> np.ndarray:
         q = q.strip()
@@ -59,7 +60,10 @@ class SearchApp:
             raise InputError("empty query")
         if q.startswith("like:"):
             return self.collection.vector(q[len("like:"):])
-        return embed_queries([q], self.collection.model)[0]
+        with self._lock:
+            if self._text_model is None:
+                self._text_model = load_text_model(self.collection.model)
+        return embed_queries([q], self._text_model)[0]
 
     def search(self, q: str, k: int) -> SearchResult:
         vector = self.query_vector(q)
