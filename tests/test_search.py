@@ -261,6 +261,17 @@ def test_cli_search_like_and_vector(arc, data, capsys, tmp_path):
     assert code == 0 and out.count("rank") == 3
 
 
+def test_cli_search_raw_rerank_and_several_archives(arc, fitted, data, capsys, tmp_path):
+    write_archive(tmp_path / "b.smz", fitted["sign"], data[1500:1600], ids=[f"other/{i}" for i in range(100)])
+    code, out, _ = run(capsys, "search", arc, tmp_path / "b.smz", "--like", "other/4", "-k", "2", "--rerank", "20", "--json")
+    assert code == 0 and json.loads(out)[0]["hits"][0]["id"] == "other/4"
+    code, out, _ = run(capsys, "search", arc, "--like", "img/9.jpg", "-k", "1", "--raw", "--json")
+    raw = json.loads(out)[0]["hits"][0]["score"]
+    with Archive.open(arc) as a:
+        v = a.get("img/9.jpg")
+    assert raw == pytest.approx(float(v @ v), abs=1e-4)  # a raw score: |x̂|^2, not a cosine of 1
+
+
 def test_cli_search_bad_input(arc, capsys, tmp_path):
     code, _, err = run(capsys, "search", arc)
     assert code == 2 and "exactly one query kind" in err
