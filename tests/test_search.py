@@ -104,6 +104,7 @@ def test_running_top_k_across_many_chunks(tmp_path, fitted, data, monkeypatch, c
     Q = unit_rows(6, D, seed=17)
     with Archive.open(path) as arc:
         _, best = brute_force(arc.decode(), Q, k)
+    monkeypatch.setattr(engine, "_QUERY_BATCH", 4)  # queries scored in several batches too
     result = search_archive(path, Q, k=k)
     np.testing.assert_allclose(result.scores, best, atol=1e-5)
     assert all(len(set(row)) == k for row in result.ids)
