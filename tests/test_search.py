@@ -331,3 +331,15 @@ def test_cli_merge(fitted, data, capsys, tmp_path):
     assert json.loads(out)[0]["hits"][0]["id"] == "y"
     code, _, err = run(capsys, "merge", tmp_path / "a.smz", tmp_path / "a.smz", "-o", tmp_path / "n.smz")
     assert code == 2 and "appears in more than one" in err
+
+
+def test_archive_rows_decodes_any_positions(tmp_path, fitted, data):
+    path = tmp_path / "a.smz"
+    write_archive(path, fitted["int8"], data[:100], block_items=16)
+    with Archive.open(path) as arc:
+        full = arc.decode()
+        pos = [99, 3, 3, 50, 0]
+        np.testing.assert_array_equal(arc.rows(pos), full[pos])
+        assert arc.rows([]).shape == (0, D)
+        with pytest.raises(InputError, match=r"positions must be in \[0, 100\)"):
+            arc.rows([100])
