@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from .._errors import FormatError
@@ -80,6 +82,14 @@ class Int8Codec(Codec):
         scale = codes["scale"].astype(np.float32) / np.float32(127.0)
         return codes["values"].astype(np.float32) * scale[:, None]
 
+    def _scorer(self, Q: np.ndarray) -> Callable[[Codes], np.ndarray]:
+        Qt = np.ascontiguousarray(Q.T) / np.float32(127.0)
+        return lambda codes: (codes["values"].astype(np.float32) @ Qt) * codes["scale"].astype(np.float32)[:, None]
+
+    def norms(self, codes: Codes) -> np.ndarray:
+        v = codes["values"].astype(np.float32)
+        return np.sqrt(np.einsum("nd,nd->n", v, v)) * (codes["scale"].astype(np.float32) / np.float32(127.0))
+
     def pack(self, codes: Codes) -> bytes:
         return codes["scale"].astype("<f2").tobytes() + codes["values"].tobytes()
 
@@ -121,6 +131,23 @@ class SignCodec(Codec):
         d = self.n_features_in_
         signs = np.unpackbits(codes["bits"], axis=1, count=d, bitorder="little").astype(np.float32)
         return l2_normalize((2.0 * signs - 1.0) * self.magnitude_)
+
+    def _scorer(self, Q: np.ndarray) -> Callable[[Codes], np.ndarray]:
+        """Items are s*m/|m| (s = +-1 signs, m = magnitudes), so x.q = 2 bits.(m*q/|m|) - sum(m*q/|m|)."""
+        d = self.n_features_in_
+        total = float(np.linalg.norm(self.magnitude_))
+        W = np.ascontiguousarray((Q * (self.magnitude_ / total if total > 0 else 0.0)).T, dtype=np.float32)
+        offset = W.sum(axis=0)
+
+        def score(codes: Codes) -> np.ndarray:
+            bits = np.unpackbits(codes["bits"], axis=1, count=d, bitorder="little").astype(np.float32)
+            return 2.0 * (bits @ W) - offset
+
+        return score
+
+    def norms(self, codes: Codes) -> np.ndarray:
+        unit = 1.0 if float(np.linalg.norm(self.magnitude_)) > 0 else 0.0
+        return np.full(len(codes["bits"]), unit, dtype=np.float32)
 
     def pack(self, codes: Codes) -> bytes:
         return codes["bits"].tobytes()
