@@ -29,6 +29,7 @@ stdout = Console(soft_wrap=True)
 stderr = Console(stderr=True, soft_wrap=True)
 
 from . import _core  # noqa: E402,F401  (registers commands)
+from . import _eval  # noqa: E402,F401
 
 
 def main(argv: list[str] | None = None) -> int:
