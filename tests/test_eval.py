@@ -296,6 +296,9 @@ def test_equal_fidelity_ratio_picks_the_cheapest_good_quality():
              for q, b, a in [(5, 0.1, 0.7), (10, 0.2, 0.85), (20, 0.4, 0.9)]]
     (out,) = equal_fidelity_ratios(rows, pixel, "zs_top1")
     assert out["pixel_quality"] == 10 and out["bitrate_fraction"] == pytest.approx(0.005)
+    assert not out["at_lowest_quality"]
+    (low,) = equal_fidelity_ratios([{"codec": "sign", "bpp": 0.01, "metrics": {"zs_top1": 0.6}}], pixel, "zs_top1")
+    assert low["pixel_quality"] == 5 and low["at_lowest_quality"]  # a fraction that is only a lower bound
     (none,) = equal_fidelity_ratios([{"codec": "f16", "bpp": 0.1, "metrics": {"zs_top1": 0.95}}], pixel, "zs_top1")
     assert none["pixel_bpp"] is None and none["bitrate_fraction"] is None
 
@@ -363,3 +366,14 @@ def test_zeroshot_caltech_reference_matches_the_file(shared_data):
         expected = float(data["reference_top1"])
     assert report["reference"]["metrics"]["zs_top1"] == pytest.approx(expected, abs=1e-9)
     assert report["rows"][0]["metrics"]["zs_top1"] == pytest.approx(expected, abs=2e-3)
+
+
+def test_class_names_become_zero_shot_classifiers_with_a_text_embedder(tmp_path, capsys):
+    X = fake_text_embedder(["red", "green", "blue", "red"])
+    np.savez(tmp_path / "named.npz", image_features=X, labels=np.array([0, 1, 2, 0]),
+             classnames=np.array(["red", "green", "blue"]))
+    assert load_dataset(tmp_path / "named.npz").tasks == []
+    ds = load_dataset(tmp_path / "named.npz", text_embedder=fake_text_embedder)
+    assert ds.tasks == ["zero-shot"] and zero_shot_topk(ds.items, ds.text_features, ds.labels) == 1.0
+    assert main(["eval", str(tmp_path / "named.npz"), "--codecs", "f16"]) == 0
+    assert "zero-shot skipped" in capsys.readouterr().err

@@ -104,7 +104,8 @@ def _pixel_side(report: dict, ds, names: str, qualities: str, embedder) -> None:
     rows = pixel_codec_eval(ds.image_paths, names.split(","), _ints(qualities, "--qualities"), embedder=embedder,
                             dataset=ds, progress=lambda s: stderr.print(f"  {s}", highlight=False, style="dim"))
     report["pixel_codecs"] = rows
-    print_pixel_rows(rows, stdout, f"Pixel codecs on the same {len(ds.image_paths)} images, re-embedded")
+    print_pixel_rows(rows, stdout, f"Pixel codecs on the same {len(ds.image_paths)} images, re-embedded",
+                     report["reference"])
     metric = next((m for m in ("zs_top1", "knn10") if m in report["reference"]["metrics"]), "cosine")
     report["equal_fidelity"] = {"metric": metric, "rows": equal_fidelity_ratios(report["rows"], rows, metric)}
     print_ratios(report["equal_fidelity"]["rows"], metric, stdout)
@@ -157,7 +158,8 @@ def pixelcodecs(
             paths += image_files(p) if p.is_dir() else [p]
         rows = pixel_codec_eval(paths, names, qs)
     out["pixel_codecs"] = rows
-    print_pixel_rows(rows, stdout, f"Pixel codecs on {len(paths)} images, {rows[0]['pixels']} pixels")
+    print_pixel_rows(rows, stdout, f"Pixel codecs on {len(paths)} images, {rows[0]['pixels']} pixels",
+                     out.get("reference"))
     if image_embedder is None:
         stdout.print("No CLIP model given (--model): rates only, no re-embedded accuracy.", highlight=False, style="dim")
     if as_json is not None:

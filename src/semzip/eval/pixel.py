@@ -138,9 +138,12 @@ def equal_fidelity_ratios(rows: Sequence[dict[str, Any]], pixel_rows: Sequence[d
         for family in dict.fromkeys(p["family"] for p in pixel_rows):
             good = [p for p in pixel_rows if p["family"] == family and p["metrics"].get(metric, -1.0) >= row["metrics"][metric]]
             best = min(good, key=lambda p: p["bpp"]) if good else None
+            lowest = min(p["quality"] for p in pixel_rows if p["family"] == family)
             out.append({
                 "codec": row["codec"], "bpp": row["bpp"], metric: row["metrics"][metric], "pixel_codec": family,
                 "pixel_quality": best["quality"] if best else None, "pixel_bpp": best["bpp"] if best else None,
                 "bitrate_fraction": row["bpp"] / best["bpp"] if best else None,
+                # reached already at the lowest quality tried: a lower one might too, so the fraction is a lower bound
+                "at_lowest_quality": bool(best) and best["quality"] == lowest,
             })
     return out

@@ -55,6 +55,7 @@ def plot_rate_fidelity(reports: Sequence[dict[str, Any]], path: str | Path,
         raise InputError("nothing to plot: the reports have none of the requested metrics")
     families = _families(reports, x)
     style = {f: (f"C{i % 10}", _MARKERS[i % len(_MARKERS)]) for i, f in enumerate(families)}
+    pixel_families = {r["family"] for rep in reports for r in rep.get("pixel_codecs", [])}
 
     cols = 2 if len(panels) == 4 else min(3, len(panels))
     rows_n = -(-len(panels) // cols)
@@ -67,15 +68,19 @@ def plot_rate_fidelity(reports: Sequence[dict[str, Any]], path: str | Path,
                          if r["family"] == family and metric in r["metrics"] and r.get(x))
             if pts:
                 colour, marker = style[family]
-                ax.plot(*zip(*pts), marker=marker, color=colour, linewidth=1.6, markersize=6, label=family)
+                pixel = family in pixel_families
+                ax.plot(*zip(*pts), marker=marker, color=colour, linewidth=1.3 if pixel else 1.6,
+                        linestyle=":" if pixel else "-", markersize=6,
+                        label=f"{family} (pixels)" if pixel else family)
         level = ref["metrics"][metric]
         ax.axhline(level, color="0.35", linestyle="--", linewidth=1, label="uncompressed")
         ax.annotate(f"uncompressed {level:.3f}", (0.02, level), xycoords=("axes fraction", "data"),
                     xytext=(0, -11), textcoords="offset points", fontsize=7.5, color="0.3")
         if ref.get(x):
             ax.plot([ref[x]], [level], marker="*", color="0.2", markersize=11, linestyle="none", label="float32")
-        ax.set_xscale("log", base=2)
-        ax.xaxis.set_major_locator(LogLocator(base=2))
+        base = 10 if x == "bpp" else 2  # bits per item read best as powers of two, bpp as decades
+        ax.set_xscale("log", base=base)
+        ax.xaxis.set_major_locator(LogLocator(base=base))
         ax.xaxis.set_major_formatter(FuncFormatter(_rate_tick))
         ax.set_xlabel(_X_LABELS[x], fontsize=9)
         label = METRIC_LABELS.get(metric, metric)
@@ -117,4 +122,4 @@ def _families(reports: Sequence[dict[str, Any]], x: str) -> list[str]:
 def _rate_tick(value: float, _pos: int) -> str:
     if value >= 1:
         return f"{value:g}" if value < 1e5 else f"{value:.0e}"
-    return f"{value:.3g}"
+    return f"{value:g}"

@@ -55,12 +55,16 @@ def print_report(report: dict[str, Any], console: Console) -> None:
                   "uncompressed figure. All metrics, R@5/R@10 included, are in the JSON.", highlight=False, style="dim")
 
 
-def print_pixel_rows(rows: Sequence[dict[str, Any]], console: Console, title: str) -> None:
-    """Counted bpp per pixel codec and quality, with re-embedded metrics when measured."""
+def print_pixel_rows(rows: Sequence[dict[str, Any]], console: Console, title: str,
+                     reference: dict[str, Any] | None = None) -> None:
+    """Counted bpp per pixel codec and quality, with re-embedded metrics (and the uncompressed ones) when measured."""
     metrics = [m for m in TABLE_METRICS if any(m in r["metrics"] for r in rows)]
     table = Table(title=title)
     for col in ("codec", "quality", "bpp", "bits/image", *(METRIC_TITLES[m] for m in metrics)):
         table.add_column(col, justify="left" if col == "codec" else "right")
+    if reference is not None and metrics:
+        table.add_row("uncompressed", "-", "-", "-", *(_cell(reference["metrics"].get(m)) for m in metrics),
+                      end_section=True)
     for r in rows:
         table.add_row(r["family"], str(r["quality"]), f"{r['bpp']:.4f}", f"{r['bits_per_item']:.0f}",
                       *(_cell(r["metrics"].get(m)) for m in metrics))
@@ -77,8 +81,11 @@ def print_ratios(ratios: Sequence[dict[str, Any]], metric: str, console: Console
         table.add_row(r["codec"], f"{r['bpp']:.5f}", f"{r[metric]:.3f}", r["pixel_codec"],
                       str(r["pixel_quality"]) if reached else "none reached",
                       f"{r['pixel_bpp']:.4f}" if reached else "-",
-                      f"{100 * r['bitrate_fraction']:.2f}%" if reached else "-")
+                      (">=" if r["at_lowest_quality"] else "") + f"{100 * r['bitrate_fraction']:.2f}%" if reached else "-")
     console.print(table)
+    if any(r["at_lowest_quality"] for r in ratios):
+        console.print(">= : reached already at the lowest quality tried; a lower quality might reach it too, so the "
+                      "fraction is a lower bound (add lower --qualities).", highlight=False, style="dim")
 
 
 def write_json(data: Any, path: str | Path) -> None:
