@@ -227,6 +227,8 @@ def test_clip_embedders_call_semzip_embed(monkeypatch, tmp_path):
 
     monkeypatch.setattr(semzip, "embed", fake, raising=False)
     images, texts = clip_embedders("ViT-B-32:openai", weights="w.safetensors", templates="photo")
+    assert "model" not in calls  # loaded on first use only
+    assert images([tmp_path / "a.png"]).shape == (1, 4)
     assert calls["model"] == ("ViT-B-32:openai", "w.safetensors", "cpu")
     assert images([tmp_path / "a.png", tmp_path / "b.png"]).shape == (2, 4)
     assert texts(["cat", "dog"]).shape == (2, 4) and calls["texts"] == (["cat", "dog"], "photo")
@@ -341,7 +343,7 @@ def test_cli_eval_image_folder_with_pixel_codecs(monkeypatch, image_folder, tmp_
                "--pixel-codecs", "jpeg,webp", "--qualities", "5,50", "--json", str(out), "--plot", str(png)])
     assert rc == 0
     report = json.loads(out.read_text())
-    assert report["pixels_known"] and len(report["pixel_codecs"]) == 4
+    assert report["pixels_known"] and len(report["pixel_codecs"]) == 4 and report["model"] == "ViT-B-32:openai"
     assert report["equal_fidelity"]["metric"] == "zs_top1" and png.is_file()
     assert "Bit rate at equal zs@1" in capsys.readouterr().out
 

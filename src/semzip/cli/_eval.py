@@ -76,6 +76,8 @@ def eval_(
     specs = [s for text in codecs for s in runner.split_specs(text)]
     image_embedder, text_embedder = _embedders(model, weights, device, templates)
     ds = load_dataset(dataset, text_embedder=text_embedder, image_embedder=image_embedder)
+    if ds.image_paths is not None:
+        ds.model = model  # the archives record the model that embedded the images
     if ds.labels is not None and ds.text_features is None and ds.classnames is not None:
         stderr.print("note: zero-shot skipped: the data has class names but no text embeddings; "
                      "--model embeds them with the CLIP text tower", highlight=False)

@@ -253,17 +253,22 @@ def image_folder_dataset(folder: Path, image_embedder: ImageEmbedder,
 
 def clip_embedders(model: str, weights: str | None = None, device: str = "cpu",
                    templates: str = "openai") -> tuple[ImageEmbedder, TextEmbedder]:
-    """Image and class-name embedders backed by `semzip.embed` (CLIP), loading the model once."""
+    """Image and class-name embedders backed by `semzip.embed` (CLIP); the model loads on first use, once."""
     try:
         from .. import embed
     except ImportError as exc:
         raise InputError(f"embedding images or class names needs the CLIP front-end semzip.embed ({exc})") from None
-    clip = embed.load_model(model, weights=weights, device=device)
+    loaded: list = []
+
+    def clip():  # type: ignore[no-untyped-def]
+        if not loaded:
+            loaded.append(embed.load_model(model, weights=weights, device=device))
+        return loaded[0]
 
     def images(paths: Sequence[Path]) -> np.ndarray:
-        return embed.embed_paths(list(paths), clip, strict=True, progress=False).features
+        return embed.embed_paths(list(paths), clip(), strict=True, progress=False).features
 
     def texts(names: Sequence[str]) -> np.ndarray:
-        return embed.class_embeddings(list(names), templates, clip)
+        return embed.class_embeddings(list(names), templates, clip())
 
     return images, texts
