@@ -256,7 +256,11 @@ def test_evaluate_uses_the_training_split_or_given_data(split_npz, flat_npz):
     row = report["rows"][0]
     assert not row["codec_embedded"] and row["bpp"] == pytest.approx(row["bits_per_item"] / (640 * 480))
     assert "centroid_top1" in row["metrics"]
+    report = evaluate(load_dataset(split_npz), ["int8"], fit_on_items=True)
+    assert "200 evaluated items themselves" in report["training"] and report["rows"][0]["codec_embedded"]
     X, _, _ = _clustered(64, 32, 3, seed=9)
+    with pytest.raises(InputError, match="not both"):
+        evaluate(load_dataset(flat_npz), ["f16"], train=X, fit_on_items=True)
     report = evaluate(load_dataset(flat_npz), ["pq:M=4,K=16,opq=0"], train=X, train_name="extra.npy")
     assert report["training"].startswith("extra.npy (64 vectors)") and not report["rows"][0]["codec_embedded"]
 
@@ -379,3 +383,15 @@ def test_class_names_become_zero_shot_classifiers_with_a_text_embedder(tmp_path,
     assert ds.tasks == ["zero-shot"] and zero_shot_topk(ds.items, ds.text_features, ds.labels) == 1.0
     assert main(["eval", str(tmp_path / "named.npz"), "--codecs", "f16"]) == 0
     assert "zero-shot skipped" in capsys.readouterr().err
+
+
+def test_shipped_coco_pairs_reproduce_the_documented_retrieval():
+    from importlib import resources
+
+    with resources.as_file(resources.files("semzip") / "data" / "coco500_vit_b_16.npz") as path:
+        ds = load_dataset(path)
+    report = evaluate(ds, ["f16"])
+    ref = report["reference"]["metrics"]
+    assert ds.tasks == ["retrieval"] and ds.model == "ViT-B-16:openai"
+    assert (ref["i2t@1"], ref["t2i@1"]) == (0.552, 0.506)  # data/README.md's uncompressed figures
+    assert report["rows"][0]["relative"]["i2t@10"] == pytest.approx(1.0, abs=0.01)

@@ -49,6 +49,8 @@ def eval_(
     train: Annotated[list[str] | None, typer.Option(
         "--train", help="Codec training data (`x.npy`, `x.npz:key`), may be repeated. Default: the dataset's "
                         "train+val split, else the evaluated items themselves (codec then counted in the archive).")] = None,
+    fit_on_items: Annotated[bool, typer.Option(
+        "--fit-on-items", help="Fit each codec on the evaluated items themselves and count it in the archive.")] = False,
     seed: Annotated[int, typer.Option(help="Seed for trainable codecs.")] = 0,
     as_json: JsonOpt = None,
     plot: PlotOpt = None,
@@ -87,7 +89,7 @@ def eval_(
     if train:
         train_X, _ = _concat(train)
         train_name = " + ".join(train)
-    report = runner.evaluate(ds, specs, train=train_X, train_name=train_name, seed=seed,
+    report = runner.evaluate(ds, specs, train=train_X, train_name=train_name, fit_on_items=fit_on_items, seed=seed,
                              progress=lambda s: stderr.print(f"  {s}", highlight=False, style="dim"))
     print_report(report, stdout)
     if pixel_codecs is not None:

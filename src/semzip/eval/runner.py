@@ -122,19 +122,22 @@ def codec_row(ds: EvalDataset, codec: Codec, reference: dict[str, float], *, emb
 
 
 def evaluate(ds: EvalDataset, specs: Sequence[str | Codec], *, train: np.ndarray | None = None,
-             train_name: str | None = None, seed: int = 0, progress: Any = None) -> dict[str, Any]:
+             train_name: str | None = None, fit_on_items: bool = False, seed: int = 0,
+             progress: Any = None) -> dict[str, Any]:
     """Rate-fidelity report of `ds` under each codec; JSON-ready.
 
     Codecs given as specs are fitted on `train` when given, else on the dataset's own training split
-    (`ds.fit_features`), else on the items themselves. In the first two cases the codec is shared
-    (written by hash, as a model sent once would be) and total bits exclude it; when fitted on the items
-    it is embedded in the archive and counted. Fitted Codec objects are used as they are, shared.
-    `progress(spec)` is called before each codec when given.
+    (`ds.fit_features`), else (or with `fit_on_items`) on the items themselves. In the first two cases
+    the codec is shared (written by hash, as a model sent once would be) and total bits exclude it; when
+    fitted on the items it is embedded in the archive and counted. Fitted Codec objects are used as they
+    are, shared. `progress(spec)` is called before each codec when given.
     """
+    if fit_on_items and train is not None:
+        raise InputError("fit on the items or on given training data, not both")
     if train is not None:
         fit_X, embed = train, False
         training = f"{train_name or 'given training data'} ({len(train)} vectors); codec shared, not in total bits"
-    elif ds.fit_features is not None:
+    elif ds.fit_features is not None and not fit_on_items:
         fit_X, embed = ds.fit_features, False
         training = f"dataset's own {ds.fit_source}; codec shared, not in total bits"
     else:
