@@ -395,3 +395,36 @@ def test_shipped_coco_pairs_reproduce_the_documented_retrieval():
     assert ds.tasks == ["retrieval"] and ds.model == "ViT-B-16:openai"
     assert (ref["i2t@1"], ref["t2i@1"]) == (0.552, 0.506)  # data/README.md's uncompressed figures
     assert report["rows"][0]["relative"]["i2t@10"] == pytest.approx(1.0, abs=0.01)
+
+
+def test_eval_image_folder_through_the_real_clip_front_end(image_folder, tmp_path):
+    """End to end through semzip.embed (load_model from a local weights folder, embed_paths,
+    class_embeddings) with a tiny randomly initialised CLIP: checks the wiring, not accuracy."""
+    pytest.importorskip("torch", reason="the CLIP front-end needs torch")
+    embed = pytest.importorskip("semzip.embed", reason="semzip.embed (branch issue-3-embed) is not merged yet")
+    import torch
+    from safetensors.torch import save_file
+
+    cfg = {"embed_dim": 24, "quick_gelu": True,
+           "vision_cfg": {"image_size": 32, "layers": 2, "width": 48, "head_width": 16, "patch_size": 8},
+           "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 2}}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        model = embed.build_model(cfg, "tiny:random", seed=0)
+        weights = tmp_path / "weights"
+        weights.mkdir()
+        (weights / "open_clip_config.json").write_text(json.dumps({"model_cfg": cfg}))
+        save_file({k: v.contiguous() for k, v in model.module.state_dict().items()},
+                  str(weights / "open_clip_model.safetensors"))
+        out = tmp_path / "r.json"
+        rc = main(["eval", str(image_folder), "--codecs", "f16,sign", "--model", "tiny:random", "--weights",
+                   str(weights), "--templates", "a photo of {}.", "--pixel-codecs", "jpeg", "--qualities", "5",
+                   "--json", str(out)])
+    finally:
+        torch.set_num_threads(threads)
+    assert rc == 0
+    report = json.loads(out.read_text())
+    assert report["dim"] == 24 and report["items"] == 15 and report["model"] == "tiny:random"
+    assert report["rows"][0]["metrics"]["zs_top1"] == report["reference"]["metrics"]["zs_top1"]
+    assert report["pixel_codecs"][0]["metrics"]["cosine"] > 0.5
