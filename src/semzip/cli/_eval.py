@@ -106,7 +106,7 @@ def _pixel_side(report: dict, ds, names: str, qualities: str, embedder) -> None:
     from ..eval.report import print_pixel_rows, print_ratios
 
     rows = pixel_codec_eval(ds.image_paths, names.split(","), _ints(qualities, "--qualities"), embedder=embedder,
-                            dataset=ds, progress=lambda s: stderr.print(f"  {s}", highlight=False, style="dim"))
+                            dataset=ds, progress=True)
     report["pixel_codecs"] = rows
     print_pixel_rows(rows, stdout, f"Pixel codecs on the same {len(ds.image_paths)} images, re-embedded",
                      report["reference"])
@@ -153,14 +153,14 @@ def pixelcodecs(
         ds = image_folder_dataset(images[0], image_embedder, text_embedder)
         paths = ds.image_paths or []
         out["reference"] = reference_row(ds)
-        rows = pixel_codec_eval(paths, names, qs, embedder=image_embedder, dataset=ds)
+        rows = pixel_codec_eval(paths, names, qs, embedder=image_embedder, dataset=ds, progress=True)
     else:
         paths = []
         for p in images:
             if not p.exists():
                 raise InputError(f"no such file or folder: {str(p)!r}")
             paths += image_files(p) if p.is_dir() else [p]
-        rows = pixel_codec_eval(paths, names, qs)
+        rows = pixel_codec_eval(paths, names, qs, progress=True)
     out["pixel_codecs"] = rows
     print_pixel_rows(rows, stdout, f"Pixel codecs on {len(paths)} images, {rows[0]['pixels']} pixels",
                      out.get("reference"))

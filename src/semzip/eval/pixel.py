@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from .._errors import InputError
+from .._progress import progress_bar
 from .datasets import EvalDataset, ImageEmbedder
 from .runner import task_metrics
 
@@ -88,42 +89,48 @@ def _load_rgb(path: Path) -> Any:
 
 def pixel_codec_eval(paths: Sequence[Path], codecs: Sequence[str], qualities: Sequence[int] = DEFAULT_QUALITIES,
                      *, embedder: ImageEmbedder | None = None, dataset: EvalDataset | None = None,
-                     progress: Any = None) -> list[dict[str, Any]]:
+                     progress: bool = False) -> list[dict[str, Any]]:
     """One row per (codec, quality): counted bytes and bpp over `paths`, plus, with `embedder` and the
     uncompressed `dataset` (items = embeddings of `paths`, in order), the metrics of the re-embedded
-    decoded images. `progress(label)` is called before each row when given."""
+    decoded images. `progress` draws progress bars on stderr."""
     codecs = check_pixel_codecs(codecs)
     qualities = check_qualities(qualities)
     if embedder is not None and (dataset is None or len(dataset.items) != len(paths)):
         raise InputError("re-embedding pixel codecs needs the uncompressed dataset of the same images")
-    images = [_load_rgb(Path(p)) for p in paths]
-    if not images:
+    if not paths:
         raise InputError("no images given")
-    pixels = sum(img.width * img.height for img in images)
     from PIL import __version__ as pil_version
 
-    rows = []
+    combos = [(codec, q) for codec in codecs for q in qualities]
+    nbytes = dict.fromkeys(combos, 0)
+    pixels = 0
     with tempfile.TemporaryDirectory(prefix="semzip-pixel-") as tmp:
-        for codec in codecs:
-            for q in qualities:
-                if progress is not None:
-                    progress(f"{codec} q={q}")
-                coded = [encode_image(img, codec, q) for img in images]
-                nbytes = sum(len(c) for c in coded)
-                row: dict[str, Any] = {
-                    "codec": f"{codec}:q={q}", "family": codec, "quality": q,
-                    "settings": {"pillow": pil_version, "quality": q, **PIXEL_CODECS[codec].settings},
-                    "images": len(images), "pixels": pixels, "bytes": nbytes,
-                    "bpp": 8.0 * nbytes / pixels, "payload_bits_per_item": 8.0 * nbytes / len(images),
-                    "bits_per_item": 8.0 * nbytes / len(images), "metrics": {},
-                }
-                if embedder is not None and dataset is not None:
-                    files = []
-                    for i, data in enumerate(coded):
-                        files.append(Path(tmp) / f"{i:06d}{PIXEL_CODECS[codec].suffix}")
-                        files[-1].write_bytes(data)
-                    row["metrics"] = task_metrics(dataset, np.asarray(embedder(files), dtype=np.float32))
-                rows.append(row)
+        folders = {c: Path(tmp) / f"{c[0]}-{c[1]}" for c in combos}
+        for folder in folders.values():
+            folder.mkdir()
+        with progress_bar("pixel-coding images", len(paths), enabled=progress) as advance:
+            for i, path in enumerate(paths):  # one decoded image in memory at a time
+                img = _load_rgb(Path(path))
+                pixels += img.width * img.height
+                for codec, q in combos:
+                    data = encode_image(img, codec, q)
+                    nbytes[codec, q] += len(data)
+                    if embedder is not None:
+                        (folders[codec, q] / f"{i:07d}{PIXEL_CODECS[codec].suffix}").write_bytes(data)
+                advance(1)
+        rows = []
+        for codec, q in combos:
+            row: dict[str, Any] = {
+                "codec": f"{codec}:q={q}", "family": codec, "quality": q,
+                "settings": {"pillow": pil_version, "quality": q, **PIXEL_CODECS[codec].settings},
+                "images": len(paths), "pixels": pixels, "bytes": nbytes[codec, q],
+                "bpp": 8.0 * nbytes[codec, q] / pixels, "payload_bits_per_item": 8.0 * nbytes[codec, q] / len(paths),
+                "bits_per_item": 8.0 * nbytes[codec, q] / len(paths), "metrics": {},
+            }
+            if embedder is not None and dataset is not None:
+                files = sorted(folders[codec, q].iterdir())
+                row["metrics"] = task_metrics(dataset, np.asarray(embedder(files), dtype=np.float32))
+            rows.append(row)
     return rows
 
 
