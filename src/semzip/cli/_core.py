@@ -94,7 +94,8 @@ def _resolve_codec(codec: str, X: np.ndarray, shared: bool) -> Codec:
 def _summary(path: Path) -> None:
     with Archive.open(path) as arc:
         info = arc.info()
-    stdout.print(f"{info['items']} items -> {path}: {info['payload_bits_per_item']:.1f} payload bits/item, "
+    fixed = f" (fixed-length {info['fixed_bits_per_item']:.0f})" if "fixed_bits_per_item" in info else ""
+    stdout.print(f"{info['items']} items -> {path}: {info['payload_bits_per_item']:.1f} payload bits/item{fixed}, "
                  f"{info['bits_per_item']:.1f} bits/item in all ({info['total_bits'] // 8} bytes)")
 
 
