@@ -59,10 +59,16 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1,
                     help="BLAS and faiss threads (default 1: OpenMP spin-waits thrash a shared 2-core machine)")
     args = ap.parse_args()
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[var] = str(args.threads)  # before numpy and faiss load their thread pools
 
     import faiss
+    from threadpoolctl import threadpool_limits
+
+    faiss.omp_set_num_threads(args.threads)
+    with threadpool_limits(args.threads):
+        run(args)
+
+
+def run(args: argparse.Namespace) -> None:
     import numpy as np
 
     from rich.console import Console
@@ -72,8 +78,7 @@ def main() -> None:
     from semzip.eval.report import print_report, write_json
     from semzip.eval.runner import evaluate, fit_codec
 
-    faiss.omp_set_num_threads(args.threads)
-    console = Console(width=140)
+    console = Console(width=None if sys.stdout.isatty() else 140)
     folder = data_dir(args.data)
     args.out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
