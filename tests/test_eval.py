@@ -284,6 +284,7 @@ def test_equal_fidelity_ratio_picks_the_cheapest_good_quality():
 
 # ---- the CLI end to end --------------------------------------------------------------------------------
 def test_cli_eval_writes_json_and_png(flat_npz, tmp_path, capsys):
+    pytest.importorskip("matplotlib", reason="plots need the `eval` extra (matplotlib)")
     out, png = tmp_path / "r.json", tmp_path / "r.png"
     rc = main(["eval", str(flat_npz), "--codecs", "f16,sign,pq:M=4,K=16,opq=0", "--codecs", "int8",
                "--json", str(out), "--plot", str(png)])
@@ -314,6 +315,7 @@ def test_cli_eval_schema_error_exit_code(tmp_path, capsys):
 def test_cli_eval_image_folder_with_pixel_codecs(monkeypatch, image_folder, tmp_path, capsys):
     import semzip.eval.datasets as datasets
 
+    pytest.importorskip("matplotlib", reason="plots need the `eval` extra (matplotlib)")
     monkeypatch.setattr(datasets, "clip_embedders", lambda *a, **k: (fake_image_embedder, fake_text_embedder))
     out, png = tmp_path / "r.json", tmp_path / "r.png"
     rc = main(["eval", str(image_folder), "--codecs", "f16,sign", "--model", "ViT-B-32:openai",
