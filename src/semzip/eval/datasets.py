@@ -105,11 +105,11 @@ def npz_dataset(path: Path, text_embedder: TextEmbedder | None = None) -> EvalDa
 
 def _split_schema(a: dict[str, np.ndarray], where: str) -> EvalDataset:
     items = check_embeddings(a["test_features"], name=f"{where}:test_features")
-    labels = _labels(a, "test_labels", len(items), where, required=True)
+    labels = _labels(a, "test_labels", len(items), where)
     ds = EvalDataset("", items, labels=labels, pixels=_pixels(a, "test_pixels", len(items), where))
     if "train_features" in a:
         ds.centroid_features = check_embeddings(a["train_features"], dim=items.shape[1], name=f"{where}:train_features")
-        ds.centroid_labels = _labels(a, "train_labels", len(ds.centroid_features), where, required=True)
+        ds.centroid_labels = _labels(a, "train_labels", len(ds.centroid_features), where)
         missing = np.setdiff1d(labels, ds.centroid_labels)
         if len(missing):
             raise InputError(f"{where}: test_labels has classes absent from train_labels (e.g. {missing[0]}); "
@@ -126,7 +126,7 @@ def _flat_schema(a: dict[str, np.ndarray], where: str) -> EvalDataset:
     items = check_embeddings(a["image_features"], name=f"{where}:image_features")
     ds = EvalDataset("", items, pixels=_pixels(a, "pixels", len(items), where))
     if "labels" in a:
-        ds.labels = _labels(a, "labels", len(items), where, required=True)
+        ds.labels = _labels(a, "labels", len(items), where)
         _class_side(ds, a, where, "labels")
         if ds.text_features is None and ds.classnames is None:
             raise InputError(f"{where}: has 'labels' but neither 'text_features' nor 'classnames': "
@@ -162,11 +162,9 @@ def _class_side(ds: EvalDataset, a: dict[str, np.ndarray], where: str, label_key
         raise InputError(f"{where}: {len(ds.classnames)} classnames for {len(ds.text_features)} text_features")
 
 
-def _labels(a: dict[str, np.ndarray], key: str, n: int, where: str, required: bool) -> np.ndarray | None:
+def _labels(a: dict[str, np.ndarray], key: str, n: int, where: str) -> np.ndarray:
     if key not in a:
-        if required:
-            raise InputError(f"{where}: missing {key!r} (one integer class label per row)")
-        return None
+        raise InputError(f"{where}: missing {key!r} (one integer class label per row)")
     y = a[key]
     if y.shape != (n,) or not np.issubdtype(y.dtype, np.integer):
         raise InputError(f"{where}: {key!r} must be {n} integer labels, got shape {y.shape} dtype {y.dtype}")
