@@ -81,7 +81,7 @@ def _read_vectors(arg: str, dim: int) -> np.ndarray:
         if arr.ndim != 2 or arr.shape[1] != dim:
             raise InputError(f"{str(path)!r}: query vectors must have shape ({dim},) or (q, {dim}), got {arr.shape}")
         return arr
-    return read_embeddings(arg)[0]
+    return read_embeddings(arg).features
 
 
 @app.command()
@@ -118,7 +118,7 @@ def classify(
         else:
             if labels_from is None:
                 raise InputError("--text-embeddings needs --labels-from (a key of its .npz, or a text file)")
-            T = read_embeddings(str(text_embeddings))[0]
+            T = read_embeddings(str(text_embeddings)).features
             names = _read_labels(str(text_embeddings), labels_from)
         if T.shape[1] != coll.dim:
             raise InputError(f"class embeddings are {T.shape[1]}-d but the archive holds {coll.dim}-d items")
