@@ -19,19 +19,23 @@ def _expect(data: bytes | memoryview, nbytes: int, what: str) -> memoryview:
     return view
 
 
-@register
-class Float16Codec(Codec):
-    """IEEE half precision, 16 bits per dimension: the near-lossless reference point."""
-
-    name = "f16"
-    codec_id = b"F16 "
-    example_specs = ("f16",)
+class _Parameterless(Codec):
+    """Codecs with no parameters; `fit` only records the width."""
 
     def __init__(self) -> None:
         pass
 
     def _fit(self, X: np.ndarray) -> None:
         pass
+
+
+@register
+class Float16Codec(_Parameterless):
+    """IEEE half precision, 16 bits per dimension: the near-lossless reference point."""
+
+    name = "f16"
+    codec_id = b"F16 "
+    example_specs = ("f16",)
 
     @property
     def fixed_bits(self) -> float:
@@ -54,18 +58,12 @@ class Float16Codec(Codec):
 
 
 @register
-class Int8Codec(Codec):
+class Int8Codec(_Parameterless):
     """8 bits per dimension, symmetric, scaled per vector by its largest magnitude (stored as float16)."""
 
     name = "int8"
     codec_id = b"INT8"
     example_specs = ("int8",)
-
-    def __init__(self) -> None:
-        pass
-
-    def _fit(self, X: np.ndarray) -> None:
-        pass
 
     @property
     def fixed_bits(self) -> float:
@@ -102,7 +100,7 @@ class Int8Codec(Codec):
 
 
 @register
-class SignCodec(Codec):
+class SignCodec(_Parameterless):
     """One bit per dimension (the sign); decodes to sign x per-dimension mean magnitude, re-normalised.
 
     The magnitudes are learned at fit (d floats in the codec, no per-item cost) and lift cosine
@@ -112,9 +110,6 @@ class SignCodec(Codec):
     name = "sign"
     codec_id = b"SIGN"
     example_specs = ("sign",)
-
-    def __init__(self) -> None:
-        pass
 
     def _fit(self, X: np.ndarray) -> None:
         self.magnitude_ = np.abs(X).mean(axis=0).astype(np.float32)
