@@ -501,6 +501,8 @@ def _check_ids(ids: Sequence[str] | None, n: int, start: int) -> list[str]:
     ids = [str(i) for i in ids]
     if len(ids) != n:
         raise InputError(f"{len(ids)} ids given for {n} items")
+    if any("\0" in i for i in ids):
+        raise InputError("item ids must not contain NUL characters")
     if len(set(ids)) != n:
         seen: set[str] = set()
         dup = next(i for i in ids if i in seen or seen.add(i))
@@ -523,20 +525,19 @@ def _check_model(model: str) -> None:
 
 
 def _pack_ids(ids: list[str]) -> bytes:
-    encoded = [i.encode("utf-8") for i in ids]
-    lengths = np.array([len(e) for e in encoded], dtype="<u4")
-    return lengths.tobytes() + b"".join(encoded)
+    """Empty for the default ids "0", "1", ...; else the ids joined by NUL, UTF-8, zlib level 9."""
+    if ids == [str(i) for i in range(len(ids))]:
+        return b""
+    return zlib.compress("\0".join(ids).encode("utf-8"), 9)
 
 
 def _unpack_ids(raw: memoryview, n: int) -> list[str]:
-    if len(raw) < 4 * n:
-        raise FormatError("archive id section is shorter than its item count")
-    lengths = np.frombuffer(raw[: 4 * n], dtype="<u4").astype(np.int64)
-    if 4 * n + int(lengths.sum()) != len(raw):
-        raise FormatError("archive id section lengths do not add up")
-    blob = bytes(raw[4 * n :])
-    ends = np.cumsum(lengths)
+    if len(raw) == 0:
+        return [str(i) for i in range(n)]
     try:
-        return [blob[e - k : e].decode("utf-8") for e, k in zip(ends.tolist(), lengths.tolist())]
-    except UnicodeDecodeError:
-        raise FormatError("archive id section is not valid UTF-8") from None
+        ids = zlib.decompress(raw).decode("utf-8").split("\0")
+    except (zlib.error, UnicodeDecodeError):
+        raise FormatError("archive id section is not valid zlib-compressed UTF-8") from None
+    if len(ids) != n:
+        raise FormatError(f"archive id section holds {len(ids)} ids for {n} items")
+    return ids
