@@ -14,8 +14,9 @@ from .._atomic import atomic_writer
 from .._errors import InputError, SpecError
 from .._inputs import read_embeddings
 from ..codecs import Codec, available_codecs, codec_class, load_codec, make_codec, save_codec
+from ..collection import open_collection
 from ..container import DEFAULT_BLOCK_ITEMS, DEFAULT_MODEL, Archive, append_archive, write_archive
-from . import _embed, app, stdout
+from . import _embed, _scale, app, stdout
 
 OutOpt = Annotated[Path, typer.Option("--output", "-o", help="File to write (replaced atomically).")]
 CodecFileOpt = Annotated[
@@ -71,6 +72,11 @@ def compress(
     batch_size: _embed.BatchOpt = 64,
     no_cache: _embed.NoCacheOpt = False,
     strict: _embed.StrictOpt = False,
+    ray: _scale.RayOpt = False,
+    workers: _scale.RayWorkersOpt = 2,
+    shard_items: _scale.ShardItemsOpt = 10_000,
+    fit_items: _scale.FitItemsOpt = 100_000,
+    address: _scale.AddressOpt = None,
 ) -> None:
     """Compress embeddings, or a folder of images, into a `.smz` archive.
 
@@ -78,7 +84,14 @@ def compress(
     With a spec the codec is fitted on INPUT itself and embedded: the collection pays for its codec.
     An image folder is embedded with `--model` first (ids are paths relative to it, pixel counts are
     kept so `semzip info` reports bits per pixel). Example: `semzip compress photos/ --codec pq.smzc -o p.smz`
+
+    With `--ray`, INPUT may also be an object-store prefix (`s3://bucket/photos/`) and OUTPUT is a folder
+    of shard archives plus `manifest.json`; re-running the same command resumes an interrupted run.
     """
+    if ray:
+        _scale.compress_ray(input, codec, output, model=model, weights=weights, device=device, batch_size=batch_size,
+                            workers=workers, shard_items=shard_items, fit_items=fit_items, address=address)
+        return
     pixels = None
     if Path(input).is_dir():
         found = _embed.embed_images([input], model=model, weights=weights, device=device, batch_size=batch_size,
@@ -126,12 +139,12 @@ def append(
 
 @app.command()
 def decompress(
-    archive: Annotated[Path, typer.Argument(help="Archive to decode.")],
+    archive: Annotated[Path, typer.Argument(help="Archive to decode, or a sharded collection (folder or manifest.json).")],
     output: OutOpt,
     codec: CodecFileOpt = None,
 ) -> None:
-    """Decode every item to a float32 (N, D) `.npy` file, in archive order."""
-    with Archive.open(archive, codec=_codec_file(codec)) as arc:
+    """Decode every item to a float32 (N, D) `.npy` file, in archive (shard) order."""
+    with open_collection(archive, codec=_codec_file(codec)) as arc:
         X = arc.decode(progress=True)
     with atomic_writer(output) as fh:
         np.save(fh, X)
@@ -140,7 +153,7 @@ def decompress(
 
 @app.command()
 def info(
-    archive: Annotated[Path, typer.Argument(help="Archive to describe.")],
+    archive: Annotated[Path, typer.Argument(help="Archive to describe, or a sharded collection (folder or manifest.json).")],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for machines.")] = False,
     codec: CodecFileOpt = None,
 ) -> None:
@@ -149,7 +162,7 @@ def info(
     `total_bits` is 8 x the file size; `bits_per_item` = total_bits / items; `payload_bits` counts
     the coded items alone; `codec_bits` is the embedded codec (0 when shared).
     """
-    with Archive.open(archive, codec=_codec_file(codec)) as arc:
+    with open_collection(archive, codec=_codec_file(codec), partial=True) as arc:
         data = arc.info()
     if as_json:
         typer.echo(json.dumps(data, indent=2))
