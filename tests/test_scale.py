@@ -248,3 +248,23 @@ def test_images_embedded_by_workers_match_single_process(tiny_images, tmp_path):
         np.testing.assert_array_equal(coll.pixels, ref.pixels)
         codec = coll.codec
         np.testing.assert_allclose(coll.decode(), codec.decode(codec.encode(ref.features), 14), atol=1e-6)
+
+
+def test_collections_and_archives_open_as_one_list(data, collection, tmp_path):
+    from semzip.collection import open_archives
+
+    t, X, codec = data
+    write_archive(tmp_path / "extra.smz", codec, X[:5], ids=[f"extra{i}" for i in range(5)])
+    with open_archives([collection, tmp_path / "extra.smz"]) as arcs:
+        assert [a.items for a in arcs] == [300, 300, 300, 100, 5]
+        assert all(a.codec.state_hash == codec.state_hash for a in arcs)
+        if importlib.util.find_spec("semzip.search") is not None:  # compressed-domain search over the shards
+            from semzip.search import Collection
+
+            D = np.concatenate([a.decode() for a in arcs])
+            D /= np.linalg.norm(D, axis=1, keepdims=True)
+            ids = [i for a in arcs for i in a.ids]
+            with Collection(arcs) as coll:
+                hits = coll.search(X[[7, 650]], k=1)
+            assert [list(h) for h in hits.ids] == [[ids[int(np.argmax(D @ q))]] for q in X[[7, 650]]]
+    assert all(a._buf.closed for a in arcs)

@@ -11,9 +11,10 @@ in shard order, with the interface of `container.Archive` that readers use.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -273,6 +274,21 @@ def _open_shard(folder: Path, record: dict[str, Any], codec: Codec) -> Archive:
         arc.close()
         raise FormatError(f"collection {str(folder)!r}: shard {record['file']} does not hold the items the manifest lists")
     return arc
+
+
+@contextlib.contextmanager
+def open_archives(paths: Sequence[str | Path], codec: Codec | None = None) -> Iterator[list[Archive]]:
+    """Archive files and sharded collections, opened as one flat list of archives (a collection
+    contributes its shards, with its codec): the input of code that works over several archives,
+    such as `semzip.search.Collection`. Everything opened here is closed on exit."""
+    opened: list[Archive | ShardedArchive] = []
+    try:
+        for p in paths:
+            opened.append(open_collection(p, codec=codec))
+        yield [a for o in opened for a in (o.archives if isinstance(o, ShardedArchive) else [o])]
+    finally:
+        for o in opened:
+            o.close()
 
 
 def open_collection(path: str | Path, codec: Codec | None = None, *, partial: bool = False) -> Archive | ShardedArchive:
