@@ -30,12 +30,11 @@ def _codec_file(path: Path | None) -> Codec | None:
 
 def _concat(sources: list[str]) -> tuple[np.ndarray, list[str] | None]:
     parts = [read_embeddings(s) for s in sources]
-    widths = {X.shape[1] for X, _ in parts}
+    widths = {p.features.shape[1] for p in parts}
     if len(widths) > 1:
         raise InputError(f"inputs have different widths {sorted(widths)}; they cannot be concatenated")
-    X = np.concatenate([X for X, _ in parts])
-    ids = None if len(parts) > 1 or parts[0][1] is None else parts[0][1]
-    return X, ids
+    X = np.concatenate([p.features for p in parts])
+    return X, parts[0].ids if len(parts) == 1 else None
 
 
 @app.command()
@@ -64,7 +63,7 @@ def compress(
     input: Annotated[str, typer.Argument(help="Embeddings (`x.npy`, `x.npz:key`) to compress, or a folder of images to embed first.")],
     codec: Annotated[str, typer.Option("--codec", help="A fitted codec file (.smzc), or a spec to fit on INPUT itself.")],
     output: OutOpt,
-    model: Annotated[str, typer.Option(help="Embedding model id stored in the archive (open_clip ARCH:TAG); for an image folder, the model that embeds it.")] = DEFAULT_MODEL,
+    model: Annotated[str | None, typer.Option(help=f"Embedding model id stored in the archive (open_clip ARCH:TAG; default: the one recorded by `semzip embed`, else {DEFAULT_MODEL}); for an image folder, the model that embeds it.")] = None,
     shared: Annotated[bool, typer.Option("--shared", help="Name the codec by hash instead of embedding it; decoding then needs the .smzc file.")] = False,
     block_items: Annotated[int, typer.Option(help="Items per entropy-coded block (random access decodes one block).")] = DEFAULT_BLOCK_ITEMS,
     weights: _embed.WeightsOpt = None,
@@ -92,13 +91,16 @@ def compress(
         _scale.compress_ray(input, codec, output, model=model, weights=weights, device=device, batch_size=batch_size,
                             workers=workers, shard_items=shard_items, fit_items=fit_items, address=address)
         return
-    pixels = None
     if Path(input).is_dir():
+        model = model or DEFAULT_MODEL
         found = _embed.embed_images([input], model=model, weights=weights, device=device, batch_size=batch_size,
                                     workers=None, cache=None, no_cache=no_cache, strict=strict)
         X, ids, pixels = found.features, found.ids, found.pixels
     else:
-        X, ids = read_embeddings(input)
+        X, ids, recorded, pixels = read_embeddings(input)
+        if model and recorded and model != recorded:
+            raise InputError(f"{input} was embedded with {recorded}, not {model}; drop --model or fix it")
+        model = model or recorded or DEFAULT_MODEL
     fitted = _resolve_codec(codec, X, shared)
     write_archive(output, fitted, X, ids=ids, model=model, embed_codec=not shared, pixels=pixels,
                   block_items=block_items, progress=True)
@@ -132,8 +134,8 @@ def append(
     codec: CodecFileOpt = None,
 ) -> None:
     """Add items to an archive, coded with the archive's own codec; existing items are untouched."""
-    X, ids = read_embeddings(input)
-    append_archive(archive, X, ids=ids, codec=_codec_file(codec), progress=True)
+    X, ids, _, pixels = read_embeddings(input)
+    append_archive(archive, X, ids=ids, pixels=pixels, codec=_codec_file(codec), progress=True)
     _summary(archive)
 
 

@@ -1,4 +1,4 @@
-"""CLIP commands: embed image files, zero-shot classify an archive; and the image-folder input of compress."""
+"""CLIP commands: embed image files; the image-folder input of compress; label parsing for classify."""
 
 from __future__ import annotations
 
@@ -72,7 +72,7 @@ def embed(
                  f"{result.model_id} -> {output} ({result.features.shape[1]}-d)")
 
 
-def _labels(arg: str) -> list[str]:
+def parse_labels(arg: str) -> list[str]:
     """'cat,dog' or '@file' (one label per line)."""
     if arg.startswith("@"):
         try:
@@ -86,43 +86,3 @@ def _labels(arg: str) -> list[str]:
     if len(labels) < 2:
         raise InputError("give at least two labels, e.g. --labels 'cat,dog' or --labels @labels.txt")
     return labels
-
-
-@app.command()
-def classify(
-    archive: Annotated[Path, typer.Argument(help="Archive (.smz) of image embeddings.")],
-    labels: Annotated[str, typer.Option("--labels", help="Class names: `cat,dog,...` or `@file` with one per line.")],
-    templates: Annotated[str, typer.Option("--templates", help="Prompt set `openai` (80), `simple` (7), `photo` (1), or templates like `a photo of a {}.` separated by `|`.")] = "openai",
-    weights: WeightsOpt = None,
-    device: DeviceOpt = "cpu",
-    codec: Annotated[Path | None, typer.Option("--codec", help="Codec file for archives that do not embed theirs.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for machines.")] = False,
-) -> None:
-    """Zero-shot classification of an archive's items: decode them, then pick for each the label whose
-    prompt-ensemble text embedding (from the archive's own model) is most similar by cosine.
-
-    Example: `semzip classify photos.smz --labels "cat,dog,car" --templates openai`
-    """
-    from ..codecs import load_codec
-    from ..embed import class_embeddings, zero_shot
-
-    names = _labels(labels)
-    prompts: str | list[str] = templates if "|" not in templates else [t.strip() for t in templates.split("|")]
-    with Archive.open(archive, codec=load_codec(codec) if codec is not None else None) as arc:
-        X = arc.decode(progress=True)
-        ids, model = list(arc.ids), arc.model
-    classes = class_embeddings(names, prompts, model, weights=weights, device=device)
-    if classes.shape[1] != X.shape[1]:
-        raise InputError(f"{model} gives {classes.shape[1]}-d text embeddings but the archive holds "
-                         f"{X.shape[1]}-d items")
-    best, score = zero_shot(X, classes)
-    rows = [{"id": i, "label": names[b], "score": round(float(s), 4)} for i, b, s in zip(ids, best, score)]
-    if as_json:
-        typer.echo(json.dumps(rows, indent=2))
-        return
-    table = Table("id", "label", "cosine")
-    for row in rows:
-        table.add_row(row["id"], row["label"], f"{row['score']:.3f}")
-    stdout.print(table)
-    counts = np.bincount(best, minlength=len(names))
-    stdout.print("  ".join(f"{n}: {c}" for n, c in zip(names, counts)))

@@ -31,7 +31,7 @@ INSTALL_HINT = (
 class ModelError(SemzipError):
     """A CLIP model that cannot be loaded: unknown name, missing backend, no weights, bad weights file."""
 
-    exit_code = 5
+    exit_code = 6  # 5 is the CLI's code for OS errors
 
 
 @functools.cache

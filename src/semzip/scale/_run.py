@@ -46,7 +46,7 @@ def compress_sharded(
     shard_items: int = 10_000,
     fit_items: int = 100_000,
     seed: int = 0,
-    model: str = DEFAULT_MODEL,
+    model: str | None = None,
     weights: str | os.PathLike[str] | None = None,
     device: str = "cpu",
     batch_size: int = 64,
@@ -59,7 +59,9 @@ def compress_sharded(
     """Compress `source` into a sharded collection in folder `output` with Ray; returns the manifest.
 
     `source` is an embedding file (`x.npy`, `x.npz[:key]`: encode only) or an image folder or
-    object-store prefix (embedded with CLIP `model` by the workers). `codec` is a fitted codec, a
+    object-store prefix (embedded with CLIP `model` by the workers; default ViT-B-32:openai).
+    For embedding files `model` is only recorded (default: the model id `semzip embed` stored in
+    the .npz, else ViT-B-32:openai). `codec` is a fitted codec, a
     `.smzc` file, or a spec fitted on a seeded sample of `fit_items` embeddings. Items are cut into
     shards of `shard_items` in sorted input order; each finished shard is recorded in the manifest
     at once (and passed to `on_shard`), so running the same call again after a crash resumes: done
@@ -74,6 +76,10 @@ def compress_sharded(
         raise InputError("cpus_per_worker must be > 0 and gpus_per_worker >= 0")
     folder = Path(output)
     src = open_source(source)
+    recorded = src.model if isinstance(src, EmbeddingSource) else None
+    if model and recorded and model != recorded:
+        raise InputError(f"{source} was embedded with {recorded}, not {model}; drop the model or fix it")
+    model = model or recorded or DEFAULT_MODEL
     gpus = gpus_per_worker if gpus_per_worker is not None else (1.0 if device.startswith("cuda") else 0.0)
     settings = {"model": model, "weights": None if weights is None else str(Path(weights).resolve()),
                 "device": device, "batch_size": batch_size, "threads": max(1, int(cpus_per_worker))}
@@ -185,7 +191,7 @@ def _fit_or_load(codec_arg: Any, src: Source, fit_items: int, seed: int, setting
     n = len(src)
     positions = np.sort(np.random.default_rng(seed).choice(n, size=min(n, fit_items), replace=False))
     if isinstance(src, EmbeddingSource):
-        X = src.rows(src.matrix()[positions], 0, len(positions))
+        X = src.rows(src.load()[0][positions], 0, len(positions))
     else:
         X = _embed_sample(ray, src, positions, settings, workers, cpus, gpus)
     if "seed" in codec.get_params():
@@ -303,7 +309,7 @@ class _Worker:
     def __init__(self, source: Source, settings: dict[str, Any]) -> None:
         self.source = source
         self.settings = settings
-        self.matrix = source.matrix() if isinstance(source, EmbeddingSource) else None
+        self.matrix, self.pixels = source.load() if isinstance(source, EmbeddingSource) else (None, None)
         self.clip: Any = None
         if isinstance(source, ImageSource):
             import torch
@@ -376,6 +382,7 @@ class _ShardWriter(_Worker):
         if self.matrix is not None:
             X = self.source.rows(self.matrix, start, stop)
             ids = self.source.ids[start:stop]
+            pixels = None if self.pixels is None else self.pixels[start:stop]
         else:
             X, kept, pixels, skipped = self.embed(list(range(start, stop)))
             ids = [self.source.ids[p] for p in kept]

@@ -31,11 +31,13 @@ def ids_digest(ids: list[str]) -> str:
 @dataclass
 class EmbeddingSource:
     """Rows of an `.npy` (memory-mapped; read by every worker, so it must be on a path all nodes see)
-    or an `.npz:key` (loaded whole once per worker)."""
+    or an `.npz:key` (loaded whole once per worker), with the ids, pixel counts and model id that
+    `semzip embed` stores beside the features, when present."""
 
     arg: str
     ids: list[str] = field(default_factory=list)
     dim: int = 0
+    model: str | None = None
     kind: str = "embeddings"
 
     @classmethod
@@ -44,34 +46,35 @@ class EmbeddingSource:
         if path.suffix == ".npy" and key is None:
             rows = _mmap_npy(path)
             ids = [str(i) for i in range(len(rows))]
-            dim = rows.shape[1]
+            dim, model = rows.shape[1], None
         else:
-            X, given = read_embeddings(arg)
-            ids = given if given is not None else [str(i) for i in range(len(X))]
-            dim = X.shape[1]
+            found = read_embeddings(arg)
+            ids = found.ids if found.ids is not None else [str(i) for i in range(len(found.features))]
+            dim, model = found.features.shape[1], found.model
         if not ids:
             raise InputError(f"{arg!r} holds no rows")
-        return cls(str(Path(path).resolve()) + (f":{key}" if key else ""), ids, dim)
+        return cls(str(Path(path).resolve()) + (f":{key}" if key else ""), ids, dim, model)
 
     def __len__(self) -> int:
         return len(self.ids)
 
     def describe(self) -> dict[str, Any]:
         """Identity of the input for resuming: ids, and a spot check of three rows' bytes (not a full hash)."""
-        X = self.matrix()
+        X, _ = self.load()
         probe = np.ascontiguousarray(X[sorted({0, len(X) // 2, len(X) - 1})]).tobytes()
         return {"kind": self.kind, "input": self.arg, "items": len(self.ids), "ids_sha256": ids_digest(self.ids),
                 "rows_probe_sha256": hashlib.sha256(probe).hexdigest()}
 
-    def matrix(self) -> np.ndarray:
-        """All rows: memory-mapped for an .npy, loaded for an .npz (a worker calls this once)."""
+    def load(self) -> tuple[np.ndarray, np.ndarray | None]:
+        """(all rows, pixel counts or None): memory-mapped for an .npy, loaded for an .npz (once per worker)."""
         path, key = split_source(self.arg)
         if key is None and path.suffix == ".npy":
-            return _mmap_npy(path)
-        return read_embeddings(self.arg)[0]
+            return _mmap_npy(path), None
+        found = read_embeddings(self.arg)
+        return found.features, found.pixels
 
     def rows(self, matrix: np.ndarray, start: int, stop: int) -> np.ndarray:
-        """float32 rows [start, stop) of `matrix()`, checked (finite, the right width)."""
+        """float32 rows [start, stop) of `load()`'s matrix, checked (finite, the right width)."""
         return check_embeddings(matrix[start:stop], dim=self.dim, name=f"{self.arg}[{start}:{stop}]")
 
 
