@@ -181,7 +181,14 @@ def test_cli_compress_ray_info_decompress(data, tmp_path, capsys):
     info = json.loads(capsys.readouterr().out)
     assert info["items"] == 1000 and info["shards"] == 3 and info["complete"] is True
     assert main(["decompress", str(out), "-o", str(tmp_path / "x.npy")]) == 0
-    np.testing.assert_array_equal(np.load(tmp_path / "x.npy"), codec.decode(codec.encode(X), 1000))
+    capsys.readouterr()
+    D = np.load(tmp_path / "x.npy")
+    np.testing.assert_array_equal(D, codec.decode(codec.encode(X), 1000))
+    assert main(["search", str(out), "--like", "850", "-k", "3", "--json"]) == 0
+    hits = json.loads(capsys.readouterr().out)
+    D /= np.linalg.norm(D, axis=1, keepdims=True)
+    top = int(hits[0]["hits"][0]["id"])  # the item itself, or one with the same code
+    assert np.isclose(D[top] @ D[850], (D @ D[850]).max(), atol=1e-5)
 
 
 def test_object_store_style_uris_list_like_folders(tmp_path):
@@ -251,20 +258,19 @@ def test_images_embedded_by_workers_match_single_process(tiny_images, tmp_path):
 
 
 def test_collections_and_archives_open_as_one_list(data, collection, tmp_path):
+    """What search reads: a collection's shards and plain archives, flattened; search equals brute force."""
     from semzip.collection import open_archives
+    from semzip.search import Collection
 
     t, X, codec = data
     write_archive(tmp_path / "extra.smz", codec, X[:5], ids=[f"extra{i}" for i in range(5)])
     with open_archives([collection, tmp_path / "extra.smz"]) as arcs:
         assert [a.items for a in arcs] == [300, 300, 300, 100, 5]
         assert all(a.codec.state_hash == codec.state_hash for a in arcs)
-        if importlib.util.find_spec("semzip.search") is not None:  # compressed-domain search over the shards
-            from semzip.search import Collection
-
-            D = np.concatenate([a.decode() for a in arcs])
-            D /= np.linalg.norm(D, axis=1, keepdims=True)
-            ids = [i for a in arcs for i in a.ids]
-            with Collection(arcs) as coll:
-                hits = coll.search(X[[7, 650]], k=1)
-            assert [list(h) for h in hits.ids] == [[ids[int(np.argmax(D @ q))]] for q in X[[7, 650]]]
+        D = np.concatenate([a.decode() for a in arcs])
+        D /= np.linalg.norm(D, axis=1, keepdims=True)
+        ids = [i for a in arcs for i in a.ids]
+        with Collection(arcs) as coll:
+            hits = coll.search(X[[7, 650]], k=1)
+        assert [list(h) for h in hits.ids] == [[ids[int(np.argmax(D @ q))]] for q in X[[7, 650]]]
     assert all(a._buf.closed for a in arcs)
