@@ -182,6 +182,7 @@ def test_cli_compress_ray_info_decompress(data, tmp_path, capsys):
     assert info["items"] == 1000 and info["shards"] == 3 and info["complete"] is True
     assert main(["decompress", str(out), "-o", str(tmp_path / "x.npy")]) == 0
     capsys.readouterr()
+    assert main(["verify", str(out)]) == 0 and "ok:" in capsys.readouterr().out
     D = np.load(tmp_path / "x.npy")
     np.testing.assert_array_equal(D, codec.decode(codec.encode(X), 1000))
     assert main(["search", str(out), "--like", "850", "-k", "3", "--json"]) == 0
@@ -189,6 +190,20 @@ def test_cli_compress_ray_info_decompress(data, tmp_path, capsys):
     D /= np.linalg.norm(D, axis=1, keepdims=True)
     top = int(hits[0]["hits"][0]["id"])  # the item itself, or one with the same code
     assert np.isclose(D[top] @ D[850], (D @ D[850]).max(), atol=1e-5)
+
+
+def test_ids_pixels_and_model_recorded_by_embed_are_kept(data, tmp_path):
+    t, X, _ = data
+    ids = [f"photos/{i:04d}.jpg" for i in range(250)]
+    pixels = np.arange(250) * 100 + 7
+    np.savez(tmp_path / "emb.npz", features=X[:250], ids=np.array(ids), pixels=pixels, model=np.array("ViT-L-14:openai"))
+    with pytest.raises(InputError, match="embedded with ViT-L-14:openai"):
+        compress_sharded(str(tmp_path / "emb.npz"), tmp_path / "bad", t / "pq.smzc", model="ViT-B-16:openai")
+    compress_sharded(str(tmp_path / "emb.npz"), tmp_path / "out", t / "pq.smzc", workers=1, shard_items=200)
+    with ShardedArchive.open(tmp_path / "out") as coll:
+        assert coll.ids == ids and coll.model == "ViT-L-14:openai" and len(coll.archives) == 2
+        np.testing.assert_array_equal(coll.pixels, pixels)
+        assert coll.info()["pixels"] == int(pixels.sum())
 
 
 def test_object_store_style_uris_list_like_folders(tmp_path):

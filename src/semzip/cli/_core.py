@@ -14,7 +14,7 @@ from .._atomic import atomic_writer
 from .._errors import InputError, SpecError
 from .._inputs import read_embeddings
 from ..codecs import Codec, available_codecs, codec_class, load_codec, make_codec, save_codec
-from ..collection import open_collection
+from ..collection import ShardedArchive, is_manifest, open_collection
 from ..container import DEFAULT_BLOCK_ITEMS, DEFAULT_MODEL, Archive, append_archive, write_archive
 from . import _embed, _scale, app, stdout
 
@@ -177,15 +177,20 @@ def info(
 
 @app.command()
 def verify(
-    archive: Annotated[Path, typer.Argument(help="Archive to check.")],
+    archive: Annotated[Path, typer.Argument(help="Archive to check, or a sharded collection (also checks each shard's SHA-256).")],
     codec: CodecFileOpt = None,
 ) -> None:
     """Check every checksum (sections and blocks) and that every block decodes. Exit 3 on damage."""
     from .._errors import FormatError
 
-    with Archive.open(archive, codec=_codec_file(codec)) as arc:
-        problems = arc.verify()
-        blocks, items, decodable = len(arc.index), arc.items, arc.codec_embedded or codec is not None
+    if is_manifest(archive):
+        with ShardedArchive.open(archive, codec=_codec_file(codec), partial=True) as coll:
+            problems, items, decodable = coll.verify(), coll.items, True
+            blocks = sum(len(a.index) for a in coll.archives)
+    else:
+        with Archive.open(archive, codec=_codec_file(codec)) as arc:
+            problems = arc.verify()
+            blocks, items, decodable = len(arc.index), arc.items, arc.codec_embedded or codec is not None
     if problems:
         raise FormatError(f"{archive}: {len(problems)} problem(s): " + "; ".join(problems))
     note = "" if decodable else " (checksums only: pass --codec to also check that blocks decode)"
