@@ -120,6 +120,8 @@ def test_crashed_run_resumes_without_loss_or_duplicates(data, tmp_path):
     assert not half["complete"] and sorted(s["index"] for s in half["shards"]) == sorted(seen)
     kept = {s["file"]: (out / s["file"]).stat().st_mtime_ns for s in half["shards"]}
     (out / ".shard-00006.smz.abc.tmp").write_bytes(b"half-written")  # what a killed writer leaves
+    unrecorded = next(i for i in range(7) if i not in seen)
+    (out / f"shard-{unrecorded:05d}.smz").write_bytes(b"garbage")  # a shard file the manifest does not name
     with pytest.raises(InputError, match="unfinished"):
         ShardedArchive.open(out)
 
@@ -134,7 +136,7 @@ def test_crashed_run_resumes_without_loss_or_duplicates(data, tmp_path):
     want_codec = make_codec("sign").fit(X[sample])
     assert manifest["codec"]["hash"] == want_codec.state_hash
     with ShardedArchive.open(out) as coll:
-        assert coll.ids == [str(i) for i in range(1000)]
+        assert coll.ids == [str(i) for i in range(1000)] and coll.verify() == []
         np.testing.assert_array_equal(coll.decode(), want_codec.decode(want_codec.encode(X), 1000))
 
 

@@ -129,7 +129,7 @@ def _prepare(folder: Path, src: Source, codec_arg: Any, shard_items: int, fit_it
     described = src.describe()
     if (folder / MANIFEST_NAME).is_file():
         manifest = read_manifest(folder)
-        _check_resume(folder, manifest, described, codec_arg, shard_items, settings, src)
+        _check_resume(folder, manifest, described, codec_arg, shard_items, settings)
         return manifest
     codec = _fit_or_load(codec_arg, src, fit_items, seed, settings, ray, workers, cpus, gpus)
     save_codec(codec, folder / CODEC_NAME)
@@ -149,7 +149,7 @@ def _prepare(folder: Path, src: Source, codec_arg: Any, shard_items: int, fit_it
 
 
 def _check_resume(folder: Path, manifest: dict[str, Any], described: dict[str, Any], codec_arg: Any,
-                  shard_items: int, settings: dict[str, Any], src: Source) -> None:
+                  shard_items: int, settings: dict[str, Any]) -> None:
     """Refuse to resume with different inputs, shard size, model or codec: shards would not fit together."""
     where = f"{str(folder)!r} was started"
     old = manifest.get("source", {})
