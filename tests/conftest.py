@@ -21,18 +21,12 @@ def data_dir() -> Path | None:
 
 
 @pytest.fixture(scope="session", autouse=True)
-def one_thread():
+def single_thread():
     """One faiss/BLAS thread: spinning OpenMP threads slow a busy 2-core machine by 100x."""
-    import faiss
-    from threadpoolctl import threadpool_limits
+    from semzip._threads import one_thread
 
-    before = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(1)
-    try:
-        with threadpool_limits(1):
-            yield
-    finally:
-        faiss.omp_set_num_threads(before)
+    with one_thread():
+        yield
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from collections.abc import Callable
 import numpy as np
 
 from .._errors import FormatError, InputError, SpecError
+from .._threads import one_thread
 from ..entropy import FrequencyTable, SymbolReader, encode_symbols
 from ._base import Codec, Codes
 from ._registry import register
@@ -57,6 +58,10 @@ class PQCodec(Codec):
 
     # ---- training --------------------------------------------------------------------------------
     def _fit(self, X: np.ndarray) -> None:
+        with one_thread():  # faiss k-means and OPQ give other results with other thread counts
+            self._train(X)
+
+    def _train(self, X: np.ndarray) -> None:
         import faiss
 
         n, d = X.shape
