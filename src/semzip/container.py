@@ -472,12 +472,17 @@ def _check_model(model: str) -> None:
 
 
 def _pack_ids(ids: list[str]) -> bytes:
+    """Lengths then UTF-8 bytes; the default ids "0", "1", ... are stored as an empty section."""
+    if ids == [str(i) for i in range(len(ids))]:
+        return b""
     encoded = [i.encode("utf-8") for i in ids]
     lengths = np.array([len(e) for e in encoded], dtype="<u4")
     return lengths.tobytes() + b"".join(encoded)
 
 
 def _unpack_ids(raw: memoryview, n: int) -> list[str]:
+    if len(raw) == 0:
+        return [str(i) for i in range(n)]
     if len(raw) < 4 * n:
         raise FormatError("archive id section is shorter than its item count")
     lengths = np.frombuffer(raw[: 4 * n], dtype="<u4").astype(np.int64)
