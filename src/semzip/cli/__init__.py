@@ -28,7 +28,7 @@ app = typer.Typer(
 stdout = Console(soft_wrap=True)
 stderr = Console(stderr=True, soft_wrap=True)
 
-from . import _core  # noqa: E402,F401  (registers commands)
+from . import _core, _smic  # noqa: E402,F401  (registers commands)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -36,6 +36,9 @@ _HEADER_BYTES, _BLOCK_BYTES, _BLOCK_ITEMS = 640, 28, 1024
 class SMICCodec(Codec):
     """`smic:atoms=1024,k=2,coef=4,dbits=1,bits=0,cos=0`: learned dictionary, k atoms per item.
 
+    Defaults (atoms=0, k=1, coef=0, dbits=1) spend the rate on the dictionary, which measured best
+    for semantic tasks at a few tens of bits per item (docs/SMIC.md).
+
     atoms: dictionary size (0 = chosen at fit); k: most atoms per item; coef: bits per coefficient
     (0 = one learned value); dbits: bits per dictionary value (1-8, or 16 for float16); bits: target
     mean bits per item, dictionary included (0 = none); cos: target mean cosine to the original
@@ -52,7 +55,7 @@ class SMICCodec(Codec):
     )
     idempotent = False  # greedy pursuit on a decoded vector may pick another atom of equal gain
 
-    def __init__(self, atoms: int = 0, k: int = 2, coef: int = 4, dbits: int = 1, bits: float = 0.0,
+    def __init__(self, atoms: int = 0, k: int = 1, coef: int = 0, dbits: int = 1, bits: float = 0.0,
                  cos: float = 0.0, *, seed: int = 0, niter: int = 20, mod_iter: int = 4, search: int = 3) -> None:
         self.atoms = atoms
         self.k = k
@@ -133,7 +136,7 @@ class SMICCodec(Codec):
         self.atoms_ = atoms
         self.mean_ = X.mean(axis=0).astype(np.float16)
         R = X - self.mean_.astype(np.float32)
-        D = _kmeans(R, atoms, self.niter, rng, self._quantize_dictionary)
+        D = _kmeans(R, atoms, self.niter, rng, self._quantize_dictionary, shared_norm=self.coef == 0)
         for _ in range(self.mod_iter if self.k > 1 else 0):
             idx, coef = _pursuit_exact(R, D, self.k)
             D = _mod_update(R, idx, coef, D)
@@ -186,12 +189,15 @@ class SMICCodec(Codec):
             ok = lambda t: _truncate(idx, lev, cos, t)["cos"].mean() >= self.cos  # noqa: E731
         else:
             budget = self.bits * len(X)
+            self.threshold_ = 0.0
+            self._set_tables(_truncate(idx, lev, cos, 0.0))
+            state_bytes = len(self.to_bytes())  # every state array has a fixed shape
 
             def ok(t: float) -> bool:
                 codes = _truncate(idx, lev, cos, t)
                 self.threshold_ = t
                 self._set_tables(codes)
-                return self._counted_bits(codes, len(X)) <= budget
+                return self._counted_bits(codes, len(X), state_bytes) <= budget
             if not ok(0.0):
                 return None
             if ok(1.0):
@@ -199,7 +205,7 @@ class SMICCodec(Codec):
                 return _truncate(idx, lev, cos, 1.0)
         # the smallest threshold meeting a cos target, the largest meeting a bits budget
         lo, hi = (0.0, 1.0)
-        for _ in range(20):
+        for _ in range(14):
             mid = 0.5 * (lo + hi)
             if ok(mid) == bool(self.cos):
                 hi = mid
@@ -232,10 +238,11 @@ class SMICCodec(Codec):
             if self.k > 1:
                 self.tables_["coef_next"] = _table(lev[:, 1:][more], L)
 
-    def _counted_bits(self, codes: Codes, n: int) -> float:
+    def _counted_bits(self, codes: Codes, n: int, state_bytes: int | None = None) -> float:
         """Bits an archive of these n items would take: codec state, payload and headers."""
         blocks = math.ceil(n / _BLOCK_ITEMS)
-        return 8.0 * (len(self.to_bytes()) + len(self.pack(codes)) + _HEADER_BYTES + _BLOCK_BYTES * blocks)
+        state = len(self.to_bytes()) if state_bytes is None else state_bytes + 64  # + fit_info digits
+        return 8.0 * (state + len(self.pack(codes)) + _HEADER_BYTES + _BLOCK_BYTES * blocks)
 
     # ---- coding ----------------------------------------------------------------------------------
     def _pursuit(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -472,20 +479,22 @@ def _assign(R: np.ndarray, C: np.ndarray) -> np.ndarray:
     return out
 
 
-def _kmeans(R: np.ndarray, A: int, niter: int, rng: np.random.Generator, quantize) -> np.ndarray:
+def _kmeans(R: np.ndarray, A: int, niter: int, rng: np.random.Generator, quantize, shared_norm: bool) -> np.ndarray:
     """k-means on residuals whose second half assigns with the quantised dictionary.
 
-    With one atom per item, assigning with the atoms as stored (unit, quantised) and averaging the
-    members lets the centroids compensate for quantisation; measured on CLIP data it lifts zero-shot
-    accuracy at 1 bit per value by several points (docs/SMIC.md).
+    Assigning with the atoms as the coder will see them (quantised directions; one shared length
+    when coefficients are not coded) and averaging the members lets the centroids compensate for
+    quantisation; measured on CLIP data it lifts zero-shot accuracy at 1 bit per value by several
+    points (docs/SMIC.md).
     """
     from scipy import sparse
 
     n = len(R)
-    C = R[rng.choice(n, A, replace=False)].copy()
+    sample = R[rng.choice(n, min(n, max(4096, 4 * A)), replace=False)]
+    C = min((_kmeans_pp(sample, A, rng) for _ in range(3)), key=lambda c: _inertia(sample, c))
     for it in range(niter):
         aware = it >= niter // 2
-        a = _assign(R, quantize(C) * _mean_norm(C) if aware else C)
+        a = _assign(R, quantize(C) * _norms(C, shared_norm) if aware else C)
         sums = sparse.csr_matrix((np.ones(n, np.float32), (a, np.arange(n))), shape=(A, n)) @ R
         counts = np.bincount(a, minlength=A)
         empty = counts == 0
@@ -496,8 +505,35 @@ def _kmeans(R: np.ndarray, A: int, niter: int, rng: np.random.Generator, quantiz
     return C
 
 
-def _mean_norm(C: np.ndarray) -> float:
-    return float(np.linalg.norm(C, axis=1).mean())
+def _kmeans_pp(R: np.ndarray, A: int, rng: np.random.Generator) -> np.ndarray:
+    """Greedy k-means++ seeding (as scikit-learn): of 2 + log(A) D^2-sampled candidates per atom,
+    keep the one that most lowers the total squared distance; avoids merged clusters."""
+    sq = (R * R).sum(axis=1)
+    tries = 2 + int(math.log(A))
+    chosen = [int(rng.integers(len(R)))]
+    d2 = np.maximum(sq - 2 * R @ R[chosen[0]] + sq[chosen[0]], 0)
+    for _ in range(A - 1):
+        total = float(d2.sum())
+        if total <= 0:
+            cand = rng.integers(len(R), size=1)
+        else:
+            cand = np.minimum(np.searchsorted(np.cumsum(d2), rng.random(tries) * total), len(R) - 1)
+        dist = np.maximum(sq[:, None] - 2 * R @ R[cand].T + sq[cand][None, :], 0)
+        new = np.minimum(d2[:, None], dist)
+        best = int(new.sum(axis=0).argmin())
+        chosen.append(int(cand[best]))
+        d2 = new[:, best]
+    return R[chosen].copy()
+
+
+def _inertia(R: np.ndarray, C: np.ndarray) -> float:
+    a = _assign(R, C)
+    return float(((R - C[a]) ** 2).sum())
+
+
+def _norms(C: np.ndarray, shared: bool) -> np.ndarray:
+    norms = np.linalg.norm(C, axis=1, keepdims=True)
+    return np.full_like(norms, norms.mean()) if shared else norms
 
 
 def _pursuit_exact(R: np.ndarray, D: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
