@@ -24,6 +24,7 @@ def atomic_writer(path: str | Path) -> Iterator[BinaryIO]:
     except OSError as exc:
         raise InputError(f"cannot write {str(target)!r}: {exc.strerror}") from None
     try:
+        os.chmod(tmp, _final_mode(target))
         with os.fdopen(fd, "wb") as fh:
             yield fh
             fh.flush()
@@ -33,6 +34,16 @@ def atomic_writer(path: str | Path) -> Iterator[BinaryIO]:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def _final_mode(target: Path) -> int:
+    """The replaced file's permissions, or what the umask gives a new file (mkstemp uses 0600)."""
+    try:
+        return target.stat().st_mode & 0o777
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:

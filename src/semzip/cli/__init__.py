@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import sys
 
-import click
 import typer
 from rich.console import Console
 
@@ -38,12 +37,12 @@ def main(argv: list[str] | None = None) -> int:
     except SemzipError as exc:
         stderr.print(f"semzip: error: {exc}", markup=False, highlight=False)
         return exc.exit_code
-    except click.ClickException as exc:
-        exc.show()
-        return exc.exit_code
-    except click.exceptions.Abort:
+    except typer.Abort:
         stderr.print("semzip: aborted")
         return 130
+    except typer.TyperException as exc:  # usage errors: typer prints them with the usage line
+        exc.show()
+        return exc.exit_code
     except OSError as exc:
         stderr.print(f"semzip: error: {exc.strerror or exc}: {exc.filename or ''}", markup=False)
         return 5

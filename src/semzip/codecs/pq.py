@@ -93,10 +93,13 @@ class PQCodec(Codec):
         return pq
 
     def _prepare(self) -> None:
-        """Derived arrays for fast assignment: transposed centroids with -|c|^2/2 as an extra row."""
-        c = self.centroids_.astype(np.float32)
+        """Derived arrays: transposed centroids with -|c|^2/2 as an extra row (assignment), and
+        centroids viewed as one opaque row each with per-sub-space offsets (a single fast gather)."""
+        c = np.ascontiguousarray(self.centroids_, dtype=np.float32)
         bias = -0.5 * (c**2).sum(axis=2, keepdims=True)
         self._scorer = np.ascontiguousarray(np.concatenate([c, bias], axis=2).transpose(0, 2, 1))
+        self._rows = c.reshape(self.M * self.K, -1).view(np.dtype((np.void, 4 * c.shape[2]))).ravel()
+        self._offsets = np.arange(self.M, dtype=np.int64) * self.K
 
     def _rotate(self, X: np.ndarray) -> np.ndarray:
         return X if self.rotation_ is None else X @ self.rotation_.T
@@ -120,8 +123,7 @@ class PQCodec(Codec):
         return {"codes": self._assign(self._rotate(X))}
 
     def reconstruct(self, codes: Codes) -> np.ndarray:
-        c = codes["codes"]
-        Y = self.centroids_[np.arange(self.M)[None, :], c].reshape(len(c), -1)
+        Y = np.take(self._rows, codes["codes"] + self._offsets).view(np.float32)
         return Y if self.rotation_ is None else Y @ self.rotation_
 
     def pack(self, codes: Codes) -> bytes:

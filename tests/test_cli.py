@@ -1,0 +1,129 @@
+"""The CLI end to end through `main(argv)`; every bad input gets one clear line and a non-zero exit."""
+
+import json
+
+import numpy as np
+import pytest
+
+from semzip.cli import main
+
+from .conftest import unit_rows
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory):
+    """Input files and one fitted codec, made once for the module (tests copy what they change)."""
+    t = tmp_path_factory.mktemp("cli")
+    np.save(t / "train.npy", unit_rows(400, 64, seed=20))
+    np.savez(t / "items.npz", features=unit_rows(50, 64, seed=21), ids=np.array([f"p{i}.jpg" for i in range(50)]))
+    np.savez(t / "multi.npz", a=unit_rows(30, 64, seed=22), b=unit_rows(30, 64, seed=23))
+    np.save(t / "nan.npy", np.full((3, 64), np.nan, np.float32))
+    np.save(t / "empty.npy", np.zeros((0, 64), np.float32))
+    np.save(t / "wide.npy", unit_rows(3, 32))
+    (t / "garbage.smz").write_bytes(b"hello world, not an archive")
+    assert main(["fit", "pq:M=8,K=16,opq=0", str(t / "train.npy"), "-o", str(t / "pq.smzc")]) == 0
+    (t / "broken.smzc").write_bytes((t / "pq.smzc").read_bytes()[:-10])
+    return t
+
+
+@pytest.fixture
+def files(shared, tmp_path):
+    for f in shared.iterdir():
+        (tmp_path / f.name).write_bytes(f.read_bytes())
+    return tmp_path
+
+
+def run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_fit_compress_info_decompress_verify(files, capsys):
+    t = files
+    assert run(capsys, "fit", "pq:M=8,K=16", t / "train.npy", t / "multi.npz:a", "-o", t / "pq.smzc")[0] == 0
+    code, out, _ = run(capsys, "compress", t / "items.npz", "--codec", t / "pq.smzc", "-o", t / "a.smz")
+    assert code == 0 and "50 items" in out
+    code, out, _ = run(capsys, "info", t / "a.smz", "--json")
+    info = json.loads(out)
+    assert code == 0
+    assert {"items", "dim", "model", "codec", "payload_bits", "total_bits", "bits_per_item"} <= set(info)
+    assert info["items"] == 50 and info["dim"] == 64 and info["model"] == "ViT-B-32:openai"
+    assert info["total_bits"] == 8 * (t / "a.smz").stat().st_size
+    assert info["bits_per_item"] == info["total_bits"] / 50
+    assert run(capsys, "decompress", t / "a.smz", "-o", t / "out.npy")[0] == 0
+    out_arr = np.load(t / "out.npy")
+    assert out_arr.shape == (50, 64) and out_arr.dtype == np.float32
+    code, out, _ = run(capsys, "verify", t / "a.smz")
+    assert code == 0 and out.startswith("ok")
+
+
+def test_compress_with_a_spec_fits_on_the_input(files, capsys):
+    t = files
+    code, out, _ = run(capsys, "compress", t / "multi.npz:b", "--codec", "sign", "-o", t / "s.smz", "--model", "ViT-L-14:openai")
+    assert code == 0
+    info = json.loads(run(capsys, "info", t / "s.smz", "--json")[1])
+    assert info["codec"] == "sign" and info["model"] == "ViT-L-14:openai" and info["codec_bits"] > 0
+
+
+def test_shared_codec_and_append(files, capsys):
+    t = files
+    assert run(capsys, "compress", t / "multi.npz:a", "--codec", t / "pq.smzc", "--shared", "-o", t / "a.smz")[0] == 0
+    code, _, err = run(capsys, "decompress", t / "a.smz", "-o", t / "x.npy")
+    assert code == 4 and "pass the codec file" in err
+    assert run(capsys, "append", t / "a.smz", t / "multi.npz:b", "--codec", t / "pq.smzc")[0] == 0
+    assert run(capsys, "decompress", t / "a.smz", "-o", t / "x.npy", "--codec", t / "pq.smzc")[0] == 0
+    assert np.load(t / "x.npy").shape == (60, 64)
+    run(capsys, "fit", "pq:M=8,K=16,opq=0", t / "multi.npz:b", "-o", t / "other.smzc")
+    code, _, err = run(capsys, "decompress", t / "a.smz", "-o", t / "x.npy", "--codec", t / "other.smzc")
+    assert code == 4 and "wrong codec" in err
+
+
+@pytest.mark.parametrize("argv, code, message", [
+    (["fit", "pq:M=8,K=16", "{t}/nan.npy", "-o", "{t}/c.smzc"], 2, "non-finite value"),
+    (["fit", "pq:M=8,K=16", "{t}/empty.npy", "-o", "{t}/c.smzc"], 2, "empty input"),
+    (["fit", "wat:x=1", "{t}/train.npy", "-o", "{t}/c.smzc"], 2, "unknown codec 'wat'"),
+    (["fit", "pq:M=8,K=16", "{t}/missing.npy", "-o", "{t}/c.smzc"], 2, "no such embedding file"),
+    (["fit", "pq:M=8,K=16", "{t}/multi.npz", "-o", "{t}/c.smzc"], 2, "name one as"),
+    (["fit", "pq:M=8,K=16", "{t}/multi.npz:zz", "-o", "{t}/c.smzc"], 2, "has no array 'zz'"),
+    (["compress", "{t}/wide.npy", "--codec", "{t}/pq.smzc", "-o", "{t}/a.smz"], 2, "width 32 does not match"),
+    (["compress", "{t}/items.npz", "--codec", "{t}/pq.smzc", "-o", "{t}/nodir/a.smz"], 2, "cannot write"),
+    (["compress", "{t}/items.npz", "--codec", "pq:M=8,K=1000", "-o", "{t}/a.smz"], 2, "power of two"),
+    (["info", "{t}/garbage.smz"], 3, "not a semzip archive"),
+    (["info", "{t}/nothere.smz"], 2, "no such archive"),
+    (["decompress", "{t}/pq.smzc", "-o", "{t}/x.npy"], 3, "not a semzip archive"),
+    (["compress", "{t}/items.npz", "--codec", "{t}/broken.smzc", "-o", "{t}/a.smz"], 3, "codec file"),
+])
+def test_bad_input_exit_codes(files, capsys, argv, code, message):
+    t = files
+    got, _, err = run(capsys, *[a.format(t=t) for a in argv])
+    assert got == code
+    assert message in err
+    assert len(err.strip().splitlines()) == 1, err
+
+
+def test_damaged_archive_fails_verify_and_existing_output_survives(files, capsys):
+    t = files
+    run(capsys, "compress", t / "items.npz", "--codec", t / "pq.smzc", "-o", t / "a.smz")
+    raw = bytearray((t / "a.smz").read_bytes())
+    raw[-300] ^= 0x10
+    (t / "bad.smz").write_bytes(bytes(raw))
+    code, _, err = run(capsys, "verify", t / "bad.smz")
+    assert code == 3 and "checksum mismatch" in err
+    before = (t / "a.smz").read_bytes()
+    code, _, _ = run(capsys, "compress", t / "nan.npy", "--codec", t / "pq.smzc", "-o", t / "a.smz")
+    assert code == 2 and (t / "a.smz").read_bytes() == before
+
+
+def test_help_teaches(capsys):
+    code, out, _ = run(capsys, "--help")
+    assert code == 0 and "compress" in out and "fit" in out
+    code, out, _ = run(capsys, "compress", "--help")
+    assert code == 0 and "--shared" in out
+    assert run(capsys, "nonsense")[0] == 2
+
+
+def test_codecs_lists_the_registry(capsys):
+    code, out, _ = run(capsys, "codecs", "--json")
+    names = {row["name"] for row in json.loads(out)}
+    assert code == 0 and {"f16", "int8", "sign", "pq"} <= names
