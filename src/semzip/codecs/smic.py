@@ -120,7 +120,8 @@ class SMICCodec(Codec):
                     best = (score, {**self.__dict__, "_train_cos": score,
                                     "_train_bits": self._counted_bits(codes, n)})
                 tried += 1
-                if tried >= self.search:
+                # one atom and one coefficient value per item: a larger dictionary only fits better
+                if tried >= (1 if self.k == 1 and self.coef == 0 else self.search):
                     break
             if best is None:
                 self._refuse_target(X)
@@ -429,14 +430,14 @@ def _atom_candidates(n: int, d: int, codec: SMICCodec) -> list[int]:
     """Dictionary sizes to try, largest first.
 
     Without a bits target: the largest power of two up to 1024 and n/4. With one: sizes a factor
-    sqrt(2) apart whose estimated archive, one atom per item, fits the budget; `fit` tries the
+    2**(1/4) apart whose estimated archive, one atom per item, fits the budget; `fit` tries the
     largest `search` of them that fit when counted and keeps the best mean training cosine.
     """
     if not codec.bits:
         return [int(max(2, min(1024, 2 ** math.floor(math.log2(max(2, n // 4))))))]
     per_value = 16 if codec.dbits == 16 else codec.dbits
     tables = 2 if codec.k > 1 else 1
-    sizes = sorted({int(round(2 ** (e / 2))) for e in range(2, 33)}, reverse=True)  # 2 .. 65536
+    sizes = sorted({int(round(2 ** (e / 4))) for e in range(4, 65)}, reverse=True)  # 2 .. 65536
     budget = codec.bits * n - 8 * (_HEADER_BYTES + 4 * d + 1024) - 8 * _BLOCK_BYTES * math.ceil(n / _BLOCK_ITEMS)
     per_item = lambda a: 0.97 * math.log2(a) + 0.8 * codec.coef + (0.3 if codec.k > 1 else 0)  # noqa: E731
     fits = [a for a in sizes if a <= n and a * (d * per_value + 16 * tables) + n * per_item(a) <= budget]
