@@ -135,7 +135,7 @@ def test_spec_errors_name_the_problem(spec, message):
 def test_canonical_spec_is_explicit_and_fitted_spec_names_the_dictionary_size():
     codec = make_codec("smic:bits=20")
     assert format_spec(codec.spec) == "smic:atoms=0,k=1,coef=0,dbits=1,bits=20.0,cos=0.0"
-    codec.fit(unit_rows(2000, 64, seed=13))
+    codec.fit(unit_rows(1000, 64, seed=13))
     atoms = codec.spec.as_dict()["atoms"]
     assert atoms >= 2 and codec.get_params()["atoms"] == 0
     loaded = codec_from_bytes(codec.to_bytes())
@@ -192,7 +192,7 @@ def test_compact_keeps_the_archive_when_refitting_does_not_help(tmp_path):
     path = tmp_path / "c.smz"
     write_archive(path, make_codec("smic:atoms=16,k=2,coef=4,dbits=4").fit(X), X)
     before = path.read_bytes()
-    report = compact_archive(path, "smic:atoms=512,k=2,coef=4,dbits=8")  # much larger dictionary
+    report = compact_archive(path, "smic:atoms=128,k=1,coef=0,dbits=16")  # much larger dictionary
     assert not report["replaced"] and path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.smz"]  # no temp file left behind
 

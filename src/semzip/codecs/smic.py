@@ -429,19 +429,22 @@ class SMICCodec(Codec):
 def _atom_candidates(n: int, d: int, codec: SMICCodec) -> list[int]:
     """Dictionary sizes to try, largest first.
 
-    Without a bits target: the largest power of two up to 1024 and n/4. With one: sizes a factor
-    2**(1/4) apart whose estimated archive, one atom per item, fits the budget; `fit` tries the
-    largest `search` of them that fit when counted and keeps the best mean training cosine.
+    Without a bits target: the largest power of two up to 1024 and n/4. With one: sizes on a
+    2**(1/8) grid whose estimated archive, one atom per item, fits the budget, largest first (the
+    next smaller sizes are the fallback when the counted size misses). When `fit` compares several
+    (k > 1 or coef > 0) they are taken a factor sqrt(2) apart.
     """
     if not codec.bits:
         return [int(max(2, min(1024, 2 ** math.floor(math.log2(max(2, n // 4))))))]
     per_value = 16 if codec.dbits == 16 else codec.dbits
     tables = 2 if codec.k > 1 else 1
-    sizes = sorted({int(round(2 ** (e / 4))) for e in range(4, 65)}, reverse=True)  # 2 .. 65536
+    sizes = sorted({int(round(2 ** (e / 8))) for e in range(8, 129)}, reverse=True)  # 2 .. 65536
     budget = codec.bits * n - 8 * (_HEADER_BYTES + 4 * d + 1024) - 8 * _BLOCK_BYTES * math.ceil(n / _BLOCK_ITEMS)
     per_item = lambda a: 0.97 * math.log2(a) + 0.8 * codec.coef + (0.3 if codec.k > 1 else 0)  # noqa: E731
     fits = [a for a in sizes if a <= n and a * (d * per_value + 16 * tables) + n * per_item(a) <= budget]
-    return fits[: codec.search + 2] or [2]
+    if codec.k == 1 and codec.coef == 0:
+        return fits[:4] or [2]
+    return fits[::4][: codec.search + 2] or [2]
 
 
 def _table(symbols: np.ndarray, alphabet: int) -> FrequencyTable:
