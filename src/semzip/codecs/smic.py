@@ -494,8 +494,10 @@ def _kmeans(R: np.ndarray, A: int, niter: int, rng: np.random.Generator, quantiz
     from scipy import sparse
 
     n = len(R)
-    sample = R[rng.choice(n, min(n, max(4096, 4 * A)), replace=False)]
-    C = min((_kmeans_pp(sample, A, rng) for _ in range(3)), key=lambda c: _inertia(sample, c))
+    # seeding costs ~ A x sample x d: three tries and a generous sample only for small dictionaries
+    sample = R[rng.choice(n, min(n, max(2048, 2 * A)), replace=False)]
+    seedings = 3 if A <= 256 else 1
+    C = min((_kmeans_pp(sample, A, rng) for _ in range(seedings)), key=lambda c: _inertia(sample, c))
     for it in range(niter):
         aware = it >= niter // 2
         a = _assign(R, quantize(C) * _norms(C, shared_norm) if aware else C)
