@@ -90,10 +90,13 @@ def evaluate(pool: dict, rows: np.ndarray, Y: np.ndarray) -> dict[str, float | N
     return out
 
 
-def run(spec: str, pool: dict, rows: np.ndarray, workdir: Path) -> dict:
+def run(spec: str, pool: dict, rows: np.ndarray, workdir: Path, seed: int = 0) -> dict:
     X = pool["X"][rows]
     t0 = time.perf_counter()
-    codec = make_codec(spec).fit(X)
+    codec = make_codec(spec)
+    if "seed" in codec.get_params():
+        codec.seed = seed
+    codec.fit(X)
     path = workdir / "bench.smz"
     write_archive(path, codec, X)
     seconds = time.perf_counter() - t0
@@ -101,7 +104,7 @@ def run(spec: str, pool: dict, rows: np.ndarray, workdir: Path) -> dict:
         info = arc.info()
         Y = arc.decode()
     n = info["items"]
-    row = {"spec": spec, "fitted": str(codec.spec), "items": n, "bits": info["total_bits"] / n,
+    row = {"spec": spec, "seed": seed, "fitted": str(codec.spec), "items": n, "bits": info["total_bits"] / n,
            "dict": info["codec_bits"] / n, "payload": info["payload_bits"] / n,
            "cos": float(cosine_to_reference(Y, X).mean()), "seconds": seconds}
     row.update(evaluate(pool, rows, Y))
@@ -118,6 +121,7 @@ def main() -> None:
     ap.add_argument("--collections", nargs="*", default=None, help="subset of 1k 5k all")
     ap.add_argument("--specs", nargs="*", default=None, help="codec specs to run instead of the default list")
     ap.add_argument("--json", type=Path, default=None, help="also write the rows here")
+    ap.add_argument("--seeds", nargs="*", type=int, default=[0], help="training seeds of trainable codecs")
     args = ap.parse_args()
     pool = load_pool(data_dir())
     names = args.collections or (["1k", "5k"] if args.quick else ["1k", "5k", "all"])
@@ -132,15 +136,16 @@ def main() -> None:
                   f"centroid flowers {fmt(r['flowers'])}, pets {fmt(r['pets'])}\n", flush=True)
             print("| spec | fitted spec | bits/item | dict share | payload | cos | zero-shot | flowers | pets | fit+write s |")
             print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |", flush=True)
-            for spec in specs:
+            for spec, seed in [(spec, seed) for spec in specs for seed in args.seeds]:
+                label = spec if len(args.seeds) == 1 else f"{spec} (seed {seed})"
                 try:
-                    row = run(spec, pool, rows, Path(tmp))
+                    row = run(spec, pool, rows, Path(tmp), seed)
                 except SemzipError as exc:  # e.g. a target the collection cannot meet
-                    print(f"| `{spec}` | refused: {exc} |", flush=True)
+                    print(f"| `{label}` | refused: {exc} |", flush=True)
                     continue
                 row["collection"] = name
                 rows_out.append(row)
-                print(f"| `{spec}` | `{row['fitted']}` | {row['bits']:.1f} | {row['dict']:.1f} | {row['payload']:.1f} | "
+                print(f"| `{label}` | `{row['fitted']}` | {row['bits']:.1f} | {row['dict']:.1f} | {row['payload']:.1f} | "
                       f"{row['cos']:.3f} | {row['zeroshot']:.3f} | {fmt(row['flowers'])} | {fmt(row['pets'])} | "
                       f"{row['seconds']:.1f} |", flush=True)
     if args.json:
