@@ -13,6 +13,8 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q $(TORCH)
 	$(BIN)/pip install -q -e ".[$(EXTRAS)]"
+	# open_clip without its torchvision/timm requirements (see docs/EMBED.md)
+	$(BIN)/pip install -q --no-deps "open_clip_torch==3.3.0"
 	touch $@
 
 demo: $(BIN)/.installed

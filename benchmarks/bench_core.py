@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     d = load(args.data)
     codecs = CODECS[:4] + CODECS[5:6] if args.quick else CODECS
     speed_set = np.tile(d["pool"], (1 + 100_000 // len(d["pool"]), 1))[: 20_000 if args.quick else 100_000]
-    console = Console()
+    console = Console(width=None if sys.stdout.isatty() else 160)
     rows = [{"codec": "float32", "bits": 32.0 * d["pool"].shape[1], "fixed": 32.0 * d["pool"].shape[1],
              "zs": zero_shot_topk(d["zs_x"], d["zs_t"], d["zs_y"]),
              **{n: nearest_centroid_topk(d[f"{n}_train_x"], d[f"{n}_train_y"], d[f"{n}_test_x"], d[f"{n}_test_y"])

@@ -20,6 +20,21 @@ def data_dir() -> Path | None:
     return None
 
 
+@pytest.fixture(scope="session", autouse=True)
+def one_thread():
+    """One faiss/BLAS thread: spinning OpenMP threads slow a busy 2-core machine by 100x."""
+    import faiss
+    from threadpoolctl import threadpool_limits
+
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    try:
+        with threadpool_limits(1):
+            yield
+    finally:
+        faiss.omp_set_num_threads(before)
+
+
 @pytest.fixture
 def shared_data() -> Path:
     """The real CLIP embeddings folder; tests using it skip with a reason when it is absent."""

@@ -127,3 +127,14 @@ def test_codecs_lists_the_registry(capsys):
     code, out, _ = run(capsys, "codecs", "--json")
     names = {row["name"] for row in json.loads(out)}
     assert code == 0 and {"f16", "int8", "sign", "pq"} <= names
+
+
+def test_compress_keeps_the_model_and_pixels_recorded_by_embed(tmp_path, capsys):
+    np.savez(tmp_path / "e.npz", features=unit_rows(6, 64), ids=np.array([f"{i}.jpg" for i in range(6)]),
+             pixels=np.full(6, 1000), model=np.array("ViT-L-14:openai"))
+    assert run(capsys, "compress", tmp_path / "e.npz", "--codec", "int8", "-o", tmp_path / "a.smz")[0] == 0
+    info = json.loads(run(capsys, "info", tmp_path / "a.smz", "--json")[1])
+    assert info["model"] == "ViT-L-14:openai" and info["pixels"] == 6000
+    code, _, err = run(capsys, "compress", tmp_path / "e.npz", "--codec", "int8", "-o", tmp_path / "b.smz",
+                       "--model", "ViT-B-32:openai")
+    assert code == 2 and "was embedded with ViT-L-14:openai" in err

@@ -164,3 +164,17 @@ def test_fuzzed_bytes_only_raise_semzip_errors(tmp_path, pq, data):
             arc.info()
     except SemzipError:
         pass
+
+
+def test_ids_cost_little(tmp_path, pq):
+    X = unit_rows(200, 64)
+    write_archive(tmp_path / "d.smz", pq, X)
+    names = [f"photos/2026/IMG_{i:05d}.jpg" for i in range(200)]
+    write_archive(tmp_path / "n.smz", pq, X, ids=names)
+    with Archive.open(tmp_path / "d.smz") as arc:
+        assert arc.info()["ids_bits"] == 0 and arc.ids[-1] == "199"
+    with Archive.open(tmp_path / "n.smz") as arc:
+        assert arc.ids == names
+        assert arc.info()["ids_bits"] < 0.25 * 8 * sum(len(n) for n in names)
+    with pytest.raises(InputError, match="NUL"):
+        write_archive(tmp_path / "z.smz", pq, X[:2], ids=["a", "b\0c"])

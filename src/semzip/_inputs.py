@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import zipfile
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -19,8 +20,18 @@ def split_source(arg: str) -> tuple[Path, str | None]:
     return Path(arg), None
 
 
-def read_embeddings(arg: str) -> tuple[np.ndarray, list[str] | None]:
-    """Load float32 (n, d) embeddings and their ids (an `ids` array beside them in an .npz, if any)."""
+class Embeddings(NamedTuple):
+    """Embeddings read from a file, with what `semzip embed` stores beside them when present."""
+
+    features: np.ndarray
+    ids: list[str] | None
+    model: str | None
+    pixels: np.ndarray | None
+
+
+def read_embeddings(arg: str) -> Embeddings:
+    """Load float32 (n, d) embeddings, plus the `ids`, `pixels` (per row) and `model` (a string)
+    stored beside them in an .npz, if any."""
     path, key = split_source(arg)
     if not path.is_file():
         raise InputError(f"no such embedding file: {str(path)!r}")
@@ -31,7 +42,7 @@ def read_embeddings(arg: str) -> tuple[np.ndarray, list[str] | None]:
     if isinstance(loaded, np.ndarray):
         if key is not None:
             raise InputError(f"{str(path)!r} is a single array; drop ':{key}'")
-        return check_embeddings(loaded, name=str(path)), None
+        return Embeddings(check_embeddings(loaded, name=str(path)), None, None, None)
     with loaded:
         matrices = [k for k in loaded.files if loaded[k].ndim == 2]
         if key is None:
@@ -45,7 +56,8 @@ def read_embeddings(arg: str) -> tuple[np.ndarray, list[str] | None]:
         if key not in loaded.files:
             raise InputError(f"{str(path)!r} has no array {key!r}; it has: {', '.join(loaded.files)}")
         X = check_embeddings(loaded[key], name=f"{path}:{key}")
-        ids = None
-        if "ids" in loaded.files and loaded["ids"].shape == (len(X),):
-            ids = [str(i) for i in loaded["ids"]]
-    return X, ids
+        beside = {k: loaded[k] for k in ("ids", "pixels", "model") if k in loaded.files}
+    ids = [str(i) for i in beside["ids"]] if beside.get("ids", np.empty(0)).shape == (len(X),) else None
+    pixels = beside["pixels"] if beside.get("pixels", np.empty(0)).shape == (len(X),) else None
+    model = str(beside["model"]) if beside.get("model", np.empty(1)).shape == () else None
+    return Embeddings(X, ids, model, pixels)

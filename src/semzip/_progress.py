@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import sys
 from collections.abc import Callable, Iterator
 
 
 @contextlib.contextmanager
 def progress_bar(label: str, total: int, enabled: bool = True) -> Iterator[Callable[[int], None]]:
-    """Yield `advance(n)`; draws a bar on stderr when enabled."""
-    if not enabled:
+    """Yield `advance(n)`; draws a bar on stderr when enabled and stderr is a terminal."""
+    if not enabled or not sys.stderr.isatty():
         yield lambda n: None
         return
     from rich.console import Console

@@ -115,6 +115,45 @@ def append_archive(
                               list(old.ids) + new_ids, all_pixels, int(old.head["block_items"]), progress)
 
 
+def merge_archives(sources: Sequence[str | Path], output: str | Path) -> None:
+    """Concatenate archives written with the same codec into a new one, blocks copied verbatim.
+
+    Refuses archives whose codec (state hash), width or embedding model differ, and ids that are not
+    unique across the sources. No codec is needed: nothing is decoded. The codec is embedded when
+    any source embeds it. `output` is written atomically and may not be one of the sources.
+    """
+    paths = [Path(p) for p in sources]
+    if len(paths) < 2:
+        raise InputError(f"merging needs at least two archives, got {len(paths)}")
+    if any(Path(output).resolve() == p.resolve() for p in paths):
+        raise InputError(f"output {str(output)!r} is one of the archives being merged; write a new file")
+    with contextlib.ExitStack() as stack:
+        arcs = [stack.enter_context(Archive.open(p)) for p in paths]
+        first = arcs[0]
+        for a in arcs[1:]:
+            for what, mine, theirs in (("codec", f"{a.codec_spec} hash {a.codec_hash[:12]}", f"{first.codec_spec} hash {first.codec_hash[:12]}"),
+                                       ("width", a.dim, first.dim), ("embedding model", a.model, first.model)):
+                if mine != theirs:
+                    raise CodecMismatchError(f"cannot merge {a.path} into {first.path}: {what} differs "
+                                             f"({mine} vs {theirs}); blocks can only be copied between archives of one codec")
+        ids = [i for a in arcs for i in a.ids]
+        if len(set(ids)) != len(ids):
+            seen: set[str] = set()
+            dup = next(i for i in ids if i in seen or seen.add(i))
+            owners = [str(a.path) for a in arcs if dup in a.ids]
+            raise InputError(f"cannot merge: id {dup!r} appears in more than one item ({', '.join(owners)}); ids must stay unique")
+        for a in arcs:
+            a.check_sections()
+        pixels = None
+        if any(a.pixels is not None for a in arcs):
+            pixels = np.concatenate([a.pixels if a.pixels is not None else np.zeros(a.items, np.uint64) for a in arcs])
+        codec_bytes = next((a.codec_section for a in arcs if a.codec_embedded), None)
+        head = dict(first.head, items=len(ids), writer=f"semzip {__version__}")
+        with atomic_writer(output) as fh:
+            _Writer(fh).write(head, codec_bytes, [(a.data, a.index) for a in arcs], None,
+                              np.empty((0, first.dim), np.float32), ids, pixels, int(first.head["block_items"]), False)
+
+
 class _Writer:
     """Streams one archive: sections in order, DATA's header patched once its length is known."""
 
@@ -122,7 +161,7 @@ class _Writer:
         self.fh = fh
 
     def write(self, head: dict, codec_bytes: bytes | None, old: list[tuple[memoryview, np.ndarray]],
-              codec: Codec, X: np.ndarray, ids: list[str], pixels: np.ndarray | None, block_items: int,
+              codec: Codec | None, X: np.ndarray, ids: list[str], pixels: np.ndarray | None, block_items: int,
               progress: bool) -> None:
         count = len(_REQUIRED) + (codec_bytes is not None) + (pixels is not None)
         self.fh.write(_PREAMBLE.pack(MAGIC, FORMAT_VERSION, 0, count))
@@ -139,7 +178,7 @@ class _Writer:
         self.fh.write(_SECTION.pack(tag, len(payload), zlib.crc32(payload)))
         self.fh.write(payload)
 
-    def _data(self, old: list[tuple[memoryview, np.ndarray]], codec: Codec, X: np.ndarray,
+    def _data(self, old: list[tuple[memoryview, np.ndarray]], codec: Codec | None, X: np.ndarray,
               block_items: int, progress: bool) -> np.ndarray:
         header_at = self.fh.tell()
         self.fh.write(_SECTION.pack(b"DATA", 0, 0))
@@ -147,14 +186,16 @@ class _Writer:
         for data, index in old:
             self.fh.write(data)
             crc = zlib.crc32(data, crc)
-            rows.append(index)
+            shifted = index.copy()
+            shifted["offset"] += offset  # block offsets are relative to the DATA section they came from
+            rows.append(shifted)
             offset += len(data)
         starts = range(0, len(X), block_items)
         new = np.zeros(len(starts), dtype=_INDEX)
         with progress_bar("encoding", total=len(X), enabled=progress) as advance:
             for b, start in enumerate(starts):
                 block = X[start : start + block_items]
-                payload = codec.encode(block)
+                payload = codec.encode(block)  # type: ignore[union-attr]  # None only when X is empty
                 block_crc = zlib.crc32(payload)
                 new[b] = (offset, len(payload), len(block), block_crc)
                 self.fh.write(payload)
@@ -352,9 +393,19 @@ class Archive:
 
     def get(self, item_id: str) -> np.ndarray:
         """One item's vector by id, decoding only its block."""
-        i = self.position(item_id)
-        b = int(np.searchsorted(self._starts, i, side="right") - 1)
-        return self.codec.reconstruct(self.block_codes(b))[i - self._starts[b]]
+        return self.rows([self.position(item_id)])[0]
+
+    def rows(self, positions: Sequence[int] | np.ndarray) -> np.ndarray:
+        """float32 (len(positions), dim) vectors of the items at these positions; each block decoded once."""
+        pos = np.asarray(positions, dtype=np.int64).reshape(-1)
+        if pos.size and (pos.min() < 0 or pos.max() >= self.items):
+            raise InputError(f"item positions must be in [0, {self.items}), got {pos.min()}..{pos.max()}")
+        out = np.empty((len(pos), self.dim), dtype=np.float32)
+        blocks = np.searchsorted(self._starts, pos, side="right") - 1
+        for b in np.unique(blocks).tolist():
+            sel = blocks == b
+            out[sel] = self.codec.reconstruct(self.block_codes(b))[pos[sel] - self._starts[b]]
+        return out
 
     # ---- integrity and accounting ----------------------------------------------------------------
     def check_sections(self) -> None:
@@ -450,6 +501,8 @@ def _check_ids(ids: Sequence[str] | None, n: int, start: int) -> list[str]:
     ids = [str(i) for i in ids]
     if len(ids) != n:
         raise InputError(f"{len(ids)} ids given for {n} items")
+    if any("\0" in i for i in ids):
+        raise InputError("item ids must not contain NUL characters")
     if len(set(ids)) != n:
         seen: set[str] = set()
         dup = next(i for i in ids if i in seen or seen.add(i))
@@ -472,25 +525,19 @@ def _check_model(model: str) -> None:
 
 
 def _pack_ids(ids: list[str]) -> bytes:
-    """Lengths then UTF-8 bytes; the default ids "0", "1", ... are stored as an empty section."""
+    """Empty for the default ids "0", "1", ...; else the ids joined by NUL, UTF-8, zlib level 9."""
     if ids == [str(i) for i in range(len(ids))]:
         return b""
-    encoded = [i.encode("utf-8") for i in ids]
-    lengths = np.array([len(e) for e in encoded], dtype="<u4")
-    return lengths.tobytes() + b"".join(encoded)
+    return zlib.compress("\0".join(ids).encode("utf-8"), 9)
 
 
 def _unpack_ids(raw: memoryview, n: int) -> list[str]:
     if len(raw) == 0:
         return [str(i) for i in range(n)]
-    if len(raw) < 4 * n:
-        raise FormatError("archive id section is shorter than its item count")
-    lengths = np.frombuffer(raw[: 4 * n], dtype="<u4").astype(np.int64)
-    if 4 * n + int(lengths.sum()) != len(raw):
-        raise FormatError("archive id section lengths do not add up")
-    blob = bytes(raw[4 * n :])
-    ends = np.cumsum(lengths)
     try:
-        return [blob[e - k : e].decode("utf-8") for e, k in zip(ends.tolist(), lengths.tolist())]
-    except UnicodeDecodeError:
-        raise FormatError("archive id section is not valid UTF-8") from None
+        ids = zlib.decompress(raw).decode("utf-8").split("\0")
+    except (zlib.error, UnicodeDecodeError):
+        raise FormatError("archive id section is not valid zlib-compressed UTF-8") from None
+    if len(ids) != n:
+        raise FormatError(f"archive id section holds {len(ids)} ids for {n} items")
+    return ids

@@ -15,7 +15,7 @@ from .._errors import InputError, SpecError
 from .._inputs import read_embeddings
 from ..codecs import Codec, available_codecs, codec_class, load_codec, make_codec, save_codec
 from ..container import DEFAULT_BLOCK_ITEMS, DEFAULT_MODEL, Archive, append_archive, write_archive
-from . import app, stdout
+from . import _embed, app, stdout
 
 OutOpt = Annotated[Path, typer.Option("--output", "-o", help="File to write (replaced atomically).")]
 CodecFileOpt = Annotated[
@@ -29,12 +29,11 @@ def _codec_file(path: Path | None) -> Codec | None:
 
 def _concat(sources: list[str]) -> tuple[np.ndarray, list[str] | None]:
     parts = [read_embeddings(s) for s in sources]
-    widths = {X.shape[1] for X, _ in parts}
+    widths = {p.features.shape[1] for p in parts}
     if len(widths) > 1:
         raise InputError(f"inputs have different widths {sorted(widths)}; they cannot be concatenated")
-    X = np.concatenate([X for X, _ in parts])
-    ids = None if len(parts) > 1 or parts[0][1] is None else parts[0][1]
-    return X, ids
+    X = np.concatenate([p.features for p in parts])
+    return X, parts[0].ids if len(parts) == 1 else None
 
 
 @app.command()
@@ -60,21 +59,37 @@ def fit(
 
 @app.command()
 def compress(
-    input: Annotated[str, typer.Argument(help="Embeddings (`x.npy`, `x.npz:key`) to compress.")],
+    input: Annotated[str, typer.Argument(help="Embeddings (`x.npy`, `x.npz:key`) to compress, or a folder of images to embed first.")],
     codec: Annotated[str, typer.Option("--codec", help="A fitted codec file (.smzc), or a spec to fit on INPUT itself.")],
     output: OutOpt,
-    model: Annotated[str, typer.Option(help="Embedding model id stored in the archive (open_clip ARCH:TAG).")] = DEFAULT_MODEL,
+    model: Annotated[str | None, typer.Option(help=f"Embedding model id stored in the archive (open_clip ARCH:TAG; default: the one recorded by `semzip embed`, else {DEFAULT_MODEL}); for an image folder, the model that embeds it.")] = None,
     shared: Annotated[bool, typer.Option("--shared", help="Name the codec by hash instead of embedding it; decoding then needs the .smzc file.")] = False,
     block_items: Annotated[int, typer.Option(help="Items per entropy-coded block (random access decodes one block).")] = DEFAULT_BLOCK_ITEMS,
+    weights: _embed.WeightsOpt = None,
+    device: _embed.DeviceOpt = "cpu",
+    batch_size: _embed.BatchOpt = 64,
+    no_cache: _embed.NoCacheOpt = False,
+    strict: _embed.StrictOpt = False,
 ) -> None:
-    """Compress embeddings into a `.smz` archive.
+    """Compress embeddings, or a folder of images, into a `.smz` archive.
 
     With a codec file the archive embeds it (its bits are counted in the total) unless `--shared`.
     With a spec the codec is fitted on INPUT itself and embedded: the collection pays for its codec.
+    An image folder is embedded with `--model` first (ids are paths relative to it, pixel counts are
+    kept so `semzip info` reports bits per pixel). Example: `semzip compress photos/ --codec pq.smzc -o p.smz`
     """
-    X, ids = read_embeddings(input)
+    if Path(input).is_dir():
+        model = model or DEFAULT_MODEL
+        found = _embed.embed_images([input], model=model, weights=weights, device=device, batch_size=batch_size,
+                                    workers=None, cache=None, no_cache=no_cache, strict=strict)
+        X, ids, pixels = found.features, found.ids, found.pixels
+    else:
+        X, ids, recorded, pixels = read_embeddings(input)
+        if model and recorded and model != recorded:
+            raise InputError(f"{input} was embedded with {recorded}, not {model}; drop --model or fix it")
+        model = model or recorded or DEFAULT_MODEL
     fitted = _resolve_codec(codec, X, shared)
-    write_archive(output, fitted, X, ids=ids, model=model, embed_codec=not shared,
+    write_archive(output, fitted, X, ids=ids, model=model, embed_codec=not shared, pixels=pixels,
                   block_items=block_items, progress=True)
     _summary(output)
 
@@ -94,7 +109,8 @@ def _resolve_codec(codec: str, X: np.ndarray, shared: bool) -> Codec:
 def _summary(path: Path) -> None:
     with Archive.open(path) as arc:
         info = arc.info()
-    stdout.print(f"{info['items']} items -> {path}: {info['payload_bits_per_item']:.1f} payload bits/item, "
+    fixed = f" (fixed-length {info['fixed_bits_per_item']:.0f})" if "fixed_bits_per_item" in info else ""
+    stdout.print(f"{info['items']} items -> {path}: {info['payload_bits_per_item']:.1f} payload bits/item{fixed}, "
                  f"{info['bits_per_item']:.1f} bits/item in all ({info['total_bits'] // 8} bytes)")
 
 
@@ -105,8 +121,8 @@ def append(
     codec: CodecFileOpt = None,
 ) -> None:
     """Add items to an archive, coded with the archive's own codec; existing items are untouched."""
-    X, ids = read_embeddings(input)
-    append_archive(archive, X, ids=ids, codec=_codec_file(codec), progress=True)
+    X, ids, _, pixels = read_embeddings(input)
+    append_archive(archive, X, ids=ids, pixels=pixels, codec=_codec_file(codec), progress=True)
     _summary(archive)
 
 

@@ -12,6 +12,7 @@ import hashlib
 import inspect
 import json
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import Any, ClassVar, Self
 
 import numpy as np
@@ -111,6 +112,27 @@ class Codec(ABC):
         """Model estimate of bits per item (float64, (n,)); the counted rate comes from `encode`."""
         codes = self.quantize(X)
         return np.full(_items(codes), self.fixed_bits, dtype=np.float64)
+
+    # ---- compressed-domain search (semzip.search) ----------------------------------------------
+    def scorer(self, queries: Any) -> Callable[[Codes], np.ndarray]:
+        """`f(codes) -> float32 (n, q)`: inner products of the items' reconstructions with queries (q, d).
+
+        The query-side work (rotation, lookup tables) is done once here, so `f` can be applied to
+        every block of an archive. Codecs override `_scorer` to work on the codes directly.
+        """
+        self._check_fitted()
+        return self._scorer(check_embeddings(queries, dim=self.n_features_in_, name="queries"))
+
+    def scores(self, codes: Codes, queries: Any) -> np.ndarray:
+        """float32 (n, q) inner products of the reconstructions with queries; see `scorer`."""
+        return self.scorer(queries)(codes)
+
+    def _scorer(self, Q: np.ndarray) -> Callable[[Codes], np.ndarray]:
+        return lambda codes: self.reconstruct(codes) @ Q.T
+
+    def norms(self, codes: Codes) -> np.ndarray:
+        """float32 (n,) L2 norms of the reconstructions, for cosine scores; override when cheaper."""
+        return np.linalg.norm(self.reconstruct(codes), axis=1)
 
     @property
     @abstractmethod

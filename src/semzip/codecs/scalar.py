@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from .._errors import FormatError
@@ -17,19 +19,23 @@ def _expect(data: bytes | memoryview, nbytes: int, what: str) -> memoryview:
     return view
 
 
-@register
-class Float16Codec(Codec):
-    """IEEE half precision, 16 bits per dimension: the near-lossless reference point."""
-
-    name = "f16"
-    codec_id = b"F16 "
-    example_specs = ("f16",)
+class _Parameterless(Codec):
+    """Codecs with no parameters; `fit` only records the width."""
 
     def __init__(self) -> None:
         pass
 
     def _fit(self, X: np.ndarray) -> None:
         pass
+
+
+@register
+class Float16Codec(_Parameterless):
+    """IEEE half precision, 16 bits per dimension: the near-lossless reference point."""
+
+    name = "f16"
+    codec_id = b"F16 "
+    example_specs = ("f16",)
 
     @property
     def fixed_bits(self) -> float:
@@ -52,18 +58,12 @@ class Float16Codec(Codec):
 
 
 @register
-class Int8Codec(Codec):
+class Int8Codec(_Parameterless):
     """8 bits per dimension, symmetric, scaled per vector by its largest magnitude (stored as float16)."""
 
     name = "int8"
     codec_id = b"INT8"
     example_specs = ("int8",)
-
-    def __init__(self) -> None:
-        pass
-
-    def _fit(self, X: np.ndarray) -> None:
-        pass
 
     @property
     def fixed_bits(self) -> float:
@@ -80,6 +80,14 @@ class Int8Codec(Codec):
         scale = codes["scale"].astype(np.float32) / np.float32(127.0)
         return codes["values"].astype(np.float32) * scale[:, None]
 
+    def _scorer(self, Q: np.ndarray) -> Callable[[Codes], np.ndarray]:
+        Qt = np.ascontiguousarray(Q.T) / np.float32(127.0)
+        return lambda codes: (codes["values"].astype(np.float32) @ Qt) * codes["scale"].astype(np.float32)[:, None]
+
+    def norms(self, codes: Codes) -> np.ndarray:
+        v = codes["values"].astype(np.float32)
+        return np.sqrt(np.einsum("nd,nd->n", v, v)) * (codes["scale"].astype(np.float32) / np.float32(127.0))
+
     def pack(self, codes: Codes) -> bytes:
         return codes["scale"].astype("<f2").tobytes() + codes["values"].tobytes()
 
@@ -92,7 +100,7 @@ class Int8Codec(Codec):
 
 
 @register
-class SignCodec(Codec):
+class SignCodec(_Parameterless):
     """One bit per dimension (the sign); decodes to sign x per-dimension mean magnitude, re-normalised.
 
     The magnitudes are learned at fit (d floats in the codec, no per-item cost) and lift cosine
@@ -102,9 +110,6 @@ class SignCodec(Codec):
     name = "sign"
     codec_id = b"SIGN"
     example_specs = ("sign",)
-
-    def __init__(self) -> None:
-        pass
 
     def _fit(self, X: np.ndarray) -> None:
         self.magnitude_ = np.abs(X).mean(axis=0).astype(np.float32)
@@ -121,6 +126,23 @@ class SignCodec(Codec):
         d = self.n_features_in_
         signs = np.unpackbits(codes["bits"], axis=1, count=d, bitorder="little").astype(np.float32)
         return l2_normalize((2.0 * signs - 1.0) * self.magnitude_)
+
+    def _scorer(self, Q: np.ndarray) -> Callable[[Codes], np.ndarray]:
+        """Items are s*m/|m| (s = +-1 signs, m = magnitudes), so x.q = 2 bits.(m*q/|m|) - sum(m*q/|m|)."""
+        d = self.n_features_in_
+        total = float(np.linalg.norm(self.magnitude_))
+        W = np.ascontiguousarray((Q * (self.magnitude_ / total if total > 0 else 0.0)).T, dtype=np.float32)
+        offset = W.sum(axis=0)
+
+        def score(codes: Codes) -> np.ndarray:
+            bits = np.unpackbits(codes["bits"], axis=1, count=d, bitorder="little").astype(np.float32)
+            return 2.0 * (bits @ W) - offset
+
+        return score
+
+    def norms(self, codes: Codes) -> np.ndarray:
+        unit = 1.0 if float(np.linalg.norm(self.magnitude_)) > 0 else 0.0
+        return np.full(len(codes["bits"]), unit, dtype=np.float32)
 
     def pack(self, codes: Codes) -> bytes:
         return codes["bits"].tobytes()

@@ -67,6 +67,30 @@ def retrieval_recall(images: object, texts: object, ks: tuple[int, ...] = (1, 5,
     return out
 
 
+def knn_overlap(decoded: object, reference: object, k: int = 10, block: int = 1024) -> float:
+    """Mean fraction of each item's k nearest neighbours (cosine, itself excluded) among the decoded
+    vectors that are also among its k nearest neighbours among the originals; 1.0 = same neighbourhoods."""
+    ref = _unit(reference, "reference embeddings")
+    dec = _unit(decoded, "decoded embeddings", dim=ref.shape[1])
+    n = len(ref)
+    if len(dec) != n:
+        raise InputError(f"{len(dec)} decoded vs {n} reference vectors")
+    if not 1 <= k < n:
+        raise InputError(f"k-NN overlap needs 1 <= k < items; got k={k} for {n} items")
+    total = 0
+    for start in range(0, n, block):
+        rows = np.arange(start, min(start + block, n))
+        near_ref = _neighbours(ref[rows] @ ref.T, rows, k)
+        near_dec = _neighbours(dec[rows] @ dec.T, rows, k)
+        total += sum(len(np.intersect1d(a, b, assume_unique=True)) for a, b in zip(near_ref, near_dec))
+    return total / (n * k)
+
+
+def _neighbours(sims: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:
+    sims[np.arange(len(rows)), rows] = -np.inf  # an item is not its own neighbour
+    return np.argpartition(-sims, k - 1, axis=1)[:, :k]
+
+
 def cosine_to_reference(decoded: object, reference: object) -> np.ndarray:
     """Per-item cosine similarity between decoded vectors and the originals."""
     ref = _unit(reference, "reference embeddings")

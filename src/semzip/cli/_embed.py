@@ -1,0 +1,88 @@
+"""CLIP commands: embed image files; the image-folder input of compress; label parsing for classify."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import numpy as np
+import typer
+from rich.table import Table
+
+from .._atomic import atomic_writer
+from .._errors import InputError
+from ..container import DEFAULT_MODEL, Archive
+from . import app, stderr, stdout
+
+if TYPE_CHECKING:
+    from ..embed import Embedded
+
+ModelOpt = Annotated[str, typer.Option("--model", help="CLIP model, open_clip `ARCH:TAG` (e.g. `ViT-L-14-336:openai`).")]
+WeightsOpt = Annotated[Path | None, typer.Option("--weights", help="Local weights: a .safetensors/.bin/.pt file, or a folder laid out like a hub repo.")]
+DeviceOpt = Annotated[str, typer.Option("--device", help="`cpu`, `cuda`, `cuda:N`, `mps`, or `auto` (a GPU when there is one).")]
+BatchOpt = Annotated[int, typer.Option("--batch-size", help="Images per model call.")]
+WorkersOpt = Annotated[int | None, typer.Option("--workers", help="Image decoding threads (default: CPU count, at most 8).")]
+CacheOpt = Annotated[Path | None, typer.Option("--cache", help="Embedding cache file (default: ~/.cache/semzip/embeddings.sqlite or $SEMZIP_CACHE).")]
+NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Neither read nor write the embedding cache.")]
+StrictOpt = Annotated[bool, typer.Option("--strict", help="Fail on the first unreadable image instead of skipping it.")]
+
+
+def embed_images(inputs: list[str], *, model: str, weights: Path | None, device: str, batch_size: int,
+                 workers: int | None, cache: Path | None, no_cache: bool, strict: bool) -> Embedded:
+    """Files and folders -> embeddings (ids relative to a single folder), skipped files reported on stderr."""
+    from ..embed import collect_images, default_cache_path, embed_paths
+
+    paths, ids = collect_images(inputs)
+    store = None if no_cache else (cache or default_cache_path())
+    result = embed_paths(paths, model, ids=ids, weights=weights, device=device, batch_size=batch_size,
+                         workers=workers, cache=store, strict=strict, progress=True)
+    for failure in result.failures:
+        stderr.print(f"semzip: skipped {failure.path}: {failure.reason}", markup=False, highlight=False)
+    if not result.ids:
+        raise InputError(f"none of the {len(paths)} inputs could be embedded")
+    return result
+
+
+@app.command()
+def embed(
+    images: Annotated[list[str], typer.Argument(help="Image files and/or folders (walked recursively).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="`.npz` to write: features, ids, pixels, model.")],
+    model: ModelOpt = DEFAULT_MODEL,
+    weights: WeightsOpt = None,
+    device: DeviceOpt = "cpu",
+    batch_size: BatchOpt = 64,
+    workers: WorkersOpt = None,
+    cache: CacheOpt = None,
+    no_cache: NoCacheOpt = False,
+    strict: StrictOpt = False,
+) -> None:
+    """Embed images with a CLIP model into an `.npz` (L2-normalised float32 `features` and `ids`).
+
+    Unreadable files are reported and skipped (`--strict` fails instead). Files already embedded by
+    the same model are served from the cache. Example: `semzip embed photos/ -o photos.npz`
+    """
+    result = embed_images(images, model=model, weights=weights, device=device, batch_size=batch_size,
+                          workers=workers, cache=cache, no_cache=no_cache, strict=strict)
+    with atomic_writer(output) as fh:
+        np.savez(fh, features=result.features, ids=np.array(result.ids, dtype=str), pixels=result.pixels,
+                 model=np.array(result.model_id))
+    skipped = f", {len(result.failures)} skipped" if result.failures else ""
+    stdout.print(f"embedded {len(result.ids)} images ({result.cached} from cache{skipped}) with "
+                 f"{result.model_id} -> {output} ({result.features.shape[1]}-d)")
+
+
+def parse_labels(arg: str) -> list[str]:
+    """'cat,dog' or '@file' (one label per line)."""
+    if arg.startswith("@"):
+        try:
+            text = Path(arg[1:]).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise InputError(f"cannot read labels file {arg[1:]!r}: {exc.strerror}") from None
+        labels = [line.strip() for line in text.splitlines()]
+    else:
+        labels = [part.strip() for part in arg.split(",")]
+    labels = [label for label in labels if label]
+    if len(labels) < 2:
+        raise InputError("give at least two labels, e.g. --labels 'cat,dog' or --labels @labels.txt")
+    return labels

@@ -1,0 +1,217 @@
+"""Search commands: search, classify, merge, serve (compressed-domain; see docs/SEARCH.md)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import zipfile
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import typer
+from rich.table import Table
+
+from .._atomic import atomic_writer
+from .._errors import InputError
+from .._inputs import read_embeddings, split_source
+from ..codecs import load_codec
+from . import app, stdout
+from ._embed import DeviceOpt, WeightsOpt
+
+ArchivesArg = Annotated[list[Path], typer.Argument(help="Archive(s); several are searched as one collection.")]
+CodecOpt = Annotated[Path | None, typer.Option("--codec", help="Codec file (.smzc) for archives that do not embed theirs.")]
+RawOpt = Annotated[bool, typer.Option("--raw", help="Rank by raw inner product instead of cosine.")]
+
+
+@app.command()
+def search(
+    archives: ArchivesArg,
+    text: Annotated[list[str] | None, typer.Option("--text", help="Text query (needs semzip.embed); repeat for several.")] = None,
+    like: Annotated[list[str] | None, typer.Option("--like", help="Id of an item whose vector is the query; repeatable.")] = None,
+    vector: Annotated[str | None, typer.Option("--vector", help="Query vectors: `q.npy` of shape (d,) or (q, d), or `x.npz:key`.")] = None,
+    k: Annotated[int, typer.Option("-k", help="Hits per query.")] = 10,
+    rerank: Annotated[int, typer.Option(help="Re-score this many best candidates on decoded vectors (0 = off).")] = 0,
+    raw: RawOpt = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    codec: CodecOpt = None,
+) -> None:
+    """Find the items most similar to queries, computing scores on the codes (nothing is decoded).
+
+    Example: `semzip search photos.smz --like IMG_0042.jpg -k 5`. Scores are cosines between the
+    query and the items' reconstructions (`--raw`: inner products).
+    """
+    from ..search import Collection
+    from ..search._text import embed_queries
+
+    given = [name for name, v in (("--text", text), ("--like", like), ("--vector", vector)) if v]
+    if len(given) != 1:
+        raise InputError(f"give exactly one query kind: --text, --like or --vector (got {', '.join(given) or 'none'})")
+    with Collection(archives, codec=load_codec(codec) if codec else None) as coll:
+        if text:
+            labels, Q = list(text), embed_queries(text, coll.model)
+        elif like:
+            labels, Q = [f"like:{i}" for i in like], np.stack([coll.vector(i) for i in like])
+        else:
+            Q = _read_vectors(str(vector), coll.dim)
+            labels = [f"{vector}[{i}]" for i in range(len(Q))]
+        result = coll.search(Q, k, normalize=not raw, rerank=rerank)
+    if as_json:
+        typer.echo(json.dumps(result.to_json(labels), indent=2))
+        return
+    for label, ids, scores in zip(labels, result.ids, result.scores):
+        table = Table("rank", "id", "score", title=label, title_justify="left")
+        for r, (item_id, s) in enumerate(zip(ids, scores), 1):
+            table.add_row(str(r), item_id, f"{s:.4f}")
+        stdout.print(table)
+
+
+def _read_vectors(arg: str, dim: int) -> np.ndarray:
+    path, key = split_source(arg)
+    if key is None and path.suffix == ".npy":
+        if not path.is_file():
+            raise InputError(f"no such vector file: {str(path)!r}")
+        try:
+            arr = np.load(path, allow_pickle=False)
+        except (ValueError, OSError) as exc:
+            raise InputError(f"cannot read {str(path)!r} as .npy ({exc})") from None
+        if arr.ndim == 1:
+            arr = arr[None, :]
+        if arr.ndim != 2 or arr.shape[1] != dim:
+            raise InputError(f"{str(path)!r}: query vectors must have shape ({dim},) or (q, {dim}), got {arr.shape}")
+        return arr
+    return read_embeddings(arg).features
+
+
+@app.command()
+def classify(
+    archives: ArchivesArg,
+    labels: Annotated[str | None, typer.Option("--labels", help="Class names `cat,dog,...` or `@file` (one per line), embedded with CLIP.")] = None,
+    templates: Annotated[str, typer.Option("--templates", help="Prompt set for --labels: `openai` (80), `simple` (7), `photo` (1), or templates like `a photo of a {}.` separated by `|`.")] = "openai",
+    text_embeddings: Annotated[str | None, typer.Option("--text-embeddings", help="Precomputed class text embeddings (C, d): `t.npy` or `t.npz:key` (no CLIP model needed).")] = None,
+    labels_from: Annotated[str | None, typer.Option("--labels-from", help="Class names for --text-embeddings: a key of its .npz, or a text file with one per line.")] = None,
+    weights: WeightsOpt = None,
+    device: DeviceOpt = "cpu",
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write every item's label: CSV (id,label,score), or JSON if it ends in .json.")] = None,
+    raw: RawOpt = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON: counts per label and every item's label and score.")] = False,
+    codec: CodecOpt = None,
+) -> None:
+    """Zero-shot label every item, scoring class text embeddings against the codes (nothing is decoded).
+
+    With CLIP: `semzip classify photos.smz --labels "cat,dog,car" --templates openai`.
+    Without a CLIP model: `semzip classify photos.smz --text-embeddings text.npz:text_features
+    --labels-from classnames -o labels.csv`.
+    """
+    from ..search import Collection
+    from ..search._text import embed_classes
+    from ._embed import parse_labels
+
+    if (text_embeddings is None) == (labels is None):
+        raise InputError("give either --labels (embedded with CLIP) or --text-embeddings with --labels-from")
+    with Collection(archives, codec=load_codec(codec) if codec else None) as coll:
+        if labels is not None:
+            names = parse_labels(labels)
+            prompts: str | list[str] = templates if "|" not in templates else [t.strip() for t in templates.split("|")]
+            T = embed_classes(names, prompts, coll.model, weights=weights, device=device)
+        else:
+            if labels_from is None:
+                raise InputError("--text-embeddings needs --labels-from (a key of its .npz, or a text file)")
+            T = read_embeddings(str(text_embeddings)).features
+            names = _read_labels(str(text_embeddings), labels_from)
+        if T.shape[1] != coll.dim:
+            raise InputError(f"class embeddings are {T.shape[1]}-d but the archive holds {coll.dim}-d items")
+        predicted, scores = coll.classify(T, names, normalize=not raw)
+        ids = [i for a in coll.archives for i in a.ids]
+    counts = dict(zip(*np.unique(predicted, return_counts=True)))
+    summary = {"items": len(ids), "classes": len(names),
+               "counts": {str(n): int(c) for n, c in sorted(counts.items(), key=lambda x: -x[1])}}
+    if output is not None:
+        _write_predictions(output, ids, predicted, scores)
+    if as_json:
+        summary["predictions"] = [{"id": i, "label": str(p), "score": round(float(s), 4)}
+                                  for i, p, s in zip(ids, predicted, scores)]
+        typer.echo(json.dumps(summary, indent=2))
+        return
+    if len(ids) <= 20:
+        table = Table("id", "label", "cosine" if not raw else "score")
+        for i, p, s in zip(ids, predicted, scores):
+            table.add_row(i, str(p), f"{s:.3f}")
+        stdout.print(table)
+    table = Table("label", "items", title=f"{len(ids)} items, {len(names)} classes", title_justify="left")
+    for name, c in list(summary["counts"].items())[:30]:
+        table.add_row(name, str(c))
+    stdout.print(table)
+    if output is not None:
+        stdout.print(f"labels of {len(ids)} items -> {output}")
+
+
+def _read_labels(embeddings_arg: str, labels_from: str) -> list[str]:
+    path, _ = split_source(embeddings_arg)
+    if path.suffix == ".npz" and not Path(labels_from).is_file():
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                if labels_from not in data.files:
+                    raise InputError(f"{str(path)!r} has no array {labels_from!r}; it has: {', '.join(data.files)}")
+                return [str(x) for x in data[labels_from]]
+        except (ValueError, OSError, zipfile.BadZipFile) as exc:
+            raise InputError(f"cannot read labels {labels_from!r} from {str(path)!r} ({exc})") from None
+    file = Path(labels_from)
+    if not file.is_file():
+        raise InputError(f"--labels-from {labels_from!r} is neither a key of {str(path)!r} nor a text file")
+    return [line.strip() for line in file.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def _write_predictions(path: Path, ids: list[str], predicted: np.ndarray, scores: np.ndarray) -> None:
+    if path.suffix == ".json":
+        rows = [{"id": i, "label": str(p), "score": float(s)} for i, p, s in zip(ids, predicted, scores)]
+        data = json.dumps(rows).encode()
+    else:
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(["id", "label", "score"])
+        writer.writerows((i, p, f"{s:.6f}") for i, p, s in zip(ids, predicted, scores))
+        data = buf.getvalue().encode()
+    with atomic_writer(path) as fh:
+        fh.write(data)
+
+
+@app.command()
+def merge(
+    archives: Annotated[list[Path], typer.Argument(help="Archives written with one codec, in order.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="New archive (written atomically).")],
+) -> None:
+    """Join archives of the same codec, width and model into one; blocks are copied, nothing is re-encoded."""
+    from ..container import Archive
+    from ..search import merge_archives
+
+    merge_archives(archives, output)
+    with Archive.open(output) as arc:
+        stdout.print(f"{arc.items} items from {len(archives)} archives -> {output} ({arc.info()['total_bits'] // 8} bytes)")
+
+
+@app.command()
+def serve(
+    archives: ArchivesArg,
+    images: Annotated[Path | None, typer.Option("--images", help="Folder of the originals: ids that are paths under it get thumbnails.")] = None,
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (0 = any free port).")] = 0,
+    k: Annotated[int, typer.Option("-k", help="Hits shown per query.")] = 12,
+    codec: CodecOpt = None,
+) -> None:
+    """A local search page at http://127.0.0.1:PORT/ (queries `like:ID`, or text with a CLIP model). Ctrl-C stops it."""
+    from ..search import Collection
+    from ..search._serve import SearchApp, make_server
+
+    if images is not None and not images.is_dir():
+        raise InputError(f"--images {str(images)!r} is not a folder")
+    with Collection(archives, codec=load_codec(codec) if codec else None, preload=True) as coll:
+        server = make_server(SearchApp(coll, images=images, k=k), port=port)
+        host, bound = server.server_address[:2]
+        stdout.print(f"serving {coll.items} items at http://{host}:{bound}/  (Ctrl-C to stop)")
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            server.server_close()

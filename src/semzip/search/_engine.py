@@ -1,0 +1,288 @@
+"""Search and zero-shot classification on the codes of one or more archives, block by block.
+
+Scores are inner products between the queries and the items' reconstructions, computed by each
+codec's `scorer` (lookup tables for PQ, bit products for sign...), so items are never decoded to
+float vectors. Blocks are streamed from the memory-mapped files and a running top-k is kept with
+`np.argpartition`, so memory stays O(block + q*k) whatever the archive size; `preload=True` keeps
+the unpacked codes instead (no entropy decoding per query: the mode for many queries).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._errors import InputError
+from .._validate import check_embeddings, l2_normalize
+from ..codecs import Codes
+from ..container import Archive
+
+#: Items scored per top-k update: several blocks are batched so argpartition runs on wide rows.
+_CHUNK_ITEMS = 16384
+#: Queries scored together; bounds the (chunk, q) score matrix to about 64 MiB of float32.
+_QUERY_BATCH = 1024
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """Top-k hits per query, best first: `ids[i][j]`, `scores[i, j]` and where each hit lives.
+
+    `sources[i, j]` indexes the collection's archives, `positions[i, j]` is the item's index inside
+    that archive. Scores are cosines when the search normalised, else raw inner products.
+    """
+
+    ids: list[list[str]]
+    scores: np.ndarray
+    sources: np.ndarray
+    positions: np.ndarray
+
+    def to_json(self, queries: Sequence[str] | None = None) -> list[dict[str, Any]]:
+        """One dict per query: its label (if given) and its hits as {rank, id, score}."""
+        out = []
+        for i, ids in enumerate(self.ids):
+            hits = [{"rank": r + 1, "id": h, "score": float(s)} for r, (h, s) in enumerate(zip(ids, self.scores[i]))]
+            out.append({"query": queries[i], "hits": hits} if queries is not None else {"hits": hits})
+        return out
+
+
+class Collection:
+    """Several archives searched as one collection: same width and model, ids unique across them.
+
+    Archives may use different codecs (scores live in the same embedding space). Use as a context
+    manager to close the archives it opened. `preload=True` unpacks every block once and keeps the
+    codes (e.g. 128 bytes per item for pq:M=32 as int32) and their norms in memory.
+    """
+
+    def __init__(self, archives: Sequence[Archive | str | Path], *, codec: Any = None, preload: bool = False) -> None:
+        if isinstance(archives, (Archive, str, Path)):
+            archives = [archives]
+        if not archives:
+            raise InputError("no archives to search")
+        self.archives: list[Archive] = []
+        self._owned: list[Archive] = []  # opened here, closed by `close`
+        try:
+            for a in archives:
+                if not isinstance(a, Archive):
+                    a = Archive.open(a, codec=codec)
+                    self._owned.append(a)
+                self.archives.append(a)
+        except BaseException:
+            self.close()
+            raise
+        first = self.archives[0]
+        for a in self.archives[1:]:
+            if a.dim != first.dim:
+                raise InputError(f"cannot search {a.path} with {first.path}: widths {a.dim} and {first.dim} differ")
+            if a.model != first.model:
+                raise InputError(f"cannot search {a.path} with {first.path}: embedding models "
+                                 f"{a.model!r} and {first.model!r} differ (their vectors are not comparable)")
+        self.dim, self.model = first.dim, first.model
+        self.items = sum(a.items for a in self.archives)
+        self._where: dict[str, tuple[int, int]] | None = None
+        if len(self.archives) > 1:
+            self._where = {}
+            for s, a in enumerate(self.archives):
+                for p, item_id in enumerate(a.ids):
+                    if item_id in self._where:
+                        raise InputError(f"id {item_id!r} is in both {self.archives[self._where[item_id][0]].path} "
+                                         f"and {a.path}: ids must be unique across the collection")
+                    self._where[item_id] = (s, p)
+        self._cache: list[list[tuple[int, Codes, np.ndarray]]] | None = None
+        if preload:
+            self._cache = [[(start, codes, a.codec.norms(codes)) for start, codes in a.iter_codes()]
+                           for a in self.archives]
+
+    def close(self) -> None:
+        for a in self._owned:
+            a.close()
+
+    def __enter__(self) -> Collection:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- lookup ----------------------------------------------------------------------------------
+    def locate(self, item_id: str) -> tuple[int, int]:
+        """(archive index, position) of an item id; InputError when no archive has it."""
+        if self._where is None:
+            return 0, self.archives[0].position(item_id)
+        try:
+            return self._where[item_id]
+        except KeyError:
+            raise InputError(f"no item with id {item_id!r} in the {len(self.archives)} archives searched") from None
+
+    def vector(self, item_id: str) -> np.ndarray:
+        """An item's decoded vector (decodes one block): the query of a `like:` search."""
+        s, _ = self.locate(item_id)
+        return self.archives[s].get(item_id)
+
+    def _blocks(self, s: int, normalize: bool) -> Iterator[tuple[int, Codes, np.ndarray | None]]:
+        a = self.archives[s]
+        if self._cache is not None:
+            yield from ((start, codes, norms if normalize else None) for start, codes, norms in self._cache[s])
+            return
+        for start, codes in a.iter_codes():
+            yield start, codes, a.codec.norms(codes) if normalize else None
+
+    def _chunks(self, s: int, normalize: bool) -> Iterator[tuple[int, list[tuple[Codes, np.ndarray | None]]]]:
+        """Consecutive blocks grouped to about _CHUNK_ITEMS items: (first position, blocks)."""
+        group: list[tuple[Codes, np.ndarray | None]] = []
+        first = size = 0
+        for start, codes, norms in self._blocks(s, normalize):
+            if not group:
+                first = start
+            group.append((codes, norms))
+            size += len(next(iter(codes.values())))
+            if size >= _CHUNK_ITEMS:
+                yield first, group
+                group, size = [], 0
+        if group:
+            yield first, group
+
+    # ---- scoring ---------------------------------------------------------------------------------
+    def _scores(self, Q: np.ndarray, normalize: bool) -> Iterator[tuple[int, int, np.ndarray]]:
+        """(archive index, first position, scores (n, q)) for consecutive runs of items."""
+        for s, a in enumerate(self.archives):
+            score = a.codec.scorer(Q)
+            for first, group in self._chunks(s, normalize):
+                parts = []
+                for codes, norms in group:
+                    S = score(codes)
+                    if normalize:
+                        S /= np.where(norms > 0, norms, 1.0).astype(np.float32)[:, None]
+                    parts.append(S)
+                yield s, first, np.concatenate(parts)
+
+    def search(self, queries: Any, k: int = 10, *, normalize: bool = True, rerank: int = 0) -> SearchResult:
+        """Top-k items per query (q, d) by inner product with the reconstructions, in the compressed domain.
+
+        `normalize=True` (default) unit-normalises the queries and divides by each reconstruction's
+        norm (computed from the codes), so scores are cosines. `rerank=R` re-scores the best
+        max(R, k) candidates on their decoded vectors (exact float32) before cutting to k: it matters
+        for codecs whose `scorer` approximates, and is a no-op check for exact ones such as PQ.
+        """
+        Q = _queries(queries, self.dim, normalize)
+        if not isinstance(k, (int, np.integer)) or k < 1:
+            raise InputError(f"k must be a positive integer, got {k!r}")
+        if not isinstance(rerank, (int, np.integer)) or rerank < 0:
+            raise InputError(f"rerank must be a non-negative integer, got {rerank!r}")
+        keep = min(max(int(k), int(rerank)), self.items)
+        parts = [self._top(Q[i : i + _QUERY_BATCH], keep, normalize) for i in range(0, len(Q), _QUERY_BATCH)]
+        scores, src, pos = (np.concatenate(x) for x in zip(*parts))
+        if rerank:
+            scores = self._exact(Q, src, pos, normalize)
+        order = np.argsort(-scores, axis=1, kind="stable")[:, : min(int(k), self.items)]
+        scores, src, pos = (np.take_along_axis(x, order, axis=1) for x in (scores, src, pos))
+        ids = [[self.archives[s].ids[p] for s, p in zip(srow, prow)] for srow, prow in zip(src.tolist(), pos.tolist())]
+        return SearchResult(ids, scores, src, pos)
+
+    def _top(self, Q: np.ndarray, keep: int, normalize: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Running top-`keep` (unsorted) over all chunks: scores, archive index, position, each (q, keep).
+
+        Only scores at or above each query's current k-th best (or, before k items are seen, the k-th
+        best of a sample of the chunk, a lower bound of the chunk's own) are gathered, so a chunk
+        costs one comparison pass and a small merge rather than a partition of the whole chunk.
+        """
+        q = len(Q)
+        best = np.full((q, keep), -np.inf, dtype=np.float32)
+        src = np.zeros((q, keep), dtype=np.int32)
+        pos = np.zeros((q, keep), dtype=np.int64)
+        for s, first, S in self._scores(Q, normalize):  # S is (n, q): no transposed copy
+            n = len(S)
+            if n <= keep:
+                idx, vals = np.broadcast_to(np.arange(n), (q, n)), S.T
+            else:
+                threshold = best.min(axis=1)
+                if np.isneginf(threshold).any():  # not full yet: the k-th best of a sample bounds the chunk's
+                    sample = S[:: max(1, min(16, n // keep))]
+                    threshold = np.maximum(threshold, np.partition(sample, len(sample) - keep, axis=0)[len(sample) - keep])
+                items, queries = np.nonzero(S >= threshold[None, :])
+                if not len(items):
+                    continue
+                order = np.argsort(queries, kind="stable")
+                items, queries = items[order], queries[order]
+                counts = np.bincount(queries, minlength=q)
+                slot = np.arange(len(items)) - np.repeat(np.cumsum(counts) - counts, counts)
+                idx = np.zeros((q, int(counts.max())), dtype=np.int64)
+                vals = np.full(idx.shape, -np.inf, dtype=np.float32)
+                idx[queries, slot], vals[queries, slot] = items, S[items, queries]
+            cand = np.concatenate([best, vals], axis=1)
+            sel = np.argpartition(-cand, keep - 1, axis=1)[:, :keep]
+            best = np.take_along_axis(cand, sel, axis=1)
+            pos = np.take_along_axis(np.concatenate([pos, first + idx], axis=1), sel, axis=1)
+            src = np.take_along_axis(np.concatenate([src, np.full(idx.shape, s, dtype=np.int32)], axis=1), sel, axis=1)
+        return best, src, pos
+
+    def _exact(self, Q: np.ndarray, src: np.ndarray, pos: np.ndarray, normalize: bool) -> np.ndarray:
+        """Scores of the candidates recomputed on their decoded vectors, each block decoded once."""
+        out = np.empty(src.shape, dtype=np.float32)
+        for s in np.unique(src):
+            mask = src == s
+            wanted, where = np.unique(pos[mask], return_inverse=True)
+            vectors = self.archives[s].rows(wanted)
+            if normalize:
+                vectors = l2_normalize(vectors)
+            out[mask] = np.einsum("nd,nd->n", vectors[where], Q[np.nonzero(mask)[0]])
+        return out
+
+    def classify(self, text_embeddings: Any, labels: Sequence[str], *, normalize: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """Zero-shot labels of every item, in collection order: (labels (n,) str, scores (n,) float32).
+
+        Each item gets the label whose text embedding has the highest score with it (cosine when
+        `normalize`); scores come from the codes, as in `search`.
+        """
+        T = _queries(text_embeddings, self.dim, normalize, name="text embeddings")
+        labels = [str(x) for x in labels]
+        if len(labels) != len(T):
+            raise InputError(f"{len(labels)} labels given for {len(T)} text embeddings")
+        best = np.empty(self.items, dtype=np.int64)
+        score = np.empty(self.items, dtype=np.float32)
+        offsets = np.cumsum([0] + [a.items for a in self.archives])
+        for s, first, S in self._scores(T, normalize):
+            at = offsets[s] + first
+            best[at : at + len(S)] = S.argmax(axis=1)
+            score[at : at + len(S)] = S.max(axis=1)
+        return np.asarray(labels)[best], score
+
+
+def _queries(queries: Any, dim: int, normalize: bool, name: str = "queries") -> np.ndarray:
+    arr = np.asarray(queries) if not isinstance(queries, np.ndarray) else queries
+    if arr.ndim == 1:
+        arr = arr[None, :]
+    if arr.ndim != 2 or arr.shape[1] != dim:
+        raise InputError(f"{name} must have shape ({dim},) or (q, {dim}) to match the archive width, got {arr.shape}")
+    Q = check_embeddings(arr, dim=dim, name=name)
+    if normalize:
+        if (np.linalg.norm(Q, axis=1) == 0).any():
+            raise InputError(f"{name}: a zero vector has no direction to compare with (cosine undefined)")
+        Q = l2_normalize(Q)
+    return Q
+
+
+def search_archive(archives: Any, queries: Any, k: int = 10, *, normalize: bool = True, rerank: int = 0,
+                   codec: Any = None) -> SearchResult:
+    """Top-k items of one archive (path or `Archive`) or several searched as one, per query vector.
+
+    Distances are computed on the codes (see `Collection.search`); nothing is decoded to floats.
+    """
+    with Collection(_as_list(archives), codec=codec) as coll:
+        return coll.search(queries, k, normalize=normalize, rerank=rerank)
+
+
+def classify_archive(archive: Any, text_embeddings: Any, labels: Sequence[str], *, normalize: bool = True,
+                     codec: Any = None) -> tuple[np.ndarray, np.ndarray]:
+    """Zero-shot classification of every item on the codes: (predicted labels (n,), their scores (n,)).
+
+    `text_embeddings` (C, d) are one embedding per label (e.g. CLIP text features of prompts).
+    """
+    with Collection(_as_list(archive), codec=codec) as coll:
+        return coll.classify(text_embeddings, labels, normalize=normalize)
+
+
+def _as_list(archives: Any) -> list:
+    return [archives] if isinstance(archives, (Archive, str, Path)) else list(archives)
