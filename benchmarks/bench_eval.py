@@ -22,8 +22,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 BASELINE = ("f16", "int8", "sign", "pq:M=32,K=256,opq=1", "pq:M=16,K=256,opq=1", "pq:M=8,K=256,opq=1")
-POOL = (("imagenet_fewshot", "shots4_features"), ("food101", "train_features"), ("oxford_flowers", "val_features"),
-        ("oxford_pets", "val_features"), ("dtd", "val_features"))
 TESTS = (("zeroshot_caltech101", "zs_top1", "zero-shot caltech"), ("oxford_flowers", "centroid_top1", "centroid flowers"),
          ("oxford_pets", "centroid_top1", "centroid pets"))
 
@@ -73,7 +71,7 @@ def run(args: argparse.Namespace) -> None:
 
     from rich.console import Console
 
-    from semzip.eval.datasets import load_dataset
+    from semzip.eval.datasets import load_dataset, load_reference_pool
     from semzip.eval.plot import plot_rate_fidelity
     from semzip.eval.report import print_report, write_json
     from semzip.eval.runner import evaluate, fit_codec
@@ -82,12 +80,7 @@ def run(args: argparse.Namespace) -> None:
     folder = data_dir(args.data)
     args.out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    parts = []
-    for name, key in POOL:
-        with np.load(folder / f"{name}.npz") as data:
-            parts.append(data[key].astype(np.float32))
-    pool = np.concatenate(parts)
-    pool_name = " + ".join(f"{n}:{k} ({len(p)})" for (n, k), p in zip(POOL, parts))
+    pool, pool_name = load_reference_pool(folder)
     console.print(f"training pool: {pool_name} = {len(pool)} vectors", highlight=False)
 
     specs = codec_specs(args.codecs)

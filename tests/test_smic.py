@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from semzip import FormatError, InputError, SpecError, format_spec, make_codec, parse_spec
 from semzip.cli import main
 from semzip.codecs import codec_from_bytes
-from semzip.collection import compact_archive
+from semzip.compaction import compact_archive
 from semzip.container import Archive, append_archive, write_archive
 from semzip.eval import cosine_to_reference
 from semzip.semantic import atom_concepts, semantic_add, semantic_subtract

@@ -14,8 +14,9 @@ from .._atomic import atomic_writer
 from .._errors import InputError, SpecError
 from .._inputs import read_embeddings
 from ..codecs import Codec, available_codecs, codec_class, load_codec, make_codec, save_codec
+from ..collection import ShardedArchive, is_manifest, open_collection
 from ..container import DEFAULT_BLOCK_ITEMS, DEFAULT_MODEL, Archive, append_archive, write_archive
-from . import _embed, app, stdout
+from . import _embed, _scale, app, stdout
 
 OutOpt = Annotated[Path, typer.Option("--output", "-o", help="File to write (replaced atomically).")]
 CodecFileOpt = Annotated[
@@ -70,6 +71,11 @@ def compress(
     batch_size: _embed.BatchOpt = 64,
     no_cache: _embed.NoCacheOpt = False,
     strict: _embed.StrictOpt = False,
+    ray: _scale.RayOpt = False,
+    workers: _scale.RayWorkersOpt = 2,
+    shard_items: _scale.ShardItemsOpt = 10_000,
+    fit_items: _scale.FitItemsOpt = 100_000,
+    address: _scale.AddressOpt = None,
 ) -> None:
     """Compress embeddings, or a folder of images, into a `.smz` archive.
 
@@ -77,7 +83,14 @@ def compress(
     With a spec the codec is fitted on INPUT itself and embedded: the collection pays for its codec.
     An image folder is embedded with `--model` first (ids are paths relative to it, pixel counts are
     kept so `semzip info` reports bits per pixel). Example: `semzip compress photos/ --codec pq.smzc -o p.smz`
+
+    With `--ray`, INPUT may also be an object-store prefix (`s3://bucket/photos/`) and OUTPUT is a folder
+    of shard archives plus `manifest.json`; re-running the same command resumes an interrupted run.
     """
+    if ray:
+        _scale.compress_ray(input, codec, output, model=model, weights=weights, device=device, batch_size=batch_size,
+                            workers=workers, shard_items=shard_items, fit_items=fit_items, address=address)
+        return
     if Path(input).is_dir():
         model = model or DEFAULT_MODEL
         found = _embed.embed_images([input], model=model, weights=weights, device=device, batch_size=batch_size,
@@ -128,12 +141,12 @@ def append(
 
 @app.command()
 def decompress(
-    archive: Annotated[Path, typer.Argument(help="Archive to decode.")],
+    archive: Annotated[Path, typer.Argument(help="Archive to decode, or a sharded collection (folder or manifest.json).")],
     output: OutOpt,
     codec: CodecFileOpt = None,
 ) -> None:
-    """Decode every item to a float32 (N, D) `.npy` file, in archive order."""
-    with Archive.open(archive, codec=_codec_file(codec)) as arc:
+    """Decode every item to a float32 (N, D) `.npy` file, in archive (shard) order."""
+    with open_collection(archive, codec=_codec_file(codec)) as arc:
         X = arc.decode(progress=True)
     with atomic_writer(output) as fh:
         np.save(fh, X)
@@ -142,7 +155,7 @@ def decompress(
 
 @app.command()
 def info(
-    archive: Annotated[Path, typer.Argument(help="Archive to describe.")],
+    archive: Annotated[Path, typer.Argument(help="Archive to describe, or a sharded collection (folder or manifest.json).")],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for machines.")] = False,
     codec: CodecFileOpt = None,
 ) -> None:
@@ -151,7 +164,7 @@ def info(
     `total_bits` is 8 x the file size; `bits_per_item` = total_bits / items; `payload_bits` counts
     the coded items alone; `codec_bits` is the embedded codec (0 when shared).
     """
-    with Archive.open(archive, codec=_codec_file(codec)) as arc:
+    with open_collection(archive, codec=_codec_file(codec), partial=True) as arc:
         data = arc.info()
     if as_json:
         typer.echo(json.dumps(data, indent=2))
@@ -164,15 +177,20 @@ def info(
 
 @app.command()
 def verify(
-    archive: Annotated[Path, typer.Argument(help="Archive to check.")],
+    archive: Annotated[Path, typer.Argument(help="Archive to check, or a sharded collection (also checks each shard's SHA-256).")],
     codec: CodecFileOpt = None,
 ) -> None:
     """Check every checksum (sections and blocks) and that every block decodes. Exit 3 on damage."""
     from .._errors import FormatError
 
-    with Archive.open(archive, codec=_codec_file(codec)) as arc:
-        problems = arc.verify()
-        blocks, items, decodable = len(arc.index), arc.items, arc.codec_embedded or codec is not None
+    if is_manifest(archive):
+        with ShardedArchive.open(archive, codec=_codec_file(codec), partial=True) as coll:
+            problems, items, decodable = coll.verify(), coll.items, True
+            blocks = sum(len(a.index) for a in coll.archives)
+    else:
+        with Archive.open(archive, codec=_codec_file(codec)) as arc:
+            problems = arc.verify()
+            blocks, items, decodable = len(arc.index), arc.items, arc.codec_embedded or codec is not None
     if problems:
         raise FormatError(f"{archive}: {len(problems)} problem(s): " + "; ".join(problems))
     note = "" if decodable else " (checksums only: pass --codec to also check that blocks decode)"

@@ -17,10 +17,11 @@ from .._atomic import atomic_writer
 from .._errors import InputError
 from .._inputs import read_embeddings, split_source
 from ..codecs import load_codec
+from ..collection import open_archives
 from . import app, stdout
 from ._embed import DeviceOpt, WeightsOpt
 
-ArchivesArg = Annotated[list[Path], typer.Argument(help="Archive(s); several are searched as one collection.")]
+ArchivesArg = Annotated[list[Path], typer.Argument(help="Archive(s) or sharded collections (folder or manifest.json); several are searched as one collection.")]
 CodecOpt = Annotated[Path | None, typer.Option("--codec", help="Codec file (.smzc) for archives that do not embed theirs.")]
 RawOpt = Annotated[bool, typer.Option("--raw", help="Rank by raw inner product instead of cosine.")]
 
@@ -48,7 +49,7 @@ def search(
     given = [name for name, v in (("--text", text), ("--like", like), ("--vector", vector)) if v]
     if len(given) != 1:
         raise InputError(f"give exactly one query kind: --text, --like or --vector (got {', '.join(given) or 'none'})")
-    with Collection(archives, codec=load_codec(codec) if codec else None) as coll:
+    with open_archives(archives, codec=load_codec(codec) if codec else None) as arcs, Collection(arcs) as coll:
         if text:
             labels, Q = list(text), embed_queries(text, coll.model)
         elif like:
@@ -110,7 +111,7 @@ def classify(
 
     if (text_embeddings is None) == (labels is None):
         raise InputError("give either --labels (embedded with CLIP) or --text-embeddings with --labels-from")
-    with Collection(archives, codec=load_codec(codec) if codec else None) as coll:
+    with open_archives(archives, codec=load_codec(codec) if codec else None) as arcs, Collection(arcs) as coll:
         if labels is not None:
             names = parse_labels(labels)
             prompts: str | list[str] = templates if "|" not in templates else [t.strip() for t in templates.split("|")]
@@ -205,7 +206,8 @@ def serve(
 
     if images is not None and not images.is_dir():
         raise InputError(f"--images {str(images)!r} is not a folder")
-    with Collection(archives, codec=load_codec(codec) if codec else None, preload=True) as coll:
+    with open_archives(archives, codec=load_codec(codec) if codec else None) as arcs, \
+            Collection(arcs, preload=True) as coll:
         server = make_server(SearchApp(coll, images=images, k=k), port=port)
         host, bound = server.server_address[:2]
         stdout.print(f"serving {coll.items} items at http://{host}:{bound}/  (Ctrl-C to stop)")

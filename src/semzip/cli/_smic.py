@@ -13,7 +13,7 @@ from rich.table import Table
 
 from .._errors import InputError
 from ..codecs import load_codec
-from ..collection import compact_archive
+from ..compaction import compact_archive
 from ..container import Archive
 from ..semantic import atom_concepts
 from . import app, stdout

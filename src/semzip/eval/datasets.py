@@ -270,3 +270,22 @@ def clip_embedders(model: str, weights: str | None = None, device: str = "cpu",
         return embed.class_embeddings(list(names), templates, clip())
 
     return images, texts
+
+
+#: Codec training pool of the project's benchmarks (no image in common with their test sets).
+REFERENCE_POOL = (("imagenet_fewshot", "shots4_features"), ("food101", "train_features"),
+                  ("oxford_flowers", "val_features"), ("oxford_pets", "val_features"), ("dtd", "val_features"))
+
+
+def load_reference_pool(folder: Path) -> tuple[np.ndarray, str]:
+    """(float32 vectors, description) of REFERENCE_POOL read from a clip-vit-b-32/ folder."""
+    parts = []
+    for name, key in REFERENCE_POOL:
+        path = Path(folder) / f"{name}.npz"
+        try:
+            with np.load(path) as data:
+                parts.append(data[key].astype(np.float32))
+        except (OSError, KeyError) as exc:
+            raise InputError(f"cannot read the reference pool from {str(path)!r} ({exc})") from None
+    description = " + ".join(f"{n}:{k} ({len(p)})" for (n, k), p in zip(REFERENCE_POOL, parts))
+    return np.concatenate(parts), description

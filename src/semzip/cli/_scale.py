@@ -1,0 +1,36 @@
+"""Scale-out options of `semzip compress --ray` (Ray Data, sharded output; see docs/SCALE.md)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from . import stdout
+
+RayOpt = Annotated[bool, typer.Option("--ray", help="Compress with a Ray Data pipeline into a resumable sharded collection (OUTPUT is a folder).")]
+RayWorkersOpt = Annotated[int, typer.Option("--workers", help="With --ray: parallel Ray workers (actors), each embedding/encoding whole shards.")]
+ShardItemsOpt = Annotated[int, typer.Option("--shard-items", help="With --ray: inputs per shard archive.")]
+FitItemsOpt = Annotated[int, typer.Option("--fit-items", help="With --ray and a codec spec: size of the seeded sample the codec is fitted on.")]
+AddressOpt = Annotated[str | None, typer.Option("--address", help="With --ray: Ray cluster address (default $RAY_ADDRESS, else a local Ray).")]
+
+
+def compress_ray(input: str, codec: str, output: Path, *, model: str, weights: Path | None, device: str,
+                 batch_size: int, workers: int, shard_items: int, fit_items: int, address: str | None) -> None:
+    """Run `semzip.scale.compress_sharded` and print one line per finished shard and a summary."""
+    from ..collection import ShardedArchive
+    from ..scale import compress_sharded
+
+    def report(record: dict) -> None:
+        skipped = f", {len(record['skipped'])} skipped" if record["skipped"] else ""
+        stdout.print(f"shard {record['index']}: {record['items']} items{skipped} -> {record['file']}")
+
+    manifest = compress_sharded(input, output, codec, workers=workers, shard_items=shard_items, fit_items=fit_items,
+                                model=model, weights=weights, device=device, batch_size=batch_size, address=address,
+                                on_shard=report)
+    with ShardedArchive.open(output) as coll:
+        info = coll.info()
+    stdout.print(f"{info['items']} items in {info['shards']} shards -> {output}: "
+                 f"{info['payload_bits_per_item']:.1f} payload bits/item, {info['bits_per_item']:.1f} bits/item "
+                 f"in all (codec {manifest['codec']['spec']}, hash {manifest['codec']['hash'][:12]})")
