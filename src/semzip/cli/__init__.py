@@ -27,7 +27,7 @@ app = typer.Typer(
 stdout = Console(soft_wrap=True)
 stderr = Console(stderr=True, soft_wrap=True)
 
-from . import _core, _embed, _eval, _search  # noqa: E402,F401  (register commands)
+from . import _core, _embed, _eval, _search, _smic  # noqa: E402,F401  (register commands)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,590 @@
+"""SMIC: a collection codec with a learned, quantised semantic dictionary (Bachard & Maugey).
+
+Every item is coded as the collection mean plus a few atoms of a dictionary learned on the
+collection itself; decoding is projection onto the dictionary, re-normalised. The dictionary is the
+codec's state, so an archive that embeds its codec pays for it once (its CODC section) and each item
+pays only for its atom indices and quantised coefficients, entropy-coded with counts learned on the
+collection. See docs/SMIC.md for the method, the measurements behind its choices and the format.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from .._errors import FormatError, InputError, SpecError
+from .._validate import l2_normalize
+from ..entropy import FrequencyTable, SymbolReader, encode_symbols
+from ..spec import Spec
+from ._base import Codec, Codes, _spec_value
+from ._registry import register
+
+#: Step of the uniform quantiser minimising MSE for a unit Gaussian, by bits (Max 1960).
+_GAUSS_STEP = {1: 1.596, 2: 0.9957, 3: 0.5860, 4: 0.3352, 5: 0.1881, 6: 0.1041, 7: 0.0573, 8: 0.0312}
+#: Rows per block in pursuit and assignment; bounds the (rows, atoms) score matrices.
+_ROWS = 1024
+#: Largest stored count of the learned frequency tables (they are stored as uint16).
+_MAX_STORED_COUNT = 65535
+#: Archive bytes that are not codec or payload (preamble, section headers, HEAD, INDX) allowed for
+#: by `bits=`: fixed part, and per block of up to 1024 items (INDX row, ANS mode word and padding).
+_HEADER_BYTES, _BLOCK_BYTES, _BLOCK_ITEMS = 640, 28, 1024
+
+
+@register
+class SMICCodec(Codec):
+    """`smic:atoms=1024,k=2,coef=4,dbits=1,bits=0,cos=0`: learned dictionary, k atoms per item.
+
+    Defaults (atoms=0, k=1, coef=0, dbits=1) spend the rate on the dictionary, which measured best
+    for semantic tasks at a few tens of bits per item (docs/SMIC.md).
+
+    atoms: dictionary size (0 = chosen at fit); k: most atoms per item; coef: bits per coefficient
+    (0 = one learned value); dbits: bits per dictionary value (1-8, or 16 for float16); bits: target
+    mean bits per item, dictionary included (0 = none); cos: target mean cosine to the original
+    (0 = none). A target sets each item's atom count through a learned stopping threshold.
+    """
+
+    name = "smic"
+    codec_id = b"SMIC"
+    spec_params = {"atoms": int, "k": int, "coef": int, "dbits": int, "bits": float, "cos": float}
+    example_specs = (
+        "smic:atoms=16,k=1,coef=0,dbits=2,bits=0.0,cos=0.0",
+        "smic:atoms=32,k=4,coef=4,dbits=4,bits=0.0,cos=0.0",
+        "smic:atoms=64,k=8,coef=5,dbits=8,bits=0.0,cos=0.0",
+    )
+    idempotent = False  # greedy pursuit on a decoded vector may pick another atom of equal gain
+
+    def __init__(self, atoms: int = 0, k: int = 1, coef: int = 0, dbits: int = 1, bits: float = 0.0,
+                 cos: float = 0.0, *, seed: int = 0, niter: int = 20, mod_iter: int = 4, search: int = 3) -> None:
+        self.atoms = atoms
+        self.k = k
+        self.coef = coef
+        self.dbits = dbits
+        self.bits = bits
+        self.cos = cos
+        self.seed = seed
+        self.niter = niter
+        self.mod_iter = mod_iter
+        self.search = search
+
+    def _check_params(self) -> None:
+        if self.atoms != 0 and not 2 <= self.atoms <= 65536:
+            raise SpecError(f"smic:atoms must be 0 (chosen at fit) or in [2, 65536], got {self.atoms}")
+        if not 1 <= self.k <= 32:
+            raise SpecError(f"smic:k (atoms per item) must be in [1, 32], got {self.k}")
+        if not 0 <= self.coef <= 8:
+            raise SpecError(f"smic:coef (bits per coefficient) must be in [0, 8], got {self.coef}")
+        if self.dbits not in (*_GAUSS_STEP, 16):
+            raise SpecError(f"smic:dbits (bits per dictionary value) must be 1-8 or 16, got {self.dbits}")
+        if self.bits < 0:
+            raise SpecError(f"smic:bits (target bits per item) must be >= 0, got {self.bits}")
+        if not 0 <= self.cos < 1:
+            raise SpecError(f"smic:cos (target cosine) must be in [0, 1), got {self.cos}")
+        if self.bits and self.cos:
+            raise SpecError("smic: give a bits= target or a cos= target, not both")
+
+    @property
+    def spec(self) -> Spec:
+        """Canonical spec; once fitted, `atoms` is the dictionary size in force, never 0."""
+        atoms = getattr(self, "atoms_", self.atoms)
+        values = dict(atoms=atoms, k=self.k, coef=self.coef, dbits=self.dbits, bits=self.bits, cos=self.cos)
+        return Spec(self.name, tuple((k, _spec_value(values[k])) for k in self.spec_params))
+
+    @property
+    def fixed_bits(self) -> float:
+        self._check_fitted()
+        count = (self.k - 1).bit_length() if self.k > 1 else 0
+        return float(count + self.k * ((self.atoms_ - 1).bit_length() + self.coef))
+
+    # ---- training --------------------------------------------------------------------------------
+    def _fit(self, X: np.ndarray) -> None:
+        n, d = X.shape
+        if self.atoms and n < self.atoms:
+            raise InputError(f"smic:atoms={self.atoms} needs at least {self.atoms} training vectors, got {n}")
+        if n < 2:
+            raise InputError(f"smic needs at least 2 training vectors, got {n}")
+        self.n_features_in_ = d  # to_bytes() is measured during rate control
+        try:
+            candidates = [self.atoms] if self.atoms else _atom_candidates(n, d, self)
+            best: tuple[float, dict] | None = None
+            tried = 0
+            for atoms in candidates:
+                self._fit_dictionary(X, atoms)
+                codes = self._choose_threshold(X)
+                if codes is None:
+                    continue
+                self._set_tables(codes)
+                score = float(codes["cos"].mean())
+                if best is None or score > best[0]:
+                    best = (score, {**self.__dict__, "_train_cos": score,
+                                    "_train_bits": self._counted_bits(codes, n)})
+                tried += 1
+                # one atom and one coefficient value per item: a larger dictionary only fits better
+                if tried >= (1 if self.k == 1 and self.coef == 0 else self.search):
+                    break
+            if best is None:
+                self._refuse_target(X)
+            self.__dict__.update(best[1])
+        except BaseException:
+            for attr in ("n_features_in_", "atoms_"):
+                self.__dict__.pop(attr, None)
+            raise
+
+    def _fit_dictionary(self, X: np.ndarray, atoms: int) -> None:
+        """Mean, dictionary (k-means init, MOD updates, quantisation-aware) and coefficient levels."""
+        rng = np.random.default_rng(self.seed)
+        self.atoms_ = atoms
+        self.mean_ = X.mean(axis=0).astype(np.float16)
+        R = X - self.mean_.astype(np.float32)
+        D = _kmeans(R, atoms, self.niter, rng, self._quantize_dictionary, shared_norm=self.coef == 0)
+        for _ in range(self.mod_iter if self.k > 1 else 0):
+            idx, coef = _pursuit_exact(R, D, self.k)
+            D = _mod_update(R, idx, coef, D)
+        self._store_dictionary(D)
+        idx, coef = _pursuit_exact(R, self.atoms_f32_, self.k)
+        first = coef[:, 0]
+        rest = coef[:, 1:].ravel() if self.k > 1 else first
+        L = 1 << self.coef
+        self.levels_ = np.stack([_lloyd_1d(first, L), _lloyd_1d(rest, L)]).astype(np.float32)
+
+    def _quantize_dictionary(self, D: np.ndarray) -> np.ndarray:
+        """Unit atoms as the decoder will see them after storage at `dbits` per value."""
+        if self.dbits == 16:
+            return l2_normalize(l2_normalize(D).astype(np.float16).astype(np.float32))
+        step = self._steps(l2_normalize(D))
+        return l2_normalize(_dequantize(_quantize_values(l2_normalize(D), step, self.dbits), step))
+
+    def _steps(self, U: np.ndarray) -> np.ndarray:
+        sigma = np.maximum(U.std(axis=0), 1e-4)
+        return (sigma * _GAUSS_STEP[self.dbits]).astype(np.float16).astype(np.float32)
+
+    def _store_dictionary(self, D: np.ndarray) -> None:
+        U = l2_normalize(D)
+        if self.dbits == 16:
+            self.dictionary_ = U.astype(np.float16)
+            self.steps_ = None
+        else:
+            self.steps_ = self._steps(U)
+            self.dictionary_ = _quantize_values(U, self.steps_, self.dbits)
+        self._prepare()
+
+    def _prepare(self) -> None:
+        """Decoder-side float32 atoms from the stored dictionary."""
+        if self.steps_ is None:
+            self.atoms_f32_ = l2_normalize(self.dictionary_.astype(np.float32))
+        else:
+            self.atoms_f32_ = l2_normalize(_dequantize(self.dictionary_, self.steps_))
+        self._mean32 = self.mean_.astype(np.float32)
+        self._dictionary_stream: tuple[np.ndarray, np.ndarray] | None = None
+
+    def _choose_threshold(self, X: np.ndarray) -> Codes | None:
+        """Per-item stopping cosine meeting the target; None when the target cannot be met."""
+        idx, lev, cos = self._pursuit(X)
+        if not (self.bits or self.cos):
+            self.threshold_ = 1.0
+            return _truncate(idx, lev, cos, 1.0)
+        if self.cos:
+            if cos[:, -1].mean() < self.cos:
+                return None
+            ok = lambda t: _truncate(idx, lev, cos, t)["cos"].mean() >= self.cos  # noqa: E731
+        else:
+            budget = self.bits * len(X)
+            self.threshold_ = 0.0
+            self._set_tables(_truncate(idx, lev, cos, 0.0))
+            state_bytes = len(self.to_bytes())  # every state array has a fixed shape
+
+            def ok(t: float) -> bool:
+                codes = _truncate(idx, lev, cos, t)
+                self.threshold_ = t
+                self._set_tables(codes)
+                return self._counted_bits(codes, len(X), state_bytes) <= budget
+            if not ok(0.0):
+                return None
+            if ok(1.0):
+                self.threshold_ = 1.0
+                return _truncate(idx, lev, cos, 1.0)
+        # the smallest threshold meeting a cos target, the largest meeting a bits budget
+        lo, hi = (0.0, 1.0)
+        for _ in range(14):
+            mid = 0.5 * (lo + hi)
+            if ok(mid) == bool(self.cos):
+                hi = mid
+            else:
+                lo = mid
+        self.threshold_ = hi if self.cos else lo
+        return _truncate(idx, lev, cos, self.threshold_)
+
+    def _refuse_target(self, X: np.ndarray) -> None:
+        if self.cos:
+            raise InputError(f"smic:cos={self.cos} cannot be met on average with atoms={self.atoms_}, "
+                             f"k={self.k}, coef={self.coef}, dbits={self.dbits}: raise k, coef or atoms")
+        codes = _truncate(*self._pursuit(X), 0.0)
+        self._set_tables(codes)
+        need = self._counted_bits(codes, len(X)) / len(X)
+        raise InputError(f"smic:bits={self.bits} cannot be met on {len(X)} items: the smallest dictionary "
+                         f"tried ({self.atoms_} atoms at dbits={self.dbits}) already needs {need:.1f} bits "
+                         "per item with one atom each; give more bits, a larger collection or lower dbits")
+
+    def _set_tables(self, codes: Codes) -> None:
+        cnt, idx, lev = codes["count"], codes["atoms"], codes["levels"]
+        A, L = self.atoms_, 1 << self.coef
+        more = np.arange(self.k)[None, 1:] < cnt[:, None]
+        self.tables_ = {"first": _table(idx[:, 0], A)}
+        if self.k > 1:
+            self.tables_["count"] = _table(cnt - 1, self.k)
+            self.tables_["next"] = _table(idx[:, 1:][more], A)
+        if self.coef:
+            self.tables_["coef_first"] = _table(lev[:, 0], L)
+            if self.k > 1:
+                self.tables_["coef_next"] = _table(lev[:, 1:][more], L)
+
+    def _counted_bits(self, codes: Codes, n: int, state_bytes: int | None = None) -> float:
+        """Bits an archive of these n items would take: codec state, payload and headers."""
+        blocks = math.ceil(n / _BLOCK_ITEMS)
+        state = len(self.to_bytes()) if state_bytes is None else state_bytes + 64  # + fit_info digits
+        return 8.0 * (state + len(self.pack(codes)) + _HEADER_BYTES + _BLOCK_BYTES * blocks)
+
+    # ---- coding ----------------------------------------------------------------------------------
+    def _pursuit(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Greedy pursuit with quantised coefficients, k steps: atoms, levels, cosine after each step."""
+        n = len(X)
+        idx = np.zeros((n, self.k), dtype=np.int32)
+        lev = np.zeros((n, self.k), dtype=np.int32)
+        cos = np.zeros((n, self.k), dtype=np.float32)
+        D = self.atoms_f32_
+        m = self._mean32
+        mids = [(v[1:] + v[:-1]) / 2 for v in self.levels_]
+        for s0 in range(0, n, _ROWS):
+            x = X[s0 : s0 + _ROWS]
+            r = x - m
+            z = np.zeros_like(x)
+            xn = np.linalg.norm(x, axis=1)
+            for step in range(self.k):
+                slot = min(step, 1)
+                p = r @ D.T
+                q = np.searchsorted(mids[slot], p)
+                v = self.levels_[slot][q]
+                best = (v * (2 * p - v)).argmax(axis=1)
+                rows = np.arange(len(x))
+                c = v[rows, best]
+                idx[s0 : s0 + len(x), step] = best
+                lev[s0 : s0 + len(x), step] = q[rows, best]
+                z += c[:, None] * D[best]
+                r -= c[:, None] * D[best]
+                y = m + z
+                cos[s0 : s0 + len(x), step] = (y * x).sum(axis=1) / np.maximum(np.linalg.norm(y, axis=1) * xn, 1e-12)
+        return idx, lev, cos
+
+    def _quantize(self, X: np.ndarray) -> Codes:
+        codes = _truncate(*self._pursuit(X), self.threshold_)
+        del codes["cos"]
+        return codes
+
+    def reconstruct(self, codes: Codes) -> np.ndarray:
+        cnt, idx, lev = codes["count"], codes["atoms"], codes["levels"]
+        Y = np.repeat(self._mean32[None, :], len(cnt), axis=0)
+        for step in range(self.k):
+            use = cnt > step
+            if not use.any():
+                break
+            c = self.levels_[min(step, 1)][lev[use, step]]
+            Y[use] += c[:, None] * self.atoms_f32_[idx[use, step]]
+        return l2_normalize(Y)
+
+    def pack(self, codes: Codes) -> bytes:
+        cnt, idx, lev = codes["count"], codes["atoms"], codes["levels"]
+        t = self.tables_
+        parts = [(t["first"], idx[:, :1])]
+        if self.coef:
+            parts.append((t["coef_first"], lev[:, :1]))
+        if self.k > 1:
+            more = np.arange(self.k)[None, 1:] < cnt[:, None]
+            parts.insert(0, (t["count"], (cnt - 1)[:, None]))
+            parts.append((t["next"], idx[:, 1:][more][:, None]))
+            if self.coef:
+                parts.append((t["coef_next"], lev[:, 1:][more][:, None]))
+        return encode_symbols([p for p in parts if len(p[1])])
+
+    def unpack(self, data: bytes | memoryview, n: int) -> Codes:
+        reader = SymbolReader(data)
+        t = self.tables_
+        cnt = reader.read(t["count"], n)[:, 0] + 1 if self.k > 1 else np.ones(n, dtype=np.int32)
+        idx = np.zeros((n, self.k), dtype=np.int32)
+        lev = np.zeros((n, self.k), dtype=np.int32)
+        idx[:, 0] = reader.read(t["first"], n)[:, 0]
+        if self.coef:
+            lev[:, 0] = reader.read(t["coef_first"], n)[:, 0]
+        if self.k > 1:
+            more = np.arange(self.k)[None, 1:] < cnt[:, None]
+            extra = int(more.sum())
+            if extra:
+                rest = np.zeros((n, self.k - 1), dtype=np.int32)
+                rest[more] = reader.read(t["next"], extra)[:, 0]
+                idx[:, 1:] = rest
+                if self.coef:
+                    rest = np.zeros((n, self.k - 1), dtype=np.int32)
+                    rest[more] = reader.read(t["coef_next"], extra)[:, 0]
+                    lev[:, 1:] = rest
+        reader.finish()
+        return {"count": cnt.astype(np.int32), "atoms": idx, "levels": lev}
+
+    def estimated_bits(self, X: Any) -> np.ndarray:
+        codes = self.quantize(X)
+        cnt, idx, lev = codes["count"], codes["atoms"], codes["levels"]
+        t = self.tables_
+        bits = t["first"].information_bits(idx[:, :1])
+        if self.coef:
+            bits += t["coef_first"].information_bits(lev[:, :1])
+        if self.k > 1:
+            bits += t["count"].information_bits((cnt - 1)[:, None])
+            for step in range(1, self.k):
+                use = cnt > step
+                bits[use] += t["next"].information_bits(idx[use, step : step + 1])
+                if self.coef:
+                    bits[use] += t["coef_next"].information_bits(lev[use, step : step + 1])
+        return bits
+
+    # ---- state -----------------------------------------------------------------------------------
+    def get_state(self) -> dict[str, np.ndarray]:
+        state = {
+            "mean": self.mean_,
+            "levels": self.levels_,
+            "threshold": np.array([self.threshold_], dtype=np.float32),
+        }
+        if self.steps_ is None:
+            state["dictionary"] = self.dictionary_
+        else:
+            if self._dictionary_stream is None:
+                values = self.dictionary_.reshape(-1, 1).astype(np.int32) + (1 << (self.dbits - 1))
+                table = _table(values[:, 0], 1 << self.dbits)
+                stream = np.frombuffer(encode_symbols([(table, values)]), dtype=np.uint8)
+                self._dictionary_stream = (stream, table.counts.astype(np.uint16))
+            state["dictionary"], state["dictionary_counts"] = self._dictionary_stream
+            state["steps"] = self.steps_.astype(np.float16)
+        for key, table in self.tables_.items():
+            state[f"counts_{key}"] = table.counts.astype(np.uint16)
+        return state
+
+    def _set_state(self, state: dict[str, np.ndarray]) -> None:
+        d, A, L, k = self.n_features_in_, self.atoms, 1 << self.coef, self.k
+        if A == 0:
+            raise FormatError("smic codec file: its spec must name the dictionary size (atoms=0)")
+        expect: dict[str, tuple[tuple[int, ...], str]] = {
+            "mean": ((d,), "f2"), "levels": ((2, L), "f4"), "threshold": ((1,), "f4"),
+            "counts_first": ((1, A), "u2"),
+        }
+        if k > 1:
+            expect |= {"counts_count": ((1, k), "u2"), "counts_next": ((1, A), "u2")}
+        if self.coef:
+            expect["counts_coef_first"] = ((1, L), "u2")
+            if k > 1:
+                expect["counts_coef_next"] = ((1, L), "u2")
+        if self.dbits == 16:
+            expect["dictionary"] = ((A, d), "f2")
+        else:
+            expect |= {"dictionary_counts": ((1, 1 << self.dbits), "u2"), "steps": ((d,), "f2")}
+        dictionary = state.get("dictionary")
+        if self.dbits != 16 and (dictionary is None or dictionary.dtype != np.uint8 or dictionary.ndim != 1):
+            raise FormatError("smic codec file: the dictionary section must be a uint8 byte stream")
+        wrong = {key: (state[key].shape, state[key].dtype.str) for key in state if key in expect
+                 and (state[key].shape != expect[key][0] or state[key].dtype != np.dtype(expect[key][1]))}
+        missing = set(expect) - set(state)
+        extra = set(state) - set(expect) - {"dictionary"}
+        if wrong or missing or extra:
+            raise FormatError(f"smic codec file arrays do not match {self.spec} at width {d}: "
+                              f"wrong {wrong}, missing {sorted(missing)}, unexpected {sorted(extra)}")
+        try:
+            self.atoms_ = A
+            self.mean_ = state["mean"]
+            self.levels_ = state["levels"].astype(np.float32)
+            self.threshold_ = float(state["threshold"][0])
+            if self.dbits == 16:
+                self.dictionary_, self.steps_ = state["dictionary"], None
+            else:
+                table = FrequencyTable(state["dictionary_counts"].astype(np.uint32))
+                reader = SymbolReader(state["dictionary"].tobytes())
+                values = reader.read(table, A * d)
+                reader.finish()
+                self.dictionary_ = (values.reshape(A, d) - (1 << (self.dbits - 1))).astype(np.int8)
+                self.steps_ = state["steps"].astype(np.float32)
+            self.tables_ = {key[7:]: FrequencyTable(state[key].astype(np.uint32))
+                            for key in expect if key.startswith("counts_")}
+        except FormatError as exc:
+            raise FormatError(f"smic codec file: damaged dictionary or tables ({exc})") from None
+        if not (np.isfinite(self.levels_).all() and np.isfinite(self.mean_).all()):
+            raise FormatError("smic codec file: non-finite mean or coefficient levels")
+        self._prepare()
+        if self.dbits != 16:
+            self._dictionary_stream = (state["dictionary"], state["dictionary_counts"])
+
+    def fit_info(self) -> dict[str, object]:
+        info: dict[str, object] = {"seed": self.seed, "niter": self.niter, "mod_iter": self.mod_iter}
+        if hasattr(self, "_train_bits"):
+            info |= {"search": self.search, "train_counted_bits": self._train_bits, "train_mean_cos": self._train_cos}
+        return info
+
+
+# ---- helpers -------------------------------------------------------------------------------------
+def _atom_candidates(n: int, d: int, codec: SMICCodec) -> list[int]:
+    """Dictionary sizes to try, largest first.
+
+    Without a bits target: the largest power of two up to 1024 and n/4. With one: sizes on a
+    2**(1/8) grid whose estimated archive, one atom per item, fits the budget, largest first (the
+    next smaller sizes are the fallback when the counted size misses). When `fit` compares several
+    (k > 1 or coef > 0) they are taken a factor sqrt(2) apart.
+    """
+    if not codec.bits:
+        return [int(max(2, min(1024, 2 ** math.floor(math.log2(max(2, n // 4))))))]
+    per_value = 16 if codec.dbits == 16 else codec.dbits
+    tables = 2 if codec.k > 1 else 1
+    sizes = sorted({int(round(2 ** (e / 8))) for e in range(8, 129)}, reverse=True)  # 2 .. 65536
+    budget = codec.bits * n - 8 * (_HEADER_BYTES + 4 * d + 1024) - 8 * _BLOCK_BYTES * math.ceil(n / _BLOCK_ITEMS)
+    per_item = lambda a: 0.97 * math.log2(a) + 0.8 * codec.coef + (0.3 if codec.k > 1 else 0)  # noqa: E731
+    fits = [a for a in sizes if a <= n and a * (d * per_value + 16 * tables) + n * per_item(a) <= budget]
+    if codec.k == 1 and codec.coef == 0:
+        return fits[:4] or [2]
+    return fits[::4][: codec.search + 2] or [2]
+
+
+def _table(symbols: np.ndarray, alphabet: int) -> FrequencyTable:
+    """Frequency table of one stream, rescaled so its counts fit the uint16 they are stored in."""
+    counts = 2 * np.bincount(np.asarray(symbols, dtype=np.int64).ravel(), minlength=alphabet)[:alphabet] + 1
+    peak = counts.max()
+    if peak > _MAX_STORED_COUNT:
+        counts = np.maximum(1, np.round(counts * (_MAX_STORED_COUNT / peak))).astype(np.int64)
+    return FrequencyTable(counts[None, :].astype(np.uint32))
+
+
+def _truncate(idx: np.ndarray, lev: np.ndarray, cos: np.ndarray, threshold: float) -> Codes:
+    """Codes using, per item, atoms up to the first step whose cosine reaches `threshold`."""
+    k = idx.shape[1]
+    reached = cos >= threshold
+    cnt = np.where(reached.any(axis=1), reached.argmax(axis=1) + 1, k).astype(np.int32)
+    keep = np.arange(k)[None, :] < cnt[:, None]
+    return {"count": cnt, "atoms": np.where(keep, idx, 0).astype(np.int32),
+            "levels": np.where(keep, lev, 0).astype(np.int32), "cos": cos[np.arange(len(cnt)), cnt - 1]}
+
+
+def _quantize_values(U: np.ndarray, step: np.ndarray, bits: int) -> np.ndarray:
+    half = 1 << (bits - 1)
+    return np.clip(np.floor(U / step), -half, half - 1).astype(np.int8)
+
+
+def _dequantize(q: np.ndarray, step: np.ndarray) -> np.ndarray:
+    return ((q.astype(np.float32) + 0.5) * step).astype(np.float32)
+
+
+def _assign(R: np.ndarray, C: np.ndarray) -> np.ndarray:
+    bias = -0.5 * (C * C).sum(axis=1)
+    out = np.empty(len(R), dtype=np.int64)
+    for s in range(0, len(R), _ROWS):
+        out[s : s + _ROWS] = (R[s : s + _ROWS] @ C.T + bias).argmax(axis=1)
+    return out
+
+
+def _kmeans(R: np.ndarray, A: int, niter: int, rng: np.random.Generator, quantize, shared_norm: bool) -> np.ndarray:
+    """k-means on residuals whose second half assigns with the quantised dictionary.
+
+    Assigning with the atoms as the coder will see them (quantised directions; one shared length
+    when coefficients are not coded) and averaging the members lets the centroids compensate for
+    quantisation; measured on CLIP data it lifts zero-shot accuracy at 1 bit per value by several
+    points (docs/SMIC.md).
+    """
+    from scipy import sparse
+
+    n = len(R)
+    # seeding costs ~ A x sample x d: three tries and a generous sample only for small dictionaries
+    sample = R[rng.choice(n, min(n, max(2048, 2 * A)), replace=False)]
+    seedings = 3 if A <= 256 else 1
+    C = min((_kmeans_pp(sample, A, rng) for _ in range(seedings)), key=lambda c: _inertia(sample, c))
+    for it in range(niter):
+        aware = it >= niter // 2
+        a = _assign(R, quantize(C) * _norms(C, shared_norm) if aware else C)
+        sums = sparse.csr_matrix((np.ones(n, np.float32), (a, np.arange(n))), shape=(A, n)) @ R
+        counts = np.bincount(a, minlength=A)
+        empty = counts == 0
+        C[~empty] = sums[~empty] / counts[~empty, None]
+        if empty.any():  # re-seed empty atoms on the items the dictionary fits worst
+            err = (R * R).sum(axis=1) - 2 * (R * C[a]).sum(axis=1) + (C[a] ** 2).sum(axis=1)
+            C[empty] = R[np.argsort(-err)[: int(empty.sum())]]
+    return C
+
+
+def _kmeans_pp(R: np.ndarray, A: int, rng: np.random.Generator) -> np.ndarray:
+    """Greedy k-means++ seeding (as scikit-learn): of 2 + log(A) D^2-sampled candidates per atom,
+    keep the one that most lowers the total squared distance; avoids merged clusters."""
+    sq = (R * R).sum(axis=1)
+    tries = 2 + int(math.log(A))
+    chosen = [int(rng.integers(len(R)))]
+    d2 = np.maximum(sq - 2 * R @ R[chosen[0]] + sq[chosen[0]], 0)
+    for _ in range(A - 1):
+        total = float(d2.sum())
+        if total <= 0:
+            cand = rng.integers(len(R), size=1)
+        else:
+            cand = np.minimum(np.searchsorted(np.cumsum(d2), rng.random(tries) * total), len(R) - 1)
+        dist = np.maximum(sq[:, None] - 2 * R @ R[cand].T + sq[cand][None, :], 0)
+        new = np.minimum(d2[:, None], dist)
+        best = int(new.sum(axis=0).argmin())
+        chosen.append(int(cand[best]))
+        d2 = new[:, best]
+    return R[chosen].copy()
+
+
+def _inertia(R: np.ndarray, C: np.ndarray) -> float:
+    a = _assign(R, C)
+    return float(((R - C[a]) ** 2).sum())
+
+
+def _norms(C: np.ndarray, shared: bool) -> np.ndarray:
+    norms = np.linalg.norm(C, axis=1, keepdims=True)
+    return np.full_like(norms, norms.mean()) if shared else norms
+
+
+def _pursuit_exact(R: np.ndarray, D: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Matching pursuit without quantisation (for learning): atom ids and coefficients, k each."""
+    n = len(R)
+    idx = np.zeros((n, k), dtype=np.int64)
+    coef = np.zeros((n, k), dtype=np.float32)
+    for s in range(0, n, _ROWS):
+        r = R[s : s + _ROWS].copy()
+        rows = np.arange(len(r))
+        for step in range(k):
+            p = r @ D.T
+            best = np.abs(p).argmax(axis=1)
+            c = p[rows, best]
+            idx[s : s + len(r), step] = best
+            coef[s : s + len(r), step] = c
+            r -= c[:, None] * D[best]
+    return idx, coef
+
+
+def _mod_update(R: np.ndarray, idx: np.ndarray, coef: np.ndarray, D: np.ndarray) -> np.ndarray:
+    """Method of optimal directions: least-squares dictionary for fixed sparse codes, unit atoms."""
+    from scipy import sparse
+
+    n, k = idx.shape
+    A = len(D)
+    C = sparse.csr_matrix((coef.ravel(), idx.ravel(), np.arange(0, n * k + 1, k)), shape=(n, A))
+    gram = (C.T @ C).toarray() + 1e-6 * np.eye(A)
+    used = np.diag(gram) > 1e-5
+    new = np.linalg.solve(gram, np.asarray(C.T @ R)).astype(np.float32)
+    norms = np.linalg.norm(new, axis=1)
+    keep = used & (norms > 1e-8)
+    out = D.copy()
+    out[keep] = new[keep] / norms[keep, None]
+    return out
+
+
+def _lloyd_1d(values: np.ndarray, levels: int) -> np.ndarray:
+    """Lloyd-Max scalar codebook (sorted) of `levels` values for the given samples."""
+    v = np.sort(np.asarray(values, dtype=np.float64))
+    if levels == 1 or len(v) == 0:
+        return np.full(levels, v.mean() if len(v) else 0.0)
+    c = np.quantile(v, (np.arange(levels) + 0.5) / levels)
+    for _ in range(30):
+        edges = np.searchsorted(v, (c[1:] + c[:-1]) / 2)
+        parts = np.split(v, edges)
+        c = np.array([p.mean() if len(p) else ci for p, ci in zip(parts, c)])
+    return np.sort(c)
