@@ -292,6 +292,47 @@ class SMICCodec(Codec):
             Y[use] += c[:, None] * self.atoms_f32_[idx[use, step]]
         return l2_normalize(Y)
 
+    def _terms(self, codes: Codes) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """(items, atom index, coefficient) of each pursuit step actually used."""
+        cnt, idx, lev = codes["count"], codes["atoms"], codes["levels"]
+        out = []
+        for step in range(self.k):
+            use = np.flatnonzero(cnt > step)
+            if len(use):
+                out.append((use, idx[use, step], self.levels_[min(step, 1)][lev[use, step]]))
+        return out
+
+    def _scorer(self, Q: np.ndarray):
+        """Sparse products: atoms and mean against the queries once, then each item sums its few terms,
+        divided by the unnormalised reconstruction's norm (from the atoms' Gram matrix)."""
+        atom_q, mean_q = self.atoms_f32_ @ Q.T, self._mean32 @ Q.T
+
+        def score(codes: Codes) -> np.ndarray:
+            S = np.repeat(mean_q[None, :], len(codes["count"]), axis=0)
+            for use, atom, c in self._terms(codes):
+                S[use] += c[:, None] * atom_q[atom]
+            norms = self._raw_norms(codes)
+            return (S / np.where(norms > 0, norms, 1.0)[:, None]).astype(np.float32)
+
+        return score
+
+    def _raw_norms(self, codes: Codes) -> np.ndarray:
+        if not hasattr(self, "_gram"):
+            self._gram = self.atoms_f32_ @ self.atoms_f32_.T
+            self._mean_atom = self.atoms_f32_ @ self._mean32
+        sq = np.full(len(codes["count"]), float(self._mean32 @ self._mean32))
+        terms = self._terms(codes)
+        for i, (use, atom, c) in enumerate(terms):
+            sq[use] += 2 * c * self._mean_atom[atom] + c * c * self._gram[atom, atom]
+            for use2, atom2, c2 in terms[i + 1 :]:  # later steps cover a subset of earlier ones' items
+                pos = np.searchsorted(use, use2)
+                sq[use2] += 2 * c[pos] * c2 * self._gram[atom[pos], atom2]
+        return np.sqrt(np.maximum(sq, 0.0))
+
+    def norms(self, codes: Codes) -> np.ndarray:
+        """Reconstructions are unit vectors (zero only if the mean and atoms cancel exactly)."""
+        return (self._raw_norms(codes) > 1e-12).astype(np.float32)
+
     def pack(self, codes: Codes) -> bytes:
         cnt, idx, lev = codes["count"], codes["atoms"], codes["levels"]
         t = self.tables_
