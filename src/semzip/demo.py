@@ -68,7 +68,7 @@ def _row(name: str, bits: float, info: dict | None, images: np.ndarray, captions
 def print_table(rows: list[dict[str, Any]], console: Console) -> None:
     table = Table(title="semzip demo: 250 held-out COCO images, CLIP ViT-B/16 (captions uncompressed)")
     table.add_column("codec", no_wrap=True)
-    table.add_column("bits/image\ncounted", justify="right")
+    table.add_column("bits/image\ncounted", justify="right", min_width=10)
     table.add_column("fixed\nbits", justify="right")
     for key in ("i2t@1", "i2t@5", "t2i@1", "t2i@5"):
         table.add_column(key.replace("@", " R@"), justify="right")
