@@ -24,7 +24,7 @@ from . import __version__
 from ._atomic import atomic_write_bytes
 from ._errors import CodecMismatchError, FormatError, InputError
 from .codecs import Codec, Codes, load_codec
-from .container import Archive
+from .container import Archive, ItemsById
 
 MANIFEST_NAME = "manifest.json"
 CODEC_NAME = "codec.smzc"
@@ -95,7 +95,7 @@ def write_manifest(folder: str | Path, manifest: dict[str, Any]) -> None:
     atomic_write_bytes(Path(folder) / MANIFEST_NAME, json.dumps(manifest, indent=1, sort_keys=True).encode())
 
 
-class ShardedArchive:
+class ShardedArchive(ItemsById):
     """A manifest's shards read as one collection, in shard order. Use `ShardedArchive.open` as a context manager.
 
     Offers what readers of `Archive` use: `items dim model codec ids pixels decode() get(id)
@@ -118,7 +118,6 @@ class ShardedArchive:
         self.ids = [i for a in archives for i in a.ids]
         if len(set(self.ids)) != len(self.ids):
             raise FormatError(f"collection {str(folder)!r}: an item id appears in two shards")
-        self._positions: dict[str, int] | None = None
 
     @classmethod
     def open(cls, path: str | Path, codec: Codec | None = None, *, partial: bool = False) -> ShardedArchive:
@@ -201,14 +200,6 @@ class ShardedArchive:
                 out[start : start + arc.items] = arc.decode()
                 advance(arc.items)
         return out
-
-    def position(self, item_id: str) -> int:
-        if self._positions is None:
-            self._positions = {k: i for i, k in enumerate(self.ids)}
-        try:
-            return self._positions[item_id]
-        except KeyError:
-            raise InputError(f"no item with id {item_id!r} in {str(self.path)!r}") from None
 
     def get(self, item_id: str) -> np.ndarray:
         """One item's vector by id, decoding only its block of its shard."""

@@ -217,7 +217,23 @@ class _Section:
     crc: int
 
 
-class Archive:
+class ItemsById:
+    """Position of an item from its id (`ids` and `path` set by the subclass), indexed on first use."""
+
+    ids: list[str]
+    path: Path
+    _positions: dict[str, int] | None = None
+
+    def position(self, item_id: str) -> int:
+        if self._positions is None:
+            self._positions = {k: i for i, k in enumerate(self.ids)}
+        try:
+            return self._positions[item_id]
+        except KeyError:
+            raise InputError(f"no item with id {item_id!r} in {str(self.path)!r}") from None
+
+
+class Archive(ItemsById):
     """A memory-mapped, read-only view of a `.smz` archive. Use `Archive.open(path)` as a context manager."""
 
     def __init__(self, path: Path, buf: mmap.mmap | bytes, codec: Codec | None) -> None:
@@ -237,7 +253,6 @@ class Archive:
         self.ids = self._ids()
         self.pixels = self._pixels()
         self._codec = self._resolve_codec(codec)
-        self._positions: dict[str, int] | None = None
 
     @classmethod
     def open(cls, path: str | Path, codec: Codec | None = None) -> Archive:
@@ -382,14 +397,6 @@ class Archive:
                 out[start : start + len(rows)] = rows
                 advance(len(rows))
         return out
-
-    def position(self, item_id: str) -> int:
-        if self._positions is None:
-            self._positions = {k: i for i, k in enumerate(self.ids)}
-        try:
-            return self._positions[item_id]
-        except KeyError:
-            raise InputError(f"no item with id {item_id!r} in {str(self.path)!r}") from None
 
     def get(self, item_id: str) -> np.ndarray:
         """One item's vector by id, decoding only its block."""
