@@ -21,15 +21,15 @@ SRC = str(Path(__file__).resolve().parents[1] / "src")
 
 def _data(n: int = 600, d: int = 32, seed: int = 0) -> np.ndarray:
     """Unit vectors around a common mean with a few clusters, like CLIP embeddings in miniature."""
+    centres = np.random.default_rng(12345).normal(size=(8, d))
     rng = np.random.default_rng(seed)
-    centres = rng.normal(size=(8, d))
     X = 2.0 + centres[rng.integers(0, 8, n)] + 0.3 * rng.normal(size=(n, d))
     return (X / np.linalg.norm(X, axis=1, keepdims=True)).astype(np.float32)
 
 
 def _fit(spec: str = SPEC, X: np.ndarray | None = None, **options):
     codec = make_codec(spec)
-    for key, value in ({"epochs": 12, "progress": False, "patience": 100} | options).items():
+    for key, value in ({"epochs": 30, "progress": False} | options).items():
         setattr(codec, key, value)
     return codec.fit(_data() if X is None else X)
 
@@ -41,12 +41,12 @@ def fitted():
 
 def test_training_converges(fitted):
     hist = fitted.fit_info()["history"]
-    quantised = [h for h in hist if h["val_cos"] == h["val_cos"]]  # NaN during the warm-up
-    assert quantised[-1]["loss"] < 0.7 * quantised[0]["loss"]
-    assert quantised[-1]["val_cos"] > quantised[0]["val_cos"]
+    quantised = [h for h in hist if h["phase"] == "vq"]
+    assert quantised[-1]["loss"] < 0.8 * quantised[0]["loss"]
+    assert quantised[-1]["val_loss"] < 0.8 * quantised[0]["val_loss"]
     X = _data(seed=1)
     cos = (fitted.decode(fitted.encode(X), len(X)) * X).sum(axis=1).mean()
-    assert cos > 0.95  # the shared mean alone gives ~0.8 on this data
+    assert cos > 0.97  # the shared mean direction alone gives 0.92 on this data
     info = fitted.fit_info()
     assert 0 < info["codebook_usage"] <= 1 and 1 <= info["perplexity"] <= fitted.K
 
@@ -135,6 +135,7 @@ def test_inference_without_torch(fitted, tmp_path):
         ("pqvae:dim=16,C=24", "C"),
         ("pqvae:H=0", "H"),
         ("pqvae:blocks=-1", "blocks"),
+        ("pqvae:coarse=17", "coarse"),
         ("pqvae:dim=1.5", "dim"),
         ("pqvae:depth=3", "depth"),
     ],
@@ -145,8 +146,24 @@ def test_bad_specs_name_the_parameter(spec, param):
 
 
 def test_canonical_spec():
-    assert str(make_codec("pqvae:dim=16,K=8").spec) == "pqvae:dim=16,K=8,grid=5,C=128,H=128,blocks=2"
+    assert str(make_codec("pqvae:dim=16,K=8").spec) == "pqvae:dim=16,K=8,grid=5,C=128,H=128,blocks=2,coarse=0"
     assert make_codec("pqvae:dim=16,K=8").fixed_bits == 5 * 5 * 128 // 16 * 3
+
+
+def test_coarse_stage():
+    coarse = _fit(SPEC.replace("blocks=1", "blocks=1,coarse=4"))
+    X = _data(seed=7)
+    codes = coarse.quantize(X)
+    assert codes["coarse"].shape == (len(X), 1) and codes["coarse"].max() < 16
+    assert coarse.fixed_bits == 4 + coarse.n_sub * 4
+    data = coarse.encode(X)
+    for key, value in coarse.unpack(data, len(X)).items():
+        np.testing.assert_array_equal(value, codes[key])
+    loaded = codec_from_bytes(coarse.to_bytes())
+    np.testing.assert_array_equal(loaded.decode(data, len(X)), coarse.decode(data, len(X)))
+    assert (coarse.decode(data, len(X)) * X).sum(axis=1).mean() > 0.97
+    with pytest.raises(InputError, match="coarse=12 needs at least 4096"):
+        _fit(SPEC.replace("blocks=1", "blocks=1,coarse=12"))
 
 
 def test_unfitted_raises():

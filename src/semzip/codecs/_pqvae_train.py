@@ -230,7 +230,7 @@ def _train(codec: PQVAECodec, X: np.ndarray, frame: _Frame) -> tuple[dict[str, n
             with torch.no_grad():
                 _, val_terms, _ = _losses(net, val_w, codec, True)
                 val_loss = float(val_terms["rec"])  # the task, not the VQ terms
-            row = {"epoch": epoch} | {k: v / len(tr) for k, v in sums.items()}
+            row = {"epoch": epoch, "phase": "vq" if quantise else "warmup"} | {k: v / len(tr) for k, v in sums.items()}
             history.append(row | {"val_loss": val_loss, "dead": len(dead)})
             bar(epoch, row["loss"], float(val_loss))
             if quantise and float(val_loss) < best[0]:

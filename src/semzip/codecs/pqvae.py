@@ -81,9 +81,9 @@ class PQVAECodec(Codec):
 
     def __init__(self, dim: int = 16, K: int = 8, grid: int = 5, C: int = 128, H: int = 128, blocks: int = 2,
                  coarse: int = 0, *,
-                 seed: int = 0, epochs: int = 60, batch_size: int = 256, lr: float = 2e-3, beta: float = 0.25,
+                 seed: int = 0, epochs: int = 30, batch_size: int = 64, lr: float = 3e-3, beta: float = 0.25,
                  mix: float = 0.5, whiten: float = 0.5, whiten_floor: float = 0.1, holdout: float = 0.05,
-                 patience: int = 10, threads: int = 1, progress: bool = True) -> None:
+                 patience: int = 5, threads: int = 1, progress: bool = True) -> None:
         self.dim = dim
         self.K = K
         self.grid = grid
