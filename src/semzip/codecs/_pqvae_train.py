@@ -10,8 +10,9 @@ few thousand CLIP vectors:
   commitment terms cannot grow with the latent scale and crowd out the reconstruction;
 - dead-code restarts: after every epoch, codewords no sub-vector chose are moved onto random latent
   sub-vectors of that epoch;
-- data augmentation by mixing: a share `mix` of each batch is replaced by normalised convex mixtures of
-  two training embeddings, which fills the sphere between the training images;
+- data augmentation by mixing: a share `mix` of each batch of network inputs (whitened residual
+  directions) is replaced by normalised convex mixtures of two of them, which fills the sphere
+  between the training points;
 - early stopping on held-out vectors, scored with hard quantisation exactly as the codec encodes.
 
 Seeded and deterministic for a fixed thread count (`threads`, 1 by default): torch's deterministic
@@ -72,29 +73,32 @@ class _Net(torch.nn.Module):
                 t = torch.empty(shape).uniform_(-bound, bound)
             self.p[name] = torch.nn.Parameter(t)
 
+    # Channels-last (n, g, g, H), every layer a matrix product, exactly as the numpy inference: the
+    # lift (a transposed convolution on a 1x1 input) and the g x g output convolution are dense layers,
+    # and torch's conv kernels are several times slower than matmul on grids this small.
     def _blocks(self, h: torch.Tensor, side: str) -> torch.Tensor:
         p = self.p
         for i in range(self.c.blocks):
-            t = F.conv2d(F.silu(h), p[f"{side}_b{i}_w1"], p[f"{side}_b{i}_b1"], padding=1)
-            h = h + F.conv2d(F.silu(t), p[f"{side}_b{i}_w2"], p[f"{side}_b{i}_b2"])
+            t = _conv3(F.silu(h), p[f"{side}_b{i}_w1"]) + p[f"{side}_b{i}_b1"]
+            h = h + F.silu(t) @ p[f"{side}_b{i}_w2"][:, :, 0, 0].T + p[f"{side}_b{i}_b2"]
         return h
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """(n, d) -> latent sub-vectors (n, n_sub, dim)."""
-        p = self.p
-        h = F.conv_transpose2d(x[:, :, None, None], p["enc_lift_w"], p["enc_lift_b"])
+        """(n, d) -> unit latent sub-vectors (n, n_sub, dim)."""
+        p, g, H = self.p, self.c.grid, self.c.H
+        lift = p["enc_lift_w"].permute(0, 2, 3, 1).reshape(x.shape[1], g * g * H)
+        h = (x @ lift).reshape(len(x), g, g, H) + p["enc_lift_b"]
         h = self._blocks(h, "enc")
-        z = F.conv2d(F.silu(h), p["enc_out_w"], p["enc_out_b"])
-        return F.normalize(z.permute(0, 2, 3, 1).reshape(len(x), -1, self.c.dim), dim=-1)
+        z = F.silu(h) @ p["enc_out_w"][:, :, 0, 0].T + p["enc_out_b"]
+        return F.normalize(z.reshape(len(x), -1, self.c.dim), dim=-1)
 
     def decode(self, zq: torch.Tensor) -> torch.Tensor:
         """(n, n_sub, dim) -> unit vectors (n, d)."""
-        p, g = self.p, self.c.grid
-        z = zq.reshape(len(zq), g, g, self.c.C).permute(0, 3, 1, 2)
-        h = F.conv2d(z, p["dec_in_w"], p["dec_in_b"])
+        p, g, H = self.p, self.c.grid, self.c.H
+        h = zq.reshape(len(zq), g, g, self.c.C) @ p["dec_in_w"][:, :, 0, 0].T + p["dec_in_b"]
         h = self._blocks(h, "dec")
-        y = F.conv2d(F.silu(h), p["dec_out_w"], p["dec_out_b"]).flatten(1)
-        return F.normalize(y, dim=1)
+        out = p["dec_out_w"].permute(2, 3, 1, 0).reshape(g * g * H, -1)
+        return F.normalize(F.silu(h).reshape(len(zq), -1) @ out + p["dec_out_b"], dim=1)
 
     def codewords(self) -> torch.Tensor:
         """The shared codebook, rows on the unit sphere like the latent sub-vectors."""
@@ -103,6 +107,14 @@ class _Net(torch.nn.Module):
     def assign(self, z: torch.Tensor) -> torch.Tensor:
         """Nearest shared codeword per sub-vector (largest cosine)."""
         return (z @ self.codewords().T).argmax(-1)
+
+
+def _conv3(h: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """3x3 convolution, zero padding 1, channels-last h (n, g, g, Ci), torch-layout w (Co, Ci, 3, 3)."""
+    g = h.shape[1]
+    p = F.pad(h, (0, 0, 1, 1, 1, 1))
+    cols = torch.cat([p[:, ky : ky + g, kx : kx + g] for ky in range(3) for kx in range(3)], dim=3)
+    return cols @ w.permute(2, 3, 1, 0).reshape(-1, w.shape[0])
 
 
 def _weight_of(name: str) -> str:
@@ -129,7 +141,7 @@ def _kmeans(v: torch.Tensor, k: int, gen: torch.Generator) -> torch.Tensor:
 
 
 def _mix(x: torch.Tensor, share: float, gen: torch.Generator) -> torch.Tensor:
-    """Replace a share of the batch by normalised mixtures a*x_i + (1-a)*x_j, a ~ U(0, 1)."""
+    """Replace a share of the batch of network inputs by normalised mixtures a*x_i + (1-a)*x_j, a ~ U(0, 1)."""
     n = len(x)
     chosen = torch.rand(n, generator=gen) < share
     partner = x[torch.randperm(n, generator=gen)]
@@ -187,7 +199,7 @@ def _train(codec: PQVAECodec, X: np.ndarray, frame: _Frame) -> tuple[dict[str, n
     n_val = min(n - 1, max(1, int(round(codec.holdout * n))))
     val = torch.from_numpy(np.ascontiguousarray(X[order[:n_val]]))
     tr = torch.from_numpy(np.ascontiguousarray(X[order[n_val:]]))
-    val_w = frame.inward(val)
+    val_w, tr_w = frame.inward(val), frame.inward(tr)  # the frame is fixed: map once
 
     net = _Net(codec, d)
     opt = torch.optim.Adam(net.parameters(), lr=codec.lr)
@@ -203,14 +215,14 @@ def _train(codec: PQVAECodec, X: np.ndarray, frame: _Frame) -> tuple[dict[str, n
             quantise = epoch >= _WARMUP_EPOCHS
             if epoch == _WARMUP_EPOCHS:
                 with torch.no_grad():
-                    latents = net.encode(frame.inward(tr)).reshape(-1, codec.dim)
+                    latents = net.encode(tr_w).reshape(-1, codec.dim)
                     net.p["codebook"].copy_(_kmeans(latents, codec.K, gen))
             usage = torch.zeros(codec.K, dtype=torch.long)
             sums = dict.fromkeys(("loss", "rec", "cb", "commit"), 0.0)
             last_z = None
             perm = torch.randperm(len(tr), generator=gen)
             for i in range(0, len(tr), bs):
-                w = frame.inward(_mix(tr[perm[i : i + bs]], codec.mix, gen))
+                w = _mix(tr_w[perm[i : i + bs]], codec.mix, gen)
                 loss, terms, idx = _losses(net, w, codec, quantise)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()

@@ -6,10 +6,15 @@ by all of them. Here, for width d, hidden channels H, latent channels C and a g 
 
 - encoder: a transposed convolution lifts the (d, 1, 1) embedding to (H, g, g); `blocks` residual
   blocks (SiLU, 3x3 conv, SiLU, 1x1 conv); SiLU and a 1x1 conv to the (C, g, g) latent;
-- the latent is read as g*g*C/dim sub-vectors of length `dim` (position-major, then channel groups),
-  each replaced by the nearest of the K shared codewords;
+- the latent is read as g*g*C/dim unit sub-vectors of length `dim` (position-major, then channel
+  groups), each replaced by the nearest of the K shared unit codewords;
 - decoder: the mirror image (1x1 conv to H, residual blocks, a g x g convolution back to d), and the
   output is L2-normalised.
+
+Two additions to the paper's design (docs/PQVAE.md has the numbers): the network sees the embedding
+centred and half-whitened (bits go to the low-variance directions that carry most of the zero-shot
+information), and an optional coarse first stage (`coarse` bits of spherical k-means on the whole
+embedding) picks a semantic cluster whose residual the PQ-VAE then codes.
 
 Training (`fit`) uses torch on the CPU (`_pqvae_train`, imported only there). Everything else —
 encoding, decoding, searching — runs the exported weights with numpy, so archives can be written and
@@ -63,10 +68,12 @@ def state_shapes(d: int, dim: int, K: int, grid: int, C: int, H: int, blocks: in
 
 @register
 class PQVAECodec(Codec):
-    """`pqvae:dim=16,K=8,grid=5,C=128,H=128,blocks=2`: sub-vector length, shared codebook size (power of
-    two), latent grid side, latent channels, hidden channels, residual blocks per side.
+    """`pqvae:dim=16,K=8,grid=5,C=128,H=128,blocks=2,coarse=0`: sub-vector length, shared codebook size
+    (power of two), latent grid side, latent channels, hidden channels, residual blocks per side, bits
+    of the coarse first stage (0 = none, the paper's design).
 
-    Fixed rate: grid*grid*C/dim indices of log2 K bits; the counted rate is lower after entropy coding.
+    Fixed rate: coarse + grid*grid*C/dim indices of log2 K bits; the counted rate is lower after
+    entropy coding. Not idempotent (see the module docstring).
     """
 
     name = "pqvae"
@@ -131,7 +138,10 @@ class PQVAECodec(Codec):
 
     # ---- training --------------------------------------------------------------------------------
     def _fit(self, X: np.ndarray) -> None:
-        from . import _pqvae_train  # torch is needed for training only
+        try:
+            from . import _pqvae_train  # torch is needed for training only
+        except ImportError as exc:
+            raise ImportError(f"training a pqvae codec needs torch ({exc}); coding with a trained one does not") from None
 
         X = l2_normalize(X)
         coarse = _spherical_kmeans(X, self.coarse, self.seed, self.threads) if self.coarse else None
