@@ -65,6 +65,7 @@ def test_codes_and_counted_bits(fitted):
     np.testing.assert_array_equal(fitted.unpack(data, len(X))["codes"], codes)
     est = fitted.estimated_bits(X)
     assert est.shape == (len(X),) and abs(8 * len(data) / len(X) - est.mean()) < 1.0
+    assert 0 <= fitted.fit_info()["codes_uniform_mix"] <= 1
     Y = fitted.decode(data, len(X))
     assert Y.dtype == np.float32 and Y.shape == X.shape
     np.testing.assert_allclose(np.linalg.norm(Y, axis=1), 1.0, atol=1e-5)

@@ -30,7 +30,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .._errors import InputError
 from .pqvae import net_shapes
 
 if TYPE_CHECKING:
@@ -180,25 +179,22 @@ def _losses(net: _Net, w: torch.Tensor, codec: PQVAECodec,
     return loss, {"rec": l_rec, "cb": l_cb, "commit": l_commit}, idx
 
 
-def train(codec: PQVAECodec, X: np.ndarray, coarse: np.ndarray | None, mean: np.ndarray,
+def train(codec: PQVAECodec, X: np.ndarray, X_val: np.ndarray, coarse: np.ndarray | None, mean: np.ndarray,
           white: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """Train network and codebook on unit vectors X seen through the coarse stage and whitening."""
-    n, d = X.shape
-    if n < 2:
-        raise InputError(f"pqvae needs at least 2 training vectors, got {n}")
+    """Train network and codebook on unit vectors X seen through the coarse stage and whitening;
+    X_val (held out) decides when to stop and which epoch's weights to keep."""
     with _torch_settings(codec.threads):
-        return _train(codec, X, _Frame(coarse, mean, white))
+        return _train(codec, X, X_val, _Frame(coarse, mean, white))
 
 
-def _train(codec: PQVAECodec, X: np.ndarray, frame: _Frame) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+def _train(codec: PQVAECodec, X: np.ndarray, X_val: np.ndarray,
+           frame: _Frame) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     t0 = time.perf_counter()
     torch.manual_seed(codec.seed)
     gen = torch.Generator().manual_seed(codec.seed)
-    n, d = X.shape
-    order = np.random.default_rng(codec.seed).permutation(n)
-    n_val = min(n - 1, max(1, int(round(codec.holdout * n))))
-    val = torch.from_numpy(np.ascontiguousarray(X[order[:n_val]]))
-    tr = torch.from_numpy(np.ascontiguousarray(X[order[n_val:]]))
+    d = X.shape[1]
+    val = torch.from_numpy(np.ascontiguousarray(X_val))
+    tr = torch.from_numpy(np.ascontiguousarray(X))
     val_w, tr_w = frame.inward(val), frame.inward(tr)  # the frame is fixed: map once
 
     net = _Net(codec, d)
@@ -252,7 +248,7 @@ def _train(codec: PQVAECodec, X: np.ndarray, frame: _Frame) -> tuple[dict[str, n
 
     best[2]["codebook"] = F.normalize(best[2]["codebook"], dim=1)
     weights = {k: v.numpy().astype(np.float32) for k, v in best[2].items()}
-    info = {"epochs_run": len(history), "best_epoch": best[1], "best_val_loss": best[0], "n_val": n_val,
+    info = {"epochs_run": len(history), "best_epoch": best[1], "best_val_loss": best[0], "n_val": len(X_val),
             "dead_code_restarts": restarts, "train_seconds": round(time.perf_counter() - t0, 2),
             "history": [{k: (round(v, 5) if isinstance(v, float) else v) for k, v in h.items()} for h in history]}
     return weights, info

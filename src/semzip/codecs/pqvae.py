@@ -143,6 +143,8 @@ class PQVAECodec(Codec):
         except ImportError as exc:
             raise ImportError(f"training a pqvae codec needs torch ({exc}); coding with a trained one does not") from None
 
+        if len(X) < 2:
+            raise InputError(f"pqvae needs at least 2 training vectors, got {len(X)}")
         X = l2_normalize(X)
         coarse = _spherical_kmeans(X, self.coarse, self.seed, self.threads) if self.coarse else None
         R = X if coarse is None else X - coarse[_nearest(X, coarse)]
@@ -150,14 +152,20 @@ class PQVAECodec(Codec):
         evals, basis = np.linalg.eigh(np.cov(R - mean, rowvar=False, bias=True))
         scale = (np.maximum(evals, 0) + self.whiten_floor * evals.mean()) ** (-0.5 * self.whiten)
         rho = np.linalg.norm((R - mean) @ (basis * scale), axis=1).mean(keepdims=True)
-        weights, info = _pqvae_train.train(self, X, coarse, mean, basis * scale)
+        order = np.random.default_rng(self.seed).permutation(len(X))
+        n_val = min(len(X) - 1, max(1, round(self.holdout * len(X))))
+        fit_idx, val_idx = order[n_val:], order[:n_val]
+        weights, info = _pqvae_train.train(self, X[fit_idx], X[val_idx], coarse, mean, basis * scale)
         fixed = {"mean": mean, "basis": basis, "scale": scale, "rho": rho}
         if coarse is not None:
             fixed["coarse_centroids"] = coarse
         self._load_weights(weights | {k: v.astype(np.float32) for k, v in fixed.items()}, X.shape[1])
         codes = self._quantize(X)
-        self.table_ = FrequencyTable.fit(codes["codes"], self.K)
-        self.coarse_table_ = FrequencyTable.fit(codes["coarse"], 1 << self.coarse) if self.coarse else None
+        self.table_, info["codes_uniform_mix"] = _learned_table(codes["codes"], fit_idx, val_idx, self.K)
+        self.coarse_table_ = None
+        if self.coarse:
+            self.coarse_table_, info["coarse_uniform_mix"] = _learned_table(codes["coarse"], fit_idx, val_idx,
+                                                                            1 << self.coarse)
         usage = np.bincount(codes["codes"].ravel(), minlength=self.K) / codes["codes"].size
         nz = usage[usage > 0]
         info["codebook_usage"] = float((usage > 0).mean())
@@ -295,6 +303,29 @@ class PQVAECodec(Codec):
                 "whiten": self.whiten, "whiten_floor": self.whiten_floor, "holdout": self.holdout, "patience": self.patience,
                 "threads": self.threads}
         return info | getattr(self, "_info", {})
+
+
+#: Weights of the uniform distribution tried when mixing it into the learned index frequencies.
+_UNIFORM_MIX = (0.0, 0.05, 0.1, 0.25, 0.5, 1.0)
+#: Total of each stored frequency row.
+_TABLE_TOTAL = 1 << 20
+
+
+def _learned_table(codes: np.ndarray, fit_idx: np.ndarray, val_idx: np.ndarray,
+                   alphabet: int) -> tuple[FrequencyTable, float]:
+    """Index frequencies learned at fit, mixed with the uniform distribution by the weight that codes
+    the held-out items best. Frequencies that only the training items share (a network fitted to
+    them uses some codewords more on them than on new images) would otherwise cost more than
+    fixed-length codes on new data; weight 1 is fixed-length coding itself."""
+    def mixed(rows: np.ndarray, lam: float) -> np.ndarray:
+        return (1 - lam) * FrequencyTable.fit(rows, alphabet).probabilities() + lam / alphabet
+
+    def bits(p: np.ndarray, rows: np.ndarray) -> float:
+        return float(-np.log2(p[np.arange(rows.shape[1])[None, :], rows]).sum())
+
+    lam = min(_UNIFORM_MIX, key=lambda m: bits(mixed(codes[fit_idx], m), codes[val_idx]))
+    counts = np.maximum(1, np.round(mixed(codes, lam) * _TABLE_TOTAL)).astype(np.uint32)
+    return FrequencyTable(counts), lam
 
 
 def _spherical_kmeans(X: np.ndarray, bits: int, seed: int, threads: int) -> np.ndarray:
