@@ -163,7 +163,7 @@ def test_coarse_stage():
     loaded = codec_from_bytes(coarse.to_bytes())
     np.testing.assert_array_equal(loaded.decode(data, len(X)), coarse.decode(data, len(X)))
     assert (coarse.decode(data, len(X)) * X).sum(axis=1).mean() > 0.97
-    with pytest.raises(InputError, match="coarse=12 needs at least 4096"):
+    with pytest.raises(InputError, match="coarse=12 needs at least 4096 training vectors"):
         _fit(SPEC.replace("blocks=1", "blocks=1,coarse=12"))
 
 
@@ -213,3 +213,17 @@ def test_corrupt_payload(fitted):
     data = fitted.encode(_data(n=50, seed=6))
     with pytest.raises(FormatError):
         fitted.decode(data[:-4] if len(data) > 4 else data + b"\0\0\0\0", 50)
+
+
+def test_learned_table_falls_back_towards_uniform():
+    from semzip.codecs.pqvae import _learned_table
+
+    rng = np.random.default_rng(0)
+    skewed = rng.choice(8, size=(400, 3), p=[0.65] + [0.05] * 7)
+    fit_idx, val_idx = np.arange(300), np.arange(300, 400)
+    table, lam = _learned_table(skewed, fit_idx, val_idx, 8)
+    assert lam < 0.5 and table.information_bits(skewed[val_idx]).mean() < 3 * 3  # learned skew pays off
+    drift = np.concatenate([skewed[:300], rng.integers(0, 8, size=(100, 3))])  # held-out items are uniform
+    table, lam = _learned_table(drift, fit_idx, val_idx, 8)
+    assert lam > 0
+    assert table.information_bits(drift[val_idx]).mean() < 9 + 0.5  # near fixed length, not far above it

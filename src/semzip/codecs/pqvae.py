@@ -146,15 +146,15 @@ class PQVAECodec(Codec):
         if len(X) < 2:
             raise InputError(f"pqvae needs at least 2 training vectors, got {len(X)}")
         X = l2_normalize(X)
-        coarse = _spherical_kmeans(X, self.coarse, self.seed, self.threads) if self.coarse else None
-        R = X if coarse is None else X - coarse[_nearest(X, coarse)]
+        order = np.random.default_rng(self.seed).permutation(len(X))
+        n_val = min(len(X) - 1, max(1, round(self.holdout * len(X))))
+        fit_idx, val_idx = order[n_val:], order[:n_val]  # held-out items stay unseen by every learned part
+        coarse = _spherical_kmeans(X[fit_idx], self.coarse, self.seed, self.threads) if self.coarse else None
+        R = X[fit_idx] if coarse is None else X[fit_idx] - coarse[_nearest(X[fit_idx], coarse)]
         mean = R.mean(axis=0, dtype=np.float64)
         evals, basis = np.linalg.eigh(np.cov(R - mean, rowvar=False, bias=True))
         scale = (np.maximum(evals, 0) + self.whiten_floor * evals.mean()) ** (-0.5 * self.whiten)
         rho = np.linalg.norm((R - mean) @ (basis * scale), axis=1).mean(keepdims=True)
-        order = np.random.default_rng(self.seed).permutation(len(X))
-        n_val = min(len(X) - 1, max(1, round(self.holdout * len(X))))
-        fit_idx, val_idx = order[n_val:], order[:n_val]
         weights, info = _pqvae_train.train(self, X[fit_idx], X[val_idx], coarse, mean, basis * scale)
         fixed = {"mean": mean, "basis": basis, "scale": scale, "rho": rho}
         if coarse is not None:
@@ -334,7 +334,8 @@ def _spherical_kmeans(X: np.ndarray, bits: int, seed: int, threads: int) -> np.n
 
     k = 1 << bits
     if len(X) < k:
-        raise InputError(f"pqvae:coarse={bits} needs at least {k} training vectors, got {len(X)}")
+        raise InputError(f"pqvae:coarse={bits} needs at least {k} training vectors (after the held-out share), "
+                         f"got {len(X)}")
     old = faiss.omp_get_max_threads()
     faiss.omp_set_num_threads(threads)
     try:
