@@ -1,0 +1,368 @@
+"""PQ-VAE with one shared codebook: the single-image semantic codec (Shen et al. 2025).
+
+"Compression Beyond Pixels" compresses a CLIP embedding by lifting it to a small spatial latent grid,
+cutting the latent into short sub-vectors and quantising every sub-vector against ONE codebook shared
+by all of them. Here, for width d, hidden channels H, latent channels C and a g x g grid:
+
+- encoder: a transposed convolution lifts the (d, 1, 1) embedding to (H, g, g); `blocks` residual
+  blocks (SiLU, 3x3 conv, SiLU, 1x1 conv); SiLU and a 1x1 conv to the (C, g, g) latent;
+- the latent is read as g*g*C/dim unit sub-vectors of length `dim` (position-major, then channel
+  groups), each replaced by the nearest of the K shared unit codewords;
+- decoder: the mirror image (1x1 conv to H, residual blocks, a g x g convolution back to d), and the
+  output is L2-normalised.
+
+Two additions to the paper's design (docs/PQVAE.md has the numbers): the network sees the embedding
+centred and half-whitened (bits go to the low-variance directions that carry most of the zero-shot
+information), and an optional coarse first stage (`coarse` bits of spherical k-means on the whole
+embedding) picks a semantic cluster whose residual the PQ-VAE then codes.
+
+Training (`fit`) uses torch on the CPU (`_pqvae_train`, imported only there). Everything else —
+encoding, decoding, searching — runs the exported weights with numpy, so archives can be written and
+read without torch. Indices are entropy-coded with per-position frequencies counted at fit.
+
+Not idempotent: re-encoding a decoded vector goes through the encoder again and need not land on the
+same codewords, so `idempotent = False`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from .._errors import FormatError, InputError, SpecError
+from .._validate import l2_normalize
+from ..entropy import FrequencyTable, SymbolReader, encode_symbols
+from ._base import Codec, Codes
+from ._registry import register
+
+#: Items per numpy inference block: bounds the memory of the (n, g, g, 9H) convolution columns.
+_BLOCK = 2048
+
+
+def net_shapes(d: int, dim: int, K: int, grid: int, C: int, H: int, blocks: int) -> dict[str, tuple[int, ...]]:
+    """Names and shapes (torch layout) of every learned array, derived from the spec and width only."""
+    g = grid
+    shapes: dict[str, tuple[int, ...]] = {"enc_lift_w": (d, H, g, g), "enc_lift_b": (H,)}
+    for i in range(blocks):
+        shapes |= {f"enc_b{i}_w1": (H, H, 3, 3), f"enc_b{i}_b1": (H,), f"enc_b{i}_w2": (H, H, 1, 1), f"enc_b{i}_b2": (H,)}
+    shapes |= {"enc_out_w": (C, H, 1, 1), "enc_out_b": (C,), "codebook": (K, dim)}
+    shapes |= {"dec_in_w": (H, C, 1, 1), "dec_in_b": (H,)}
+    for i in range(blocks):
+        shapes |= {f"dec_b{i}_w1": (H, H, 3, 3), f"dec_b{i}_b1": (H,), f"dec_b{i}_w2": (H, H, 1, 1), f"dec_b{i}_b2": (H,)}
+    shapes |= {"dec_out_w": (d, H, g, g), "dec_out_b": (d,)}
+    return shapes
+
+
+def state_shapes(d: int, dim: int, K: int, grid: int, C: int, H: int, blocks: int,
+                 coarse: int) -> dict[str, tuple[int, ...]]:
+    """Every stored array: the network, the whitening (mean, basis, scale, rho), the coarse stage
+    (centroids and index counts, when coarse > 0) and the index counts."""
+    n_sub = grid * grid * C // dim
+    fixed = {"mean": (d,), "basis": (d, d), "scale": (d,), "rho": (1,), "counts": (n_sub, K)}
+    if coarse:
+        fixed |= {"coarse_centroids": (1 << coarse, d), "coarse_counts": (1, 1 << coarse)}
+    return net_shapes(d, dim, K, grid, C, H, blocks) | fixed
+
+
+@register
+class PQVAECodec(Codec):
+    """`pqvae:dim=16,K=8,grid=5,C=128,H=128,blocks=2,coarse=0`: sub-vector length, shared codebook size
+    (power of two), latent grid side, latent channels, hidden channels, residual blocks per side, bits
+    of the coarse first stage (0 = none, the paper's design).
+
+    Fixed rate: coarse + grid*grid*C/dim indices of log2 K bits; the counted rate is lower after
+    entropy coding. Not idempotent (see the module docstring).
+    """
+
+    name = "pqvae"
+    codec_id = b"PQVE"
+    spec_params = {"dim": int, "K": int, "grid": int, "C": int, "H": int, "blocks": int, "coarse": int}
+    example_specs = (
+        "pqvae:dim=8,K=4,grid=1,C=16,H=16,blocks=1",
+        "pqvae:dim=8,K=16,grid=2,C=16,H=16,blocks=1",
+        "pqvae:dim=4,K=16,grid=2,C=16,H=16,blocks=1",
+    )
+    idempotent = False
+
+    def __init__(self, dim: int = 16, K: int = 8, grid: int = 5, C: int = 128, H: int = 128, blocks: int = 2,
+                 coarse: int = 0, *,
+                 seed: int = 0, epochs: int = 30, batch_size: int = 64, lr: float = 3e-3, beta: float = 0.25,
+                 mix: float = 0.5, whiten: float = 0.5, whiten_floor: float = 0.1, holdout: float = 0.05,
+                 patience: int = 5, threads: int = 1, progress: bool = True) -> None:
+        self.dim = dim
+        self.K = K
+        self.grid = grid
+        self.C = C
+        self.H = H
+        self.blocks = blocks
+        self.coarse = coarse
+        self.seed = seed
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.beta = beta
+        self.mix = mix
+        self.whiten = whiten
+        self.whiten_floor = whiten_floor
+        self.holdout = holdout
+        self.patience = patience
+        self.threads = threads
+        self.progress = progress
+
+    def _check_params(self) -> None:
+        if not 1 <= self.dim <= 1024:
+            raise SpecError(f"pqvae:dim must be in [1, 1024], got {self.dim}")
+        if self.K < 2 or self.K > 65536 or self.K & (self.K - 1):
+            raise SpecError(f"pqvae:K must be a power of two in [2, 65536], got {self.K}")
+        if not 1 <= self.grid <= 16:
+            raise SpecError(f"pqvae:grid must be in [1, 16], got {self.grid}")
+        if not 1 <= self.C <= 4096 or self.C % self.dim:
+            raise SpecError(f"pqvae:C must be in [1, 4096] and a multiple of dim={self.dim}, got {self.C}")
+        if not 1 <= self.H <= 4096:
+            raise SpecError(f"pqvae:H must be in [1, 4096], got {self.H}")
+        if not 0 <= self.blocks <= 16:
+            raise SpecError(f"pqvae:blocks must be in [0, 16], got {self.blocks}")
+        if not 0 <= self.coarse <= 16:
+            raise SpecError(f"pqvae:coarse must be in [0, 16] (bits of the first stage, 0 = none), got {self.coarse}")
+
+    @property
+    def n_sub(self) -> int:
+        """Sub-vectors (indices) per item."""
+        return self.grid * self.grid * self.C // self.dim
+
+    @property
+    def fixed_bits(self) -> float:
+        return float(self.coarse + self.n_sub * math.log2(self.K))
+
+    # ---- training --------------------------------------------------------------------------------
+    def _fit(self, X: np.ndarray) -> None:
+        try:
+            from . import _pqvae_train  # torch is needed for training only
+        except ImportError as exc:
+            raise ImportError(f"training a pqvae codec needs torch ({exc}); coding with a trained one does not") from None
+
+        if len(X) < 2:
+            raise InputError(f"pqvae needs at least 2 training vectors, got {len(X)}")
+        X = l2_normalize(X)
+        order = np.random.default_rng(self.seed).permutation(len(X))
+        n_val = min(len(X) - 1, max(1, round(self.holdout * len(X))))
+        fit_idx, val_idx = order[n_val:], order[:n_val]  # held-out items stay unseen by every learned part
+        coarse = _spherical_kmeans(X[fit_idx], self.coarse, self.seed, self.threads) if self.coarse else None
+        R = X[fit_idx] if coarse is None else X[fit_idx] - coarse[_nearest(X[fit_idx], coarse)]
+        mean = R.mean(axis=0, dtype=np.float64)
+        evals, basis = np.linalg.eigh(np.cov(R - mean, rowvar=False, bias=True))
+        scale = (np.maximum(evals, 0) + self.whiten_floor * evals.mean()) ** (-0.5 * self.whiten)
+        rho = np.linalg.norm((R - mean) @ (basis * scale), axis=1).mean(keepdims=True)
+        weights, info = _pqvae_train.train(self, X[fit_idx], X[val_idx], coarse, mean, basis * scale)
+        fixed = {"mean": mean, "basis": basis, "scale": scale, "rho": rho}
+        if coarse is not None:
+            fixed["coarse_centroids"] = coarse
+        self._load_weights(weights | {k: v.astype(np.float32) for k, v in fixed.items()}, X.shape[1])
+        codes = self._quantize(X)
+        self.table_, info["codes_uniform_mix"] = _learned_table(codes["codes"], fit_idx, val_idx, self.K)
+        self.coarse_table_ = None
+        if self.coarse:
+            self.coarse_table_, info["coarse_uniform_mix"] = _learned_table(codes["coarse"], fit_idx, val_idx,
+                                                                            1 << self.coarse)
+        usage = np.bincount(codes["codes"].ravel(), minlength=self.K) / codes["codes"].size
+        nz = usage[usage > 0]
+        info["codebook_usage"] = float((usage > 0).mean())
+        info["perplexity"] = float(np.exp(-(nz * np.log(nz)).sum()))
+        info["entropy_bits_per_item"] = self.table_.entropy_bits() + (
+            self.coarse_table_.entropy_bits() if self.coarse_table_ else 0.0)
+        self._info = info
+
+    def _load_weights(self, weights: dict[str, np.ndarray], d: int) -> None:
+        """Keep the learned arrays and derive the channels-last matrices numpy inference uses."""
+        self.weights_ = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in weights.items()}
+        self._width = d
+        w, g, H = self.weights_, self.grid, self.H
+        m: dict[str, np.ndarray] = {
+            "lift": w["enc_lift_w"].transpose(0, 2, 3, 1).reshape(d, g * g * H),
+            "out": w["dec_out_w"].transpose(2, 3, 1, 0).reshape(g * g * H, d),
+        }
+        for k, v in w.items():
+            if v.ndim == 4 and v.shape[2:] == (3, 3):
+                m[k] = v.transpose(2, 3, 1, 0).reshape(9 * v.shape[1], v.shape[0])
+            elif v.ndim == 4 and v.shape[2:] == (1, 1) and k not in ("enc_lift_w", "dec_out_w"):
+                m[k] = v[:, :, 0, 0].T
+        m["white"] = w["basis"] * w["scale"]
+        m["unwhite"] = (w["basis"] / w["scale"]).T
+        cb = w["codebook"]
+        m["scorer"] = np.concatenate([cb.T, -0.5 * (cb**2).sum(axis=1)[None, :]], axis=0)
+        self._mats = {k: np.ascontiguousarray(v) for k, v in m.items()}
+
+    # ---- numpy inference -------------------------------------------------------------------------
+    def _blocks(self, h: np.ndarray, side: str) -> np.ndarray:
+        m, w = self._mats, self.weights_
+        for i in range(self.blocks):
+            t = _conv3(_silu(h), m[f"{side}_b{i}_w1"]) + w[f"{side}_b{i}_b1"]
+            h = h + _silu(t) @ m[f"{side}_b{i}_w2"] + w[f"{side}_b{i}_b2"]
+        return h
+
+    def _encode(self, X: np.ndarray) -> np.ndarray:
+        """Unit latent sub-vectors, (n, n_sub, dim) float32, of whitened unit vectors X."""
+        out = np.empty((len(X), self.n_sub, self.dim), dtype=np.float32)
+        m, w, g = self._mats, self.weights_, self.grid
+        for i in range(0, len(X), _BLOCK):
+            x = X[i : i + _BLOCK]
+            h = (x @ m["lift"]).reshape(len(x), g, g, self.H) + w["enc_lift_b"]
+            h = self._blocks(h, "enc")
+            z = _silu(h) @ m["enc_out_w"] + w["enc_out_b"]
+            out[i : i + len(x)] = l2_normalize(z.reshape(-1, self.dim)).reshape(len(x), self.n_sub, self.dim)
+        return out
+
+    def _assign(self, Z: np.ndarray) -> np.ndarray:
+        """Nearest shared (unit) codeword of every sub-vector: argmax z.e - |e|^2/2; int32 (n, n_sub)."""
+        n = len(Z)
+        flat = Z.reshape(-1, self.dim)
+        scores = np.concatenate([flat, np.ones((len(flat), 1), np.float32)], axis=1) @ self._mats["scorer"]
+        return scores.argmax(axis=1).astype(np.int32).reshape(n, self.n_sub)
+
+    def _decode_latents(self, Zq: np.ndarray) -> np.ndarray:
+        """Unit vectors in the centred space, (n, d), from quantised latents (n, n_sub, dim)."""
+        m, w, g = self._mats, self.weights_, self.grid
+        out = np.empty((len(Zq), self._width), dtype=np.float32)
+        for i in range(0, len(Zq), _BLOCK):
+            z = Zq[i : i + _BLOCK].reshape(-1, g, g, self.C)
+            h = z @ m["dec_in_w"] + w["dec_in_b"]
+            h = self._blocks(h, "dec")
+            y = _silu(h).reshape(len(z), -1) @ m["out"] + w["dec_out_b"]
+            norms = np.linalg.norm(y, axis=1, keepdims=True)
+            out[i : i + len(z)] = y / np.maximum(norms, 1e-12)
+        return out
+
+    # ---- coding ----------------------------------------------------------------------------------
+    def _quantize(self, X: np.ndarray) -> Codes:
+        X = l2_normalize(X)
+        out: Codes = {}
+        if self.coarse:
+            cc = self.weights_["coarse_centroids"]
+            out["coarse"] = _nearest(X, cc)[:, None]
+            X = X - cc[out["coarse"][:, 0]]
+        W = (X - self.weights_["mean"]) @ self._mats["white"]
+        return out | {"codes": self._assign(self._encode(l2_normalize(W)))}
+
+    def reconstruct(self, codes: Codes) -> np.ndarray:
+        c = np.asarray(codes["codes"])
+        if c.ndim != 2 or c.shape[1] != self.n_sub or (c.size and (c.min() < 0 or c.max() >= self.K)):
+            raise FormatError(f"pqvae codes must be (n, {self.n_sub}) indices below {self.K}, got shape {c.shape}")
+        w = self.weights_
+        Y = w["mean"] + (w["rho"] * self._decode_latents(w["codebook"][c])) @ self._mats["unwhite"]
+        if self.coarse:
+            k = np.asarray(codes["coarse"])
+            if k.shape != (len(c), 1) or (k.size and (k.min() < 0 or k.max() >= 1 << self.coarse)):
+                raise FormatError(f"pqvae coarse codes must be (n, 1) indices below {1 << self.coarse}, got {k.shape}")
+            Y = Y + w["coarse_centroids"][k[:, 0]]
+        return l2_normalize(Y)
+
+    def pack(self, codes: Codes) -> bytes:
+        parts = [(self.coarse_table_, codes["coarse"])] if self.coarse else []
+        return encode_symbols(parts + [(self.table_, codes["codes"])])
+
+    def unpack(self, data: bytes | memoryview, n: int) -> Codes:
+        reader = SymbolReader(data)
+        out = {"coarse": reader.read(self.coarse_table_, n)} if self.coarse else {}
+        out["codes"] = reader.read(self.table_, n)
+        reader.finish()
+        return out
+
+    def estimated_bits(self, X: object) -> np.ndarray:
+        codes = self.quantize(X)
+        bits = self.table_.information_bits(codes["codes"])
+        return bits + self.coarse_table_.information_bits(codes["coarse"]) if self.coarse else bits
+
+    # ---- state -----------------------------------------------------------------------------------
+    def get_state(self) -> dict[str, np.ndarray]:
+        state = {**self.weights_, "counts": self.table_.counts}
+        if self.coarse:
+            state["coarse_counts"] = self.coarse_table_.counts
+        return state
+
+    def _set_state(self, state: dict[str, np.ndarray]) -> None:
+        expect = state_shapes(self.n_features_in_, self.dim, self.K, self.grid, self.C, self.H, self.blocks,
+                              self.coarse)
+        bad = sorted(set(expect) ^ set(state)) or [k for k, s in expect.items() if state[k].shape != s]
+        if bad:
+            raise FormatError(
+                f"pqvae codec file arrays do not match {self.spec} at width {self.n_features_in_}: "
+                f"missing, unexpected or misshapen {bad[:5]}"
+            )
+        weights = {k: v for k, v in state.items() if k not in ("counts", "coarse_counts")}
+        if not all(np.isfinite(v).all() for v in weights.values()):
+            raise FormatError("pqvae codec file has non-finite weights")
+        self._load_weights(weights, self.n_features_in_)
+        self.table_ = FrequencyTable(state["counts"])
+        self.coarse_table_ = FrequencyTable(state["coarse_counts"]) if self.coarse else None
+
+    def fit_info(self) -> dict[str, Any]:
+        info = {"seed": self.seed, "epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr,
+                "beta": self.beta, "mix": self.mix,
+                "whiten": self.whiten, "whiten_floor": self.whiten_floor, "holdout": self.holdout, "patience": self.patience,
+                "threads": self.threads}
+        return info | getattr(self, "_info", {})
+
+
+#: Weights of the uniform distribution tried when mixing it into the learned index frequencies.
+_UNIFORM_MIX = (0.0, 0.05, 0.1, 0.25, 0.5, 1.0)
+#: Total of each stored frequency row.
+_TABLE_TOTAL = 1 << 20
+
+
+def _learned_table(codes: np.ndarray, fit_idx: np.ndarray, val_idx: np.ndarray,
+                   alphabet: int) -> tuple[FrequencyTable, float]:
+    """Index frequencies learned at fit, mixed with the uniform distribution by the weight that codes
+    the held-out items best. Frequencies that only the training items share (a network fitted to
+    them uses some codewords more on them than on new images) would otherwise cost more than
+    fixed-length codes on new data; weight 1 is fixed-length coding itself."""
+    def mixed(rows: np.ndarray, lam: float) -> np.ndarray:
+        return (1 - lam) * FrequencyTable.fit(rows, alphabet).probabilities() + lam / alphabet
+
+    def bits(p: np.ndarray, rows: np.ndarray) -> float:
+        return float(-np.log2(p[np.arange(rows.shape[1])[None, :], rows]).sum())
+
+    lam = min(_UNIFORM_MIX, key=lambda m: bits(mixed(codes[fit_idx], m), codes[val_idx]))
+    counts = np.maximum(1, np.round(mixed(codes, lam) * _TABLE_TOTAL)).astype(np.uint32)
+    return FrequencyTable(counts), lam
+
+
+def _spherical_kmeans(X: np.ndarray, bits: int, seed: int, threads: int) -> np.ndarray:
+    """Unit centroids of 2**bits clusters of the unit vectors X (faiss, seeded)."""
+    import faiss
+
+    k = 1 << bits
+    if len(X) < k:
+        raise InputError(f"pqvae:coarse={bits} needs at least {k} training vectors (after the held-out share), "
+                         f"got {len(X)}")
+    old = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(threads)
+    try:
+        km = faiss.Kmeans(X.shape[1], k, niter=20, seed=seed, spherical=True, min_points_per_centroid=1,
+                          max_points_per_centroid=1 << 30)
+        km.train(np.ascontiguousarray(X, dtype=np.float32))
+    finally:
+        faiss.omp_set_num_threads(old)
+    return l2_normalize(km.centroids.astype(np.float32))
+
+
+def _nearest(X: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+    """Index of the most similar unit centroid for each row of X, int32 (n,)."""
+    out = np.empty(len(X), dtype=np.int32)
+    for i in range(0, len(X), _BLOCK):
+        out[i : i + _BLOCK] = (X[i : i + _BLOCK] @ centroids.T).argmax(axis=1)
+    return out
+
+
+def _silu(x: np.ndarray) -> np.ndarray:
+    """x * sigmoid(x), written with tanh so large |x| never overflows."""
+    return x * (0.5 + 0.5 * np.tanh(0.5 * x))
+
+
+def _conv3(h: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """3x3 convolution, zero padding 1, channels-last h (n, g, g, Ci) with w (9*Ci, Co) in (ky, kx, ci) order."""
+    g = h.shape[1]
+    p = np.pad(h, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    cols = np.concatenate([p[:, ky : ky + g, kx : kx + g] for ky in range(3) for kx in range(3)], axis=3)
+    return cols @ w
