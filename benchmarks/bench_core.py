@@ -7,7 +7,7 @@ test are measured through real shared-codec archives (`semzip.eval.evaluate`), s
 from the archives' payloads. Throughput: `encode` (quantisation + entropy coding) and `decode` of
 100k vectors in one call each, BLAS and faiss limited to one thread, best of 3.
 
-    python benchmarks/bench_core.py [--data DIR] [--seeds 3] [--json out.json] [--quick]
+    python benchmarks/bench_core.py [--data DIR] [--seeds 3] [--codecs SPEC...] [--json out.json] [--quick]
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def run(args: argparse.Namespace, console: Console) -> list[dict]:
     datasets = [load_dataset(folder / f"{name}.npz") for name, _, _ in TASKS]
     speed_set = np.tile(pool, (1 + args.speed_items // len(pool), 1))[: args.speed_items]
     rows = []
-    for spec in QUICK if args.quick else CODECS:
+    for spec in args.codecs or (QUICK if args.quick else CODECS):
         trainable = make_codec(spec).get_params().get("seed") is not None
         runs = []
         for seed in range(args.seeds if trainable else 1):
@@ -110,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", type=Path, default=here.parent / "shared" / "data", help="folder holding clip-vit-b-32/")
     ap.add_argument("--seeds", type=int, default=3, help="training seeds per trainable codec (mean and ± half-range)")
     ap.add_argument("--speed-items", type=int, default=100_000)
+    ap.add_argument("--codecs", nargs="+", help="specs to run instead of the default list")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--quick", action="store_true", help="three codecs, one seed, 20k vectors for throughput")
     args = ap.parse_args(argv)
