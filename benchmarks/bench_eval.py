@@ -87,9 +87,10 @@ def run(args: argparse.Namespace) -> None:
     codecs, fit_s = [], {}
     for spec in specs:
         start = time.perf_counter()
-        codecs.append(fit_codec(spec, pool, seed=args.seed))
-        fit_s[spec] = time.perf_counter() - start
-        console.print(f"  fitted {spec} in {fit_s[spec]:.1f} s", highlight=False)
+        codec = fit_codec(spec, pool, seed=args.seed)
+        codecs.append(codec)
+        fit_s[str(codec.spec)] = time.perf_counter() - start  # rows name codecs by canonical spec
+        console.print(f"  fitted {codec.spec} in {fit_s[str(codec.spec)]:.1f} s", highlight=False)
 
     reports = []
     for name, _, _ in TESTS:
