@@ -20,7 +20,7 @@ from ._base import Codec, Codes
 from ._registry import register
 
 #: Elements of the (M, batch, K) score block; bounds memory and keeps blocks cache-friendly.
-_SCORE_BLOCK = 1 << 21
+_SCORE_BLOCK = 1 << 20
 
 
 @register
