@@ -138,3 +138,10 @@ def test_compress_keeps_the_model_and_pixels_recorded_by_embed(tmp_path, capsys)
     code, _, err = run(capsys, "compress", tmp_path / "e.npz", "--codec", "int8", "-o", tmp_path / "b.smz",
                        "--model", "ViT-B-32:openai")
     assert code == 2 and "was embedded with ViT-L-14:openai" in err
+
+
+def test_version(capsys):
+    from semzip import __version__
+
+    code, out, _ = run(capsys, "--version")
+    assert code == 0 and out.strip() == f"semzip {__version__}"

@@ -27,6 +27,22 @@ app = typer.Typer(
 stdout = Console(soft_wrap=True)
 stderr = Console(stderr=True, soft_wrap=True)
 
+
+def _print_version(value: bool) -> None:
+    if value:
+        from .. import __version__
+
+        stdout.print(f"semzip {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                 help="Print the version and exit."),
+) -> None:
+    """Options that apply before any command."""
+
 from . import _core, _embed, _eval, _search, _smic  # noqa: E402,F401  (register commands)
 
 
