@@ -17,6 +17,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from _data import clip_data  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
@@ -26,13 +27,6 @@ TESTS = (("zeroshot_caltech101", "zs_top1", "zero-shot caltech"), ("oxford_flowe
          ("oxford_pets", "centroid_top1", "centroid pets"))
 
 
-def data_dir(given: str | None) -> Path:
-    """--data, else SEMZIP_DATA, else ../shared/data beside the repository, else /work/shared/data."""
-    env = os.environ.get("SEMZIP_DATA")
-    for cand in [given, env, ROOT.parent / "shared" / "data", "/work/shared/data"]:
-        if cand and (Path(cand) / "clip-vit-b-32").is_dir():
-            return Path(cand) / "clip-vit-b-32"
-    sys.exit("real CLIP data not found: pass --data or set SEMZIP_DATA (a folder holding clip-vit-b-32/)")
 
 
 def codec_specs(extra: list[str]) -> list[str]:
@@ -77,7 +71,7 @@ def run(args: argparse.Namespace) -> None:
     from semzip.eval.runner import evaluate, fit_codec
 
     console = Console(width=None if sys.stdout.isatty() else 140)
-    folder = data_dir(args.data)
+    folder = clip_data(args.data)
     args.out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     pool, pool_name = load_reference_pool(folder)

@@ -9,13 +9,12 @@ items; fixed = bits before entropy coding; estimated = mean -log2 p of the learn
     python benchmarks/bench_pqvae.py --quick    # 32, 64 and 128 bits only
     python benchmarks/bench_pqvae.py --points 16 256 --only pqvae
 
-Data folder: $SEMZIP_DATA, else <repo>/../shared/data, else /work/shared/data.
+Data folder: $SEMZIP_DATA, else <repo>/../shared/data.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -25,6 +24,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from semzip.codecs import make_codec  # noqa: E402
+from _data import clip_data  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
 #: (target bits, PQ-VAE spec, OPQ spec). PQ-VAE: 12-bit coarse stage + residual PQ-VAE.
 POINTS = [
@@ -39,13 +39,6 @@ POINTS = [
 QUICK = (32, 64, 128)
 
 
-def data_dir() -> Path:
-    env = os.environ.get("SEMZIP_DATA")
-    for cand in ([Path(env)] if env else []) + [Path(__file__).resolve().parents[1] / "../shared/data",
-                                                 Path("/work/shared/data")]:
-        if (cand / "clip-vit-b-32").is_dir():
-            return cand / "clip-vit-b-32"
-    sys.exit("real CLIP data not found: set SEMZIP_DATA to the folder holding clip-vit-b-32/")
 
 
 class Tasks:
@@ -101,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     import faiss
 
     faiss.omp_set_num_threads(args.threads)
-    tasks = Tasks(data_dir())
+    tasks = Tasks(clip_data())
     wanted = set(args.points or (QUICK if args.quick else [p[0] for p in POINTS]))
     points = [p for p in POINTS if p[0] in wanted]
     print(f"train pool {tasks.train.shape[0]} x {tasks.train.shape[1]}; uncompressed: ", end="")

@@ -34,17 +34,12 @@ sys.path.insert(0, str(ROOT / "src"))
 from semzip.codecs import load_codec, make_codec, save_codec  # noqa: E402
 from semzip.container import Archive, write_archive  # noqa: E402
 from semzip.search import Collection  # noqa: E402
+from _data import clip_data  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
 SPEC = "pq:M=32,K=256,opq=1"
 K = 10
 
 
-def data_dir() -> Path:
-    env = os.environ.get("SEMZIP_DATA")
-    for c in ([Path(env)] if env else []) + [ROOT.parent / "shared" / "data", Path("/work/shared/data")]:
-        if (c / "clip-vit-b-32").is_dir():
-            return c / "clip-vit-b-32"
-    sys.exit("real CLIP data not found: set SEMZIP_DATA (see shared/data/README.md)")
 
 
 def real_pool(d: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -171,7 +166,7 @@ def main() -> None:
     faiss.omp_set_num_threads(args.threads)
     threadpool_limits(args.threads)
     args.workdir.mkdir(parents=True, exist_ok=True)
-    pool, queries = real_pool(data_dir())
+    pool, queries = real_pool(clip_data())
     codec_path = args.workdir / "pq32x8.smzc"
     if codec_path.exists():
         codec = load_codec(codec_path)

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 import time
@@ -33,18 +32,13 @@ sys.path.insert(0, str(ROOT / "src"))
 from semzip import SemzipError, make_codec  # noqa: E402
 from semzip.container import Archive, write_archive  # noqa: E402
 from semzip.eval import cosine_to_reference, nearest_centroid_topk, zero_shot_topk  # noqa: E402
+from _data import clip_data  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
 SMIC = ["smic:bits=16", "smic:bits=24", "smic:bits=32", "smic:bits=64,k=4,coef=3", "smic:cos=0.9,k=8,coef=3,dbits=2",
         "smic:atoms=1024,k=2,coef=4"]
 PER_ITEM = ["pq:M=2,K=256,opq=0", "pq:M=4,K=256,opq=0", "pq:M=8,K=256,opq=1", "sign", "int8", "f16"]
 
 
-def data_dir() -> Path:
-    env = os.environ.get("SEMZIP_DATA")
-    for candidate in ([Path(env)] if env else []) + [ROOT.parent / "shared" / "data", Path("/work/shared/data")]:
-        if (candidate / "clip-vit-b-32").is_dir():
-            return candidate / "clip-vit-b-32"
-    sys.exit("real CLIP data not found: set SEMZIP_DATA to the folder holding clip-vit-b-32/")
 
 
 def load_pool(folder: Path) -> dict:
@@ -123,7 +117,7 @@ def main() -> None:
     ap.add_argument("--json", type=Path, default=None, help="also write the rows here")
     ap.add_argument("--seeds", nargs="*", type=int, default=[0], help="training seeds of trainable codecs")
     args = ap.parse_args()
-    pool = load_pool(data_dir())
+    pool = load_pool(clip_data())
     names = args.collections or (["1k", "5k"] if args.quick else ["1k", "5k", "all"])
     specs = args.specs or (["smic:bits=16", "smic:bits=32", "pq:M=2,K=256,opq=0", "sign"] if args.quick
                            else SMIC + PER_ITEM)
