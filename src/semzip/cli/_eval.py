@@ -139,7 +139,8 @@ def pixelcodecs(
     With `--model` and one folder of class subfolders, the decoded images are re-embedded with CLIP
     and their zero-shot accuracy (class names from the folder names) and fidelity are measured too.
     """
-    from ..eval.datasets import image_files, image_folder_dataset
+    from ..embed._images import image_files
+    from ..eval.datasets import image_folder_dataset
     from ..eval.pixel import pixel_codec_eval
     from ..eval.report import print_pixel_rows, write_json
     from ..eval.runner import reference_row

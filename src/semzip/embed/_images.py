@@ -107,7 +107,7 @@ def collect_images(inputs: Sequence[str | os.PathLike[str]]) -> tuple[list[Path]
     for given in inputs:
         root = Path(given)
         if root.is_dir():
-            found = sorted(_walk(root))
+            found = image_files(root)
             if not found:
                 raise InputError(f"no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) in folder {str(root)!r}")
             for path in found:
@@ -125,6 +125,11 @@ def collect_images(inputs: Sequence[str | os.PathLike[str]]) -> tuple[list[Path]
             raise InputError(f"two inputs have the same id {ident!r}")
         seen.add(ident)
     return paths, ids
+
+
+def image_files(root: Path) -> list[Path]:
+    """Files with an image suffix anywhere below `root`, hidden files and folders skipped, sorted."""
+    return sorted(_walk(root))
 
 
 def _walk(root: Path) -> Iterable[Path]:

@@ -16,13 +16,12 @@ import numpy as np
 
 from .._errors import InputError
 from .._validate import check_embeddings
+from ..embed._images import IMAGE_SUFFIXES, image_files
 
 #: Image files -> L2-normalised float32 (n, d) embeddings, one row per path, in order.
 ImageEmbedder = Callable[[Sequence[Path]], np.ndarray]
 #: Class names -> one text embedding per class (prompt templates applied by the embedder).
 TextEmbedder = Callable[[Sequence[str]], np.ndarray]
-
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".avif", ".bmp", ".tif", ".tiff", ".gif"})
 
 
 @dataclass
@@ -188,12 +187,6 @@ def _with_text_features(ds: EvalDataset, text_embedder: TextEmbedder | None) -> 
             raise InputError(f"text embedder returned {len(texts)} rows for {len(ds.classnames)} class names")
         ds.text_features = texts
     return ds
-
-
-def image_files(folder: Path) -> list[Path]:
-    """Image files (by suffix) anywhere below `folder`, hidden entries skipped, sorted."""
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-                  and not any(part.startswith(".") for part in p.relative_to(folder).parts))
 
 
 def labelled_images(folder: Path) -> tuple[list[Path], np.ndarray, list[str]]:
