@@ -167,6 +167,47 @@ def test_coarse_stage():
         _fit(SPEC.replace("blocks=1", "blocks=1,coarse=12"))
 
 
+def test_residual_stage_meets_its_rate_and_refines():
+    spec = SPEC.replace("blocks=1", "blocks=1,bits=60")
+    refined, plain = _fit(spec), _fit(SPEC)
+    assert refined.spec.params[-1] == ("bits", 60)
+    info = refined.fit_info()
+    assert info["held_out_bits_per_item"] == pytest.approx(60, abs=0.5)
+    assert refined.refine_table_.streams == 32 and refined.refine_table_.alphabet % 2 == 1
+    X = _data(seed=8)
+    codes = refined.quantize(X)
+    np.testing.assert_array_equal(codes["codes"], plain.quantize(X)["codes"])  # earlier stages as without it
+    data = refined.encode(X)
+    for key, value in refined.unpack(data, len(X)).items():
+        np.testing.assert_array_equal(value, codes[key])
+    assert 8 * len(data) / len(X) < refined.fixed_bits  # entropy-coded, and far below fixed-width fields
+    err = lambda c: 1 - (c.decode(c.encode(X), len(X)) * X).sum(axis=1).mean()
+    assert err(refined) < 0.5 * err(plain)
+    loaded = codec_from_bytes(refined.to_bytes())
+    assert loaded.state_hash == refined.state_hash
+    np.testing.assert_array_equal(loaded.decode(data, len(X)), refined.decode(data, len(X)))
+
+
+def test_residual_stage_errors():
+    with pytest.raises(SpecError, match="bits=20 must be 0"):
+        make_codec(SPEC.replace("blocks=1", "blocks=1,bits=20"))  # below the 32 fixed bits of the VAE stage
+    refined = _fit(SPEC.replace("blocks=1", "blocks=1,bits=60"), epochs=3)
+    R, idx = np.zeros((10, 32), np.float32), np.arange(10)
+    with pytest.raises(InputError, match="leaves nothing for the residual stage"):
+        refined._fit_refine(R, idx, idx, stage_bits=59.5)  # earlier stages already cost what bits= allows
+    other = make_codec(str(refined.spec))
+    other.n_features_in_ = refined.n_features_in_
+    arrays = refined.get_state()
+    arrays["refine_counts"] = arrays["refine_counts"][:, :-1]
+    with pytest.raises(FormatError, match="alphabet"):
+        other._set_state(arrays)
+
+
+def test_specs_written_before_the_residual_stage_keep_their_form():
+    assert str(make_codec(SPEC).spec) == SPEC + ",coarse=0"  # no ",bits=0": older codec hashes stay valid
+    assert str(make_codec(SPEC + ",bits=100").spec) == SPEC + ",coarse=0,bits=100"
+
+
 def test_unfitted_raises():
     codec = make_codec(SPEC)
     with pytest.raises(NotFittedError):

@@ -42,6 +42,9 @@ class Codec(ABC):
     example_specs: ClassVar[tuple[str, ...]] = ()
     #: True when quantize(reconstruct(codes)) == codes is guaranteed.
     idempotent: ClassVar[bool] = True
+    #: Parameters added after a codec first shipped, with the value that means "absent": left out of
+    #: the canonical spec at that value, so specs (and codec hashes) written before them stay valid.
+    later_params: ClassVar[dict[str, Any]] = {}
 
     # ---- parameters and spec -------------------------------------------------------------------
     @classmethod
@@ -64,8 +67,10 @@ class Codec(ABC):
 
     @property
     def spec(self) -> Spec:
-        """The canonical spec of this codec, all structural parameters written out."""
-        return Spec(self.name, tuple((k, _spec_value(getattr(self, k))) for k in self.spec_params))
+        """The canonical spec of this codec, all structural parameters written out (but `later_params`
+        at their "absent" value)."""
+        return Spec(self.name, tuple((k, _spec_value(getattr(self, k))) for k in self.spec_params
+                                     if k not in self.later_params or getattr(self, k) != self.later_params[k]))
 
     def get_params(self) -> dict[str, Any]:
         """Constructor arguments, as scikit-learn's `get_params`."""
