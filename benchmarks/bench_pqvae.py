@@ -73,6 +73,7 @@ class Tasks:
             data = codec.encode(X)
             nbytes += len(data)
             items += len(X)
+            row[f"bits_{key}"] = 8 * len(data) / len(X)  # each task's own rate: images unlike the pool cost more
             est.append(codec.estimated_bits(X))
             rec[key] = codec.decode(data, len(X))
         row["counted"] = 8 * nbytes / items
@@ -91,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--points", type=int, nargs="+", help="only these target rates (from 16 32 64 128 256 512 1024)")
     ap.add_argument("--only", choices=("pqvae", "pq"), help="only this codec family")
     ap.add_argument("--threads", type=int, default=2, help="threads for training (torch and faiss)")
+    ap.add_argument("--seed", type=int, default=0, help="training seed of every codec")
     args = ap.parse_args(argv)
 
     import faiss
@@ -103,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     ref = make_codec("f16").fit(tasks.train)
     r = tasks.evaluate(ref)
     print(f"zero-shot {r['zs']:.3f}, centroid flowers {r['flowers']:.3f}, pets {r['pets']:.3f} (f16)\n")
-    header = f"{'codec':58s} {'counted':>8s} {'fixed':>6s} {'est.':>7s} {'zs-cal':>7s} {'cen-flo':>7s} {'cen-pet':>7s} {'fit s':>6s}"
+    header = (f"{'codec':66s} {'counted':>8s} {'fixed':>6s} {'est.':>7s} {'zs-cal (bits)':>15s} "
+              f"{'cen-flo (bits)':>15s} {'cen-pet (bits)':>15s} {'fit s':>6s}")
     rows: dict[str, list[dict]] = {"pqvae": [], "pq": []}
     print(header)
     for _, *specs in points:
@@ -111,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
             codec = make_codec(spec)
             if args.only and codec.name != args.only:
                 continue
+            codec.seed = args.seed
             if codec.name == "pqvae":
                 codec.threads, codec.progress = args.threads, False
             t0 = time.perf_counter()
@@ -118,23 +122,23 @@ def main(argv: list[str] | None = None) -> int:
             secs = time.perf_counter() - t0
             row = tasks.evaluate(codec) | {"spec": spec, "secs": secs}
             rows[codec.name].append(row)
-            print(f"{spec:58s} {row['counted']:8.1f} {row['fixed']:6.0f} {row['estimated']:7.1f} {row['zs']:7.3f} "
-                  f"{row['flowers']:7.3f} {row['pets']:7.3f} {secs:6.0f}", flush=True)
+            cells = " ".join(f"{row[k]:7.3f} ({row[f'bits_{k}']:5.1f})" for k in ("zs", "flowers", "pets"))
+            print(f"{spec:66s} {row['counted']:8.1f} {row['fixed']:6.0f} {row['estimated']:7.1f} {cells} {secs:6.0f}",
+                  flush=True)
 
-    opq = sorted(rows["pq"], key=lambda r: r["counted"])
-    if len(opq) >= 2:
-        print("\nAt equal counted bits: OPQ accuracy linearly interpolated in log2(bits) between its two")
-        print("nearest measured points (no extrapolation: '-' outside the measured OPQ range).")
-        print(f"{'bits':>7s} {'zs pqvae':>9s} {'zs opq':>7s} {'flo pqvae':>10s} {'flo opq':>8s} {'pet pqvae':>10s} {'pet opq':>8s}")
-        lb = np.log2([r["counted"] for r in opq])
-        for row in rows["pqvae"]:
-            x = np.log2(row["counted"])
-            inside = lb[0] <= x <= lb[-1]
+    if len(rows["pq"]) >= 2:
+        print("\nAt equal counted bits on each task's own images: OPQ accuracy linearly interpolated in")
+        print("log2(bits) between its two nearest measured points (no extrapolation: '-' outside its range).")
+        print(f"{'':5s}" + "".join(f"{t + ' bits':>11s} {'pqvae':>6s} {'opq':>6s}" for t in ("zs", "flo", "pet")))
+        for i, row in enumerate(rows["pqvae"]):
             cells = []
             for key in ("zs", "flowers", "pets"):
-                other = np.interp(x, lb, [r[key] for r in opq]) if inside else None
-                cells.append(f"{row[key]:9.3f} {'-' if other is None else f'{other:.3f}':>8s}")
-            print(f"{row['counted']:7.1f} " + " ".join(cells))
+                opq = sorted(rows["pq"], key=lambda r: r[f"bits_{key}"])
+                lb = np.log2([r[f"bits_{key}"] for r in opq])
+                x = np.log2(row[f"bits_{key}"])
+                other = np.interp(x, lb, [r[key] for r in opq]) if lb[0] <= x <= lb[-1] else None
+                cells.append(f"{row[f'bits_{key}']:11.1f} {row[key]:6.3f} {'-' if other is None else f'{other:.3f}':>6s}")
+            print(f"{i + 1:5d}" + "".join(cells))
     return 0
 
 
