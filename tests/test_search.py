@@ -328,3 +328,19 @@ def test_archive_rows_decodes_any_positions(tmp_path, fitted, data):
         assert arc.rows([]).shape == (0, D)
         with pytest.raises(InputError, match=r"positions must be in \[0, 100\)"):
             arc.rows([100])
+
+
+@pytest.fixture(scope="module")
+def varied():
+    """Unit vectors around few centres: PQ reconstructions of these have widely varying norms."""
+    return unit_rows(6000, D, seed=21, clusters=5)
+
+
+def test_pq_single_query_scores_match_the_reconstruction(varied):
+    codec = make_codec("pq:M=8,K=256,opq=1").fit(varied[:1000])
+    codes = codec.quantize(varied[:500])
+    assert codes["codes"].dtype == np.uint8
+    Q = unit_rows(3, D, seed=25)
+    R = codec.reconstruct(codes)
+    np.testing.assert_allclose(codec.scores(codes, Q[:1]), R @ Q[:1].T, atol=1e-5)  # gather path
+    np.testing.assert_allclose(codec.scores(codes, Q), R @ Q.T, atol=1e-5)  # sparse product path
