@@ -134,6 +134,33 @@ class Codec(ABC):
         """float32 (n,) L2 norms of the reconstructions, for cosine scores; override when cheaper."""
         return np.linalg.norm(self.reconstruct(codes), axis=1)
 
+    def fast_index(self, codes: Codes) -> Any | None:
+        """Optional fast top-k search: an index over a run of items' codes for `fast_ranker`, or None.
+
+        None (the default) means the codec has no faster way than scoring every item with `scorer`.
+        The index is built once per run of blocks (and kept by `Collection(preload=True)`); it must
+        offer `items` (int) and `codes()` (the run's codes, for searches that need every score).
+        """
+        self._check_fitted()
+        return self._fast_index(codes)
+
+    def fast_ranker(self, queries: Any, normalize: bool) -> Callable[[Any, int, np.ndarray], tuple[np.ndarray, np.ndarray]] | None:
+        """`f(index, keep, threshold) -> (positions (q, w), scores (q, w))` over a `fast_index`, or None.
+
+        For each query, `f` returns every item of the run whose exact score (cosine when `normalize`)
+        could enter a running top-`keep` whose k-th best is `threshold` (q,) (-inf while fewer than
+        `keep` items are known), with exact scores; rows are padded with position -1, score -inf.
+        So a running top-k merged with `f`'s rows equals exact search, without scoring every item.
+        """
+        self._check_fitted()
+        return self._fast_ranker(check_embeddings(queries, dim=self.n_features_in_, name="queries"), normalize)
+
+    def _fast_index(self, codes: Codes) -> Any | None:
+        return None
+
+    def _fast_ranker(self, Q: np.ndarray, normalize: bool) -> Callable[[Any, int, np.ndarray], tuple[np.ndarray, np.ndarray]] | None:
+        return None
+
     @property
     @abstractmethod
     def fixed_bits(self) -> float:

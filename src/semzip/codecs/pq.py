@@ -20,6 +20,7 @@ from .._threads import one_thread
 from ..entropy import FrequencyTable, SymbolReader, encode_symbols
 from ..spec import Spec
 from ._base import Codec, Codes, _spec_value
+from ._fastscan import FastScanIndex, FastScanRanker
 from ._registry import register
 
 #: Elements of the (M, batch, K) score block; bounds memory and keeps blocks cache-friendly.
@@ -182,6 +183,13 @@ class PQCodec(Codec):
             return np.asarray(rows @ lut, dtype=np.float32)
 
         return score
+
+    def _fast_index(self, codes: Codes) -> FastScanIndex | None:
+        """4-bit codes (K=16): a faiss fast-scan index over them (codecs/_fastscan.py); other K: none."""
+        return FastScanIndex(self.centroids_, codes["codes"]) if self.K == 16 else None
+
+    def _fast_ranker(self, Q: np.ndarray, normalize: bool) -> FastScanRanker | None:
+        return FastScanRanker(self.centroids_, self._rotate(Q), normalize) if self.K == 16 else None
 
     def norms(self, codes: Codes) -> np.ndarray:
         """Exact: sub-spaces are disjoint and the rotation is orthogonal, so |x|^2 = sum of centroid |c|^2."""
