@@ -184,12 +184,16 @@ class PQCodec(Codec):
 
         return score
 
-    def _fast_index(self, codes: Codes) -> FastScanIndex | None:
-        """4-bit codes (K=16): a faiss fast-scan index over them (codecs/_fastscan.py); other K: none."""
-        return FastScanIndex(self.centroids_, codes["codes"]) if self.K == 16 else None
+    @property
+    def has_fast_index(self) -> bool:
+        """4-bit codes (K=16) are searched through faiss fast-scan (codecs/_fastscan.py)."""
+        return self.K == 16
 
-    def _fast_ranker(self, Q: np.ndarray, normalize: bool) -> FastScanRanker | None:
-        return FastScanRanker(self.centroids_, self._rotate(Q), normalize) if self.K == 16 else None
+    def _fast_index(self, codes: Codes) -> FastScanIndex:
+        return FastScanIndex(self.centroids_, codes["codes"])
+
+    def _fast_ranker(self, Q: np.ndarray, normalize: bool) -> FastScanRanker:
+        return FastScanRanker(self.centroids_, self._rotate(Q), normalize)
 
     def norms(self, codes: Codes) -> np.ndarray:
         """Exact: sub-spaces are disjoint and the rotation is orthogonal, so |x|^2 = sum of centroid |c|^2."""

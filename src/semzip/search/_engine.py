@@ -141,6 +141,7 @@ class Collection:
         """Archive s read from disk as runs of ~_CHUNK_ITEMS items (_FAST_CHUNK_ITEMS, as fast
         indexes, when `fast` and the codec has one), with norms when `normalize`."""
         a = self.archives[s]
+        fast = fast and a.codec.has_fast_index
         target = _FAST_CHUNK_ITEMS if fast else _CHUNK_ITEMS
         group: list[Codes] = []
         first = size = 0
