@@ -125,7 +125,8 @@ class FastScanRanker:
         M, K, dsub = centroids.shape
         self.M, self.K, self.normalize = M, K, normalize
         self.sub = Q.reshape(len(Q), M, dsub).astype(np.float32)
-        self.tables = np.einsum("mkd,qmd->qmk", centroids, self.sub).astype(np.float32)  # (q, M, K)
+        by_space = np.matmul(self.sub.transpose(1, 0, 2), centroids.transpose(0, 2, 1).astype(np.float32))
+        self.tables = np.ascontiguousarray(by_space.transpose(1, 0, 2))  # (q, M, K) centroid . query
         self.pairs = _pairs(self.tables).reshape(len(Q), -1)  # (q, ceil(M/2) * 256)
         self.offsets = (np.arange((M + 1) // 2) * 256).astype(np.intp)
 
