@@ -445,3 +445,29 @@ def test_pq_single_query_scores_match_the_reconstruction(varied):
     np.testing.assert_allclose(codec.scores(codes, Q[:1]), R @ Q[:1].T, atol=1e-5)  # gather path
     np.testing.assert_allclose(codec.scores(codes, Q), R @ Q.T, atol=1e-5)  # sparse product path
     assert codec.fast_index(codes) is None and codec.fast_ranker(Q, True) is None  # no fast scan for K=256
+
+
+@pytest.mark.parametrize("spec", ["pq:M=8,K=16,opq=1", "sign"])
+def test_ties_go_to_the_earlier_item_whatever_the_runs(tmp_path, fitted, data, monkeypatch, spec):
+    """Every item is stored 6 times, so cuts fall inside groups of equal scores: the result must be
+    exact search's stable order (collection order among ties), on the fast and the generic path."""
+    import semzip.codecs._fastscan as fastscan
+    import semzip.search._engine as engine
+
+    monkeypatch.setattr(engine, "_FAST_CHUNK_ITEMS", 700)
+    monkeypatch.setattr(engine, "_CHUNK_ITEMS", 700)
+    monkeypatch.setattr(fastscan, "_SHORTLIST", 2)
+    items = np.random.default_rng(30).permutation(np.tile(data[:400], (6, 1)))
+    a, b = tmp_path / "a.smz", tmp_path / "b.smz"
+    write_archive(a, fitted[spec], items[:1300], block_items=128)
+    write_archive(b, fitted[spec], items[1300:], ids=[f"b{i}" for i in range(1100)], block_items=128)
+    Q = unit_rows(8, D, seed=31)
+    with Archive.open(a) as x, Archive.open(b) as y:
+        decoded = np.concatenate([x.decode(), y.decode()])
+    S = (Q / np.linalg.norm(Q, axis=1, keepdims=True)) @ (decoded / np.linalg.norm(decoded, axis=1, keepdims=True)).T
+    for k in (1, 9, 40):
+        expected = np.argsort(-S, axis=1, kind="stable")[:, :k]
+        result = search_archive([a, b], Q, k=k)
+        assert (np.diff(np.sort(S, axis=1)[:, ::-1][:, : k + 1], axis=1) == 0).any()  # equal scores among the best
+        found = np.where(result.sources == 0, result.positions, 1300 + result.positions)
+        np.testing.assert_array_equal(found, expected)

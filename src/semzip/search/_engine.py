@@ -199,7 +199,7 @@ class Collection:
         scores, src, pos = (np.concatenate(x) for x in zip(*parts))
         if rerank:
             scores = self._exact(Q, src, pos, normalize)
-        order = np.argsort(-scores, axis=1, kind="stable")[:, : min(int(k), self.items)]
+        order = np.lexsort((pos, src, -scores), axis=1)[:, : min(int(k), self.items)]  # ties: collection order
         scores, src, pos = (np.take_along_axis(x, order, axis=1) for x in (scores, src, pos))
         ids = [[self.archives[s].ids[p] for s, p in zip(srow, prow)] for srow, prow in zip(src.tolist(), pos.tolist())]
         return SearchResult(ids, scores, src, pos)
@@ -228,10 +228,10 @@ class Collection:
                     if idx is None:
                         continue
                 cand = np.concatenate([best, vals], axis=1)
-                sel = np.argpartition(-cand, keep - 1, axis=1)[:, :keep]
-                best = np.take_along_axis(cand, sel, axis=1)
-                pos = np.take_along_axis(np.concatenate([pos, run.first + idx], axis=1), sel, axis=1)
-                src = np.take_along_axis(np.concatenate([src, np.full(idx.shape, s, dtype=np.int32)], axis=1), sel, axis=1)
+                cpos = np.concatenate([pos, run.first + idx], axis=1)
+                csrc = np.concatenate([src, np.full(idx.shape, s, dtype=np.int32)], axis=1)
+                sel = _select(cand, csrc, cpos, keep)
+                best, src, pos = (np.take_along_axis(x, sel, axis=1) for x in (cand, csrc, cpos))
         return best, src, pos
 
     def _exact(self, Q: np.ndarray, src: np.ndarray, pos: np.ndarray, normalize: bool) -> np.ndarray:
@@ -272,6 +272,19 @@ def _dense(score: Any, run: _Run) -> np.ndarray:
     if run.norms is not None:
         S /= np.where(run.norms > 0, run.norms, 1.0).astype(np.float32)[:, None]
     return S
+
+
+def _select(scores: np.ndarray, src: np.ndarray, pos: np.ndarray, keep: int) -> np.ndarray:
+    """Indices (q, keep) of each row's `keep` best scores. Ties at the cut go to the earlier item
+    (archive, then position), as in a stable sort of exact search, so results do not depend on how
+    items were grouped into runs; rows without such a tie cost one argpartition."""
+    sel = np.argpartition(-scores, keep - 1, axis=1)[:, :keep]
+    kept = np.take_along_axis(scores, sel, axis=1)
+    kth = kept.min(axis=1, keepdims=True)
+    left_out = (scores == kth).sum(axis=1) > (kept == kth).sum(axis=1)
+    for i in np.flatnonzero(left_out & np.isfinite(kth[:, 0])):
+        sel[i] = np.lexsort((pos[i], src[i], -scores[i]))[:keep]
+    return sel
 
 
 def _above(S: np.ndarray, best: np.ndarray, keep: int) -> tuple[np.ndarray | None, np.ndarray | None]:
