@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from semzip import InputError, NotFittedError, available_codecs, make_codec
+from semzip import InputError, NotFittedError, SpecError, available_codecs, make_codec
 from semzip.codecs import codec_class, codec_from_bytes
 from semzip.eval import cosine_to_reference
 
@@ -150,3 +150,48 @@ def test_pq_training_is_deterministic_whatever_the_thread_count():
             assert make_codec("pq:M=8,K=16").fit(X).state_hash == first
     finally:
         faiss.omp_set_num_threads(before)
+
+
+def test_pq_raw_option_keeps_old_specs_canonical():
+    from semzip.spec import parse_spec
+
+    assert str(make_codec("pq:M=8,K=16,opq=1").spec) == "pq:M=8,K=16,opq=1"
+    assert make_codec("pq:M=8,K=16,opq=1,raw=0").spec == parse_spec("pq:M=8,K=16,opq=1")
+    assert str(make_codec("pq:M=8,K=16,raw=1").spec) == "pq:M=8,K=16,opq=1,raw=1"
+    with pytest.raises(SpecError, match="pq:raw must be 0 or 1"):
+        make_codec("pq:M=8,K=16,raw=2")
+
+
+def test_pq_raw_stores_fixed_width_indices_without_entropy_coding(monkeypatch):
+    import constriction
+
+    from semzip import FormatError
+
+    X, T = unit_rows(600, 64, seed=10), unit_rows(101, 64, seed=11)
+    ans, raw = make_codec("pq:M=8,K=16,opq=1").fit(X), make_codec("pq:M=8,K=16,opq=1,raw=1").fit(X)
+    assert "counts" not in raw.get_state() and "counts" in ans.get_state()
+    np.testing.assert_array_equal(raw.get_state()["centroids"], ans.get_state()["centroids"])  # same training
+    data = raw.encode(T)
+    assert data[:4] == b"\x01\0\0\0" and len(data) == 4 + 101 * 8 * 4 // 8  # mode word, then 4-bit fields
+    assert raw.estimated_bits(T).tolist() == [32.0] * 101
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("ANS used")
+
+    monkeypatch.setattr(constriction.stream.stack, "AnsCoder", refuse)
+    codes = raw.unpack(data, 101)
+    assert codes["codes"].dtype == np.uint8
+    np.testing.assert_array_equal(raw.decode(data, 101), ans.reconstruct(ans.quantize(T)))
+    assert raw.encode(T) == data
+    monkeypatch.undo()
+    with pytest.raises(FormatError, match="raw=1 payload is entropy-coded"):
+        raw.unpack(ans.pack(ans.quantize(X[:500])), 500)
+
+
+def test_pq_codes_are_compact():
+    X = unit_rows(600, 64, seed=12)
+    assert make_codec("pq:M=8,K=16,opq=0").fit(X).quantize(X[:5])["codes"].dtype == np.uint8
+    wide = make_codec("pq:M=2,K=512,opq=0").fit(X)
+    codes = wide.quantize(X[:50])
+    assert codes["codes"].dtype == np.uint16
+    assert wide.unpack(wide.pack(codes), 50)["codes"].dtype == np.uint16

@@ -64,3 +64,44 @@ def test_data_unlike_the_training_set_falls_back_to_fixed_width():
     reader = SymbolReader(data)
     np.testing.assert_array_equal(reader.read(table, 200), symbols)
     reader.finish()
+
+
+@pytest.mark.parametrize("alphabets", [(16,), (256,), (65536,), (16, 16), (16, 5, 256), (3, 16), (1000,)])
+@pytest.mark.parametrize("items", [1, 7, 64])
+def test_forced_fixed_width_round_trips_bit_exactly(alphabets, items):
+    rng = np.random.default_rng(items)
+    parts = [(FrequencyTable(np.ones((3, a), dtype=np.uint32)), rng.integers(0, a, size=(items, 3))) for a in alphabets]
+    data = encode_symbols(parts, raw=True)
+    # the documented layout: mode word 1, then every field LSB first, parts back to back, zero padding
+    bits = np.concatenate([((s[..., None] >> np.arange((t.alphabet - 1).bit_length())) & 1).ravel() for t, s in parts])
+    expected = np.packbits(bits.astype(np.uint8), bitorder="little").tobytes()
+    assert data == b"\x01\0\0\0" + expected + b"\0" * (-len(expected) % 4)
+    reader = SymbolReader(data)
+    assert reader.raw
+    for table, symbols in parts:
+        out = reader.read(table, items, dtype=np.uint16 if table.alphabet <= 65536 else np.int32)
+        np.testing.assert_array_equal(out, symbols)
+    reader.finish()
+
+
+def test_forced_fixed_width_never_runs_the_entropy_coder(monkeypatch):
+    import constriction
+
+    symbols = skewed(300, 4, 16)
+    table = FrequencyTable.fit(symbols, 16)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("ANS used")
+
+    monkeypatch.setattr(constriction.stream.stack, "AnsCoder", refuse)
+    data = encode_symbols([(table, symbols)], raw=True)
+    assert len(data) == 4 + 300 * 4 * 4 // 8
+    reader = SymbolReader(data)
+    np.testing.assert_array_equal(reader.read(table, 300, dtype=np.uint8), symbols)
+    reader.finish()
+    with pytest.raises(FormatError, match="left over"):
+        reader = SymbolReader(data + b"\x00\x00\x00\x00")
+        reader.read(table, 300)
+        reader.finish()
+    with pytest.raises(FormatError, match="shorter than its item count"):
+        SymbolReader(data).read(table, 301)

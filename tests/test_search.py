@@ -328,3 +328,146 @@ def test_archive_rows_decodes_any_positions(tmp_path, fitted, data):
         assert arc.rows([]).shape == (0, D)
         with pytest.raises(InputError, match=r"positions must be in \[0, 100\)"):
             arc.rows([100])
+
+
+# ---- fast scan (4-bit PQ through faiss) -----------------------------------------------------------
+@pytest.fixture(scope="module")
+def varied():
+    """Unit vectors around few centres: PQ reconstructions of these have widely varying norms."""
+    return unit_rows(6000, D, seed=21, clusters=5)
+
+
+@pytest.fixture(scope="module")
+def fast_codec(varied):
+    return make_codec("pq:M=16,K=16,opq=1,raw=1").fit(varied[:2000])
+
+
+@pytest.mark.parametrize("normalize", [True, False])
+@pytest.mark.parametrize("k", [1, 10, 120])
+def test_fast_scan_search_equals_exact_search(tmp_path, fast_codec, varied, monkeypatch, normalize, k):
+    import semzip.codecs._fastscan as fastscan
+    import semzip.search._engine as engine
+
+    calls = []
+    original = fastscan.FastScanRanker.__call__
+    monkeypatch.setattr(fastscan.FastScanRanker, "__call__", lambda self, *a: calls.append(1) or original(self, *a))
+    monkeypatch.setattr(engine, "_FAST_CHUNK_ITEMS", 1500)  # several runs, a short last one
+    monkeypatch.setattr(fastscan, "_SHORTLIST", 4)  # short first shortlists: the retry path runs too
+    path = tmp_path / "a.smz"
+    write_archive(path, fast_codec, varied, block_items=256)
+    Q = unit_rows(40, D, seed=22, clusters=5) * 2.0
+    with Archive.open(path) as arc:
+        decoded = arc.decode()
+    _, best = brute_force(decoded, Q, k, normalize)
+    result = search_archive(path, Q, k=k, normalize=normalize)
+    assert calls, "the fast path was not taken"
+    np.testing.assert_allclose(result.scores, best, rtol=1e-5, atol=1e-5)
+    R = decoded / np.linalg.norm(decoded, axis=1, keepdims=True) if normalize else decoded
+    Qn = Q / np.linalg.norm(Q, axis=1, keepdims=True) if normalize else Q
+    np.testing.assert_allclose(np.einsum("qkd,qd->qk", R[result.positions], Qn), result.scores, rtol=1e-5, atol=1e-5)
+    assert all(len(set(row)) == k for row in result.ids)
+    with Collection([path], preload=True) as coll:
+        cached = coll.search(Q, k=k, normalize=normalize)
+    np.testing.assert_allclose(cached.scores, result.scores, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("spec", ["pq:M=4,K=16,opq=0", "pq:M=16,K=16,opq=1"])
+@pytest.mark.parametrize("normalize", [True, False])
+def test_fast_scan_shortlists_are_complete(varied, monkeypatch, spec, normalize):
+    """With one-item first shortlists, only the completeness test (quantisation bound, norm range)
+    decides when to stop: every query's best items must still all be found, with exact scores.
+    (Dropping the bound or the rounding term makes some of these 200 queries miss their best item.)"""
+    import semzip.codecs._fastscan as fastscan
+
+    monkeypatch.setattr(fastscan, "_SHORTLIST", 1)
+    codec = make_codec(spec).fit(varied[:2000])
+    codes = codec.quantize(varied)
+    S = codec.scores(codes, unit_rows(200, D, seed=22, clusters=5))
+    if normalize:
+        S /= codec.norms(codes)[:, None]
+    index = codec.fast_index(codes)
+    ranker = codec.fast_ranker(unit_rows(200, D, seed=22, clusters=5), normalize)
+    for keep in (1, 5):
+        positions, scores = ranker(index, keep, np.full(200, -np.inf))
+        np.testing.assert_allclose(-np.sort(-scores, axis=1)[:, :keep], -np.sort(-S, axis=0)[:keep].T, atol=1e-5)
+        valid = positions >= 0
+        np.testing.assert_allclose(scores[valid], S[positions[valid], np.nonzero(valid)[0]], atol=1e-5)
+
+
+def test_fast_scan_bounds_hold(fast_codec, varied):
+    """The quantisation bound covers faiss's rounding of every item's sum, and the norm range holds
+    every reconstruction norm (the two facts the completeness test rests on)."""
+    from semzip.codecs._fastscan import FastScanIndex, FastScanRanker, _quantisation_error
+
+    codes = fast_codec.quantize(varied)
+    index = FastScanIndex(fast_codec.centroids_, codes["codes"])
+    norms = fast_codec.norms(codes)
+    assert index.norm_lo <= norms.min() and norms.max() <= index.norm_hi
+    assert index.norm_hi - index.norm_lo < 1.2 * (norms.max() - norms.min()) + 0.02
+    Q = unit_rows(5, D, seed=23)
+    ranker = FastScanRanker(fast_codec.centroids_, fast_codec._rotate(Q), normalize=True)
+    beta = np.array([0.0, 0.2, 0.4, 0.6, 0.8])
+    approx, found = index.index.search(ranker._wide(np.arange(5), beta), len(varied))
+    exact = (fast_codec.scores(codes, Q) - beta[None, :] * norms[:, None] ** 2).T
+    err = np.abs(approx - np.take_along_axis(exact, found, axis=1)).max(axis=1)
+    tables = ranker.tables - beta[:, None, None].astype(np.float32) * index.sqnorms[None]
+    bound = _quantisation_error(tables)
+    assert (err <= bound).all() and (err > 0).all()  # approximate, within the bound
+    assert (bound < 0.02).all()  # and the bound is tight enough to prune with
+
+
+def test_preload_keeps_compact_codes_and_classifies_like_streaming(tmp_path, fast_codec, varied):
+    dense = make_codec("pq:M=8,K=256,opq=0").fit(varied[:1000])
+    a, b = tmp_path / "a.smz", tmp_path / "b.smz"
+    write_archive(a, dense, varied[:3000], block_items=500)
+    write_archive(b, fast_codec, varied[3000:], ids=[f"b{i}" for i in range(3000)], block_items=500)
+    T = unit_rows(6, D, seed=24)
+    names = [f"c{i}" for i in range(6)]
+    with Collection([a, b], preload=True) as coll:
+        runs = coll._cache
+        assert all(r.codes["codes"].dtype == np.uint8 and r.index is None for r in runs[0])
+        assert all(r.index is not None and r.codes is None for r in runs[1])  # the fast index only
+        cached = coll.classify(T, names)
+        hits = coll.search(T, k=7)
+    with Collection([a, b]) as coll:
+        streamed = coll.classify(T, names)
+        np.testing.assert_array_equal(coll.search(T, k=7).positions, hits.positions)
+    np.testing.assert_array_equal(cached[0], streamed[0])
+    np.testing.assert_allclose(cached[1], streamed[1], atol=1e-6)
+
+
+def test_pq_single_query_scores_match_the_reconstruction(varied):
+    codec = make_codec("pq:M=8,K=256,opq=1").fit(varied[:1000])
+    codes = codec.quantize(varied[:500])
+    assert codes["codes"].dtype == np.uint8
+    Q = unit_rows(3, D, seed=25)
+    R = codec.reconstruct(codes)
+    np.testing.assert_allclose(codec.scores(codes, Q[:1]), R @ Q[:1].T, atol=1e-5)  # gather path
+    np.testing.assert_allclose(codec.scores(codes, Q), R @ Q.T, atol=1e-5)  # sparse product path
+    assert codec.fast_index(codes) is None and codec.fast_ranker(Q, True) is None  # no fast scan for K=256
+
+
+@pytest.mark.parametrize("spec", ["pq:M=8,K=16,opq=1", "sign"])
+def test_ties_go_to_the_earlier_item_whatever_the_runs(tmp_path, fitted, data, monkeypatch, spec):
+    """Every item is stored 6 times, so cuts fall inside groups of equal scores: the result must be
+    exact search's stable order (collection order among ties), on the fast and the generic path."""
+    import semzip.codecs._fastscan as fastscan
+    import semzip.search._engine as engine
+
+    monkeypatch.setattr(engine, "_FAST_CHUNK_ITEMS", 700)
+    monkeypatch.setattr(engine, "_CHUNK_ITEMS", 700)
+    monkeypatch.setattr(fastscan, "_SHORTLIST", 2)
+    items = np.random.default_rng(30).permutation(np.tile(data[:400], (6, 1)))
+    a, b = tmp_path / "a.smz", tmp_path / "b.smz"
+    write_archive(a, fitted[spec], items[:1300], block_items=128)
+    write_archive(b, fitted[spec], items[1300:], ids=[f"b{i}" for i in range(1100)], block_items=128)
+    Q = unit_rows(8, D, seed=31)
+    with Archive.open(a) as x, Archive.open(b) as y:
+        decoded = np.concatenate([x.decode(), y.decode()])
+    S = (Q / np.linalg.norm(Q, axis=1, keepdims=True)) @ (decoded / np.linalg.norm(decoded, axis=1, keepdims=True)).T
+    for k in (1, 9, 40):
+        expected = np.argsort(-S, axis=1, kind="stable")[:, :k]
+        result = search_archive([a, b], Q, k=k)
+        assert (np.diff(np.sort(S, axis=1)[:, ::-1][:, : k + 1], axis=1) == 0).any()  # equal scores among the best
+        found = np.where(result.sources == 0, result.positions, 1300 + result.positions)
+        np.testing.assert_array_equal(found, expected)

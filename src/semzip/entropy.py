@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import constriction
 import numpy as np
+import numpy.typing as npt
 
 from ._errors import FormatError
 
@@ -101,28 +102,64 @@ def _width(alphabet: int) -> int:
     return max(1, (alphabet - 1).bit_length())
 
 
-def encode_symbols(parts: Sequence[tuple[FrequencyTable, np.ndarray]]) -> bytes:
+def encode_symbols(parts: Sequence[tuple[FrequencyTable, np.ndarray]], *, raw: bool = False) -> bytes:
     """Code several (table, symbols[items, streams]) parts into one stream.
 
     The stream starts with a little-endian 32-bit mode word: 0 = ANS with the tables' models,
     1 = raw fixed-width fields (ceil(log2 alphabet) bits each, LSB first), chosen when smaller, so
     data unlike the training set never costs more than fixed-length coding plus 64 bits.
+    `raw=True` always writes fixed-width fields (no ANS at either end: the fast mode to read).
     """
     checked = [(table, table._check(symbols)) for table, symbols in parts]
-    coder = constriction.stream.stack.AnsCoder()
-    # ANS is a stack: push the last symbol first so that decoding reads in natural order.
-    for table, symbols in reversed(checked):
-        models = table.models()
-        for s in reversed(range(table.streams)):
-            coder.encode_reverse(np.ascontiguousarray(symbols[:, s], dtype=np.int32), models[s])
-    ans = coder.get_compressed().astype("<u4").tobytes()
-    raw_bits = sum(symbols.size * _width(table.alphabet) for table, symbols in checked)
-    if 8 * len(ans) <= raw_bits:
-        return struct.pack("<I", _ANS) + ans
-    bits = [((symbols.astype(np.int64)[..., None] >> np.arange(_width(table.alphabet))) & 1).ravel()
-            for table, symbols in checked]
-    packed = np.packbits(np.concatenate(bits).astype(np.uint8), bitorder="little").tobytes()
+    if not raw:
+        coder = constriction.stream.stack.AnsCoder()
+        # ANS is a stack: push the last symbol first so that decoding reads in natural order.
+        for table, symbols in reversed(checked):
+            models = table.models()
+            for s in reversed(range(table.streams)):
+                coder.encode_reverse(np.ascontiguousarray(symbols[:, s], dtype=np.int32), models[s])
+        ans = coder.get_compressed().astype("<u4").tobytes()
+        raw_bits = sum(symbols.size * _width(table.alphabet) for table, symbols in checked)
+        if 8 * len(ans) <= raw_bits:
+            return struct.pack("<I", _ANS) + ans
+    packed = _pack_fields([(symbols, _width(table.alphabet)) for table, symbols in checked])
     return struct.pack("<I", _RAW) + packed + b"\0" * (-len(packed) % 4)
+
+
+def _pack_fields(parts: Sequence[tuple[np.ndarray, int]]) -> bytes:
+    """Fixed-width fields, LSB first, parts one after the other without padding.
+
+    Fields of 4, 8 or 16 bits that start on byte boundaries are packed with byte arithmetic, other
+    widths by expanding every bit: the same bytes either way.
+    """
+    if all(w in (4, 8, 16) for _, w in parts) and all(s.size * w % 8 == 0 for s, w in parts[:-1]):
+        return b"".join(_pack_bytes(s.ravel(), w) for s, w in parts)
+    bits = [((s.astype(np.int64)[..., None] >> np.arange(w)) & 1).ravel() for s, w in parts]
+    return np.packbits(np.concatenate(bits).astype(np.uint8), bitorder="little").tobytes()
+
+
+def _pack_bytes(flat: np.ndarray, width: int) -> bytes:
+    if width == 8:
+        return flat.astype(np.uint8).tobytes()
+    if width == 16:
+        return flat.astype("<u2").tobytes()
+    nibbles = flat.astype(np.uint8)
+    if nibbles.size % 2:
+        nibbles = np.append(nibbles, np.uint8(0))
+    return (nibbles[0::2] | (nibbles[1::2] << 4)).tobytes()
+
+
+def _unpack_bytes(body: np.ndarray, start: int, count: int, width: int, dtype: np.dtype) -> np.ndarray:
+    """`count` fields of `width` (4, 8 or 16) bits from byte `start` of `body`."""
+    if width == 8:
+        return body[start : start + count].astype(dtype)
+    if width == 16:
+        return body[start : start + 2 * count].view("<u2").astype(dtype)
+    raw = body[start : start + (count + 1) // 2]
+    out = np.empty(2 * len(raw), dtype=dtype)
+    np.bitwise_and(raw, 15, out=out[0::2], casting="unsafe")
+    np.right_shift(raw, 4, out=out[1::2], casting="unsafe")
+    return out[:count]
 
 
 class SymbolReader:
@@ -140,25 +177,21 @@ class SymbolReader:
             except Exception as exc:  # constriction rejects some malformed streams outright
                 raise FormatError(f"corrupt entropy-coded payload ({exc})") from None
         elif self._mode == _RAW:
-            self._bits = np.unpackbits(np.frombuffer(body, dtype=np.uint8), bitorder="little")
-            self._pos = 0
+            self._body = np.frombuffer(body, dtype=np.uint8)
+            self._pos = 0  # in bits
         else:
             raise FormatError(f"unknown symbol-stream mode {self._mode}")
 
-    def read(self, table: FrequencyTable, items: int) -> np.ndarray:
-        """Decode `items` rows of `table.streams` symbols; returns int32 (items, streams)."""
+    @property
+    def raw(self) -> bool:
+        """True when the stream holds fixed-width fields (no entropy decoding)."""
+        return self._mode == _RAW
+
+    def read(self, table: FrequencyTable, items: int, dtype: npt.DTypeLike = np.int32) -> np.ndarray:
+        """Decode `items` rows of `table.streams` symbols as (items, streams) of `dtype` (int32 by default)."""
         if self._mode == _RAW:
-            width = _width(table.alphabet)
-            need = items * table.streams * width
-            if self._pos + need > len(self._bits):
-                raise FormatError("raw symbol payload is shorter than its item count")
-            chunk = self._bits[self._pos : self._pos + need].reshape(items, table.streams, width)
-            self._pos += need
-            out = (chunk.astype(np.int32) << np.arange(width, dtype=np.int32)).sum(axis=2, dtype=np.int32)
-            if out.size and out.max() >= table.alphabet:
-                raise FormatError("raw symbol payload holds a symbol outside the alphabet")
-            return out
-        out = np.empty((items, table.streams), dtype=np.int32)
+            return self._read_raw(table, items, np.dtype(dtype))
+        out = np.empty((items, table.streams), dtype=dtype)
         try:
             for s, model in enumerate(table.models()):
                 out[:, s] = self._coder.decode(model, items)
@@ -166,11 +199,30 @@ class SymbolReader:
             raise FormatError(f"corrupt entropy-coded payload ({exc})") from None
         return out
 
+    def _read_raw(self, table: FrequencyTable, items: int, dtype: np.dtype) -> np.ndarray:
+        width = _width(table.alphabet)
+        count = items * table.streams
+        need = count * width
+        if self._pos + need > 8 * len(self._body):
+            raise FormatError("raw symbol payload is shorter than its item count")
+        if width in (4, 8, 16) and self._pos % 8 == 0:
+            out = _unpack_bytes(self._body, self._pos // 8, count, width, dtype)
+        else:
+            first = self._pos // 8
+            bits = np.unpackbits(self._body[first : (self._pos + need + 7) // 8], bitorder="little")
+            chunk = bits[self._pos - 8 * first :][:need].reshape(count, width).astype(np.int64)
+            out = (chunk << np.arange(width)).sum(axis=1).astype(dtype)
+        self._pos += need
+        if table.alphabet < 1 << width and count and out.max() >= table.alphabet:
+            raise FormatError("raw symbol payload holds a symbol outside the alphabet")
+        return out.reshape(items, table.streams)
+
     def finish(self) -> None:
         """Check that the payload was consumed exactly (left-over data means corruption)."""
         if self._mode == _RAW:
-            rest = self._bits[self._pos :]
-            if len(rest) >= 32 or rest.any():
+            rest = self._body[self._pos // 8 :]
+            left = 8 * len(self._body) - self._pos
+            if left >= 32 or (len(rest) and (rest[0] >> (self._pos % 8) or rest[1:].any())):
                 raise FormatError("raw symbol payload has data left over after its last item")
         elif not self._coder.is_empty():
             raise FormatError("entropy-coded payload has data left over after its last item")

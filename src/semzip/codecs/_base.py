@@ -140,6 +140,40 @@ class Codec(ABC):
         return np.linalg.norm(self.reconstruct(codes), axis=1)
 
     @property
+    def has_fast_index(self) -> bool:
+        """True when the codec offers `fast_index` and `fast_ranker` (optional fast top-k search)."""
+        return False
+
+    def fast_index(self, codes: Codes) -> Any | None:
+        """An index over a run of items' codes for `fast_ranker`; None without `has_fast_index`.
+
+        Without one the engine scores every item with `scorer`. The index is built once per run of
+        blocks (and kept by `Collection(preload=True)`); it must offer `items` (int) and `codes()`
+        (the run's codes, for searches that need every score, such as `classify`).
+        """
+        self._check_fitted()
+        return self._fast_index(codes) if self.has_fast_index else None
+
+    def fast_ranker(self, queries: Any, normalize: bool) -> Callable[[Any, int, np.ndarray], tuple[np.ndarray, np.ndarray]] | None:
+        """`f(index, keep, threshold) -> (positions (q, w), scores (q, w))` over a `fast_index`, or None.
+
+        For each query, `f` returns every item of the run whose exact score (cosine when `normalize`)
+        could enter a running top-`keep` whose k-th best is `threshold` (q,) (-inf while fewer than
+        `keep` items are known), with exact scores; rows are padded with position -1, score -inf.
+        So a running top-k merged with `f`'s rows equals exact search, without scoring every item.
+        """
+        self._check_fitted()
+        if not self.has_fast_index:
+            return None
+        return self._fast_ranker(check_embeddings(queries, dim=self.n_features_in_, name="queries"), normalize)
+
+    def _fast_index(self, codes: Codes) -> Any:
+        raise NotImplementedError(f"codec {self.name!r} declares has_fast_index but has no _fast_index")
+
+    def _fast_ranker(self, Q: np.ndarray, normalize: bool) -> Callable[[Any, int, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+        raise NotImplementedError(f"codec {self.name!r} declares has_fast_index but has no _fast_ranker")
+
+    @property
     @abstractmethod
     def fixed_bits(self) -> float:
         """Bits per item of the codes written at fixed length, before any entropy coding."""

@@ -3,7 +3,9 @@
 Training uses faiss (OPQ rotation, k-means per sub-space). Encoding assigns codes with batched BLAS
 matrix products in numpy, which on one core is several times faster than faiss's own encoder for
 16-dimensional sub-spaces. Indices are ANS-coded with per-sub-space frequencies counted on the
-training set, so skewed centroid usage lowers the counted rate below M x log2 K.
+training set, so skewed centroid usage lowers the counted rate below M x log2 K; `raw=1` stores
+them fixed-width instead (M x log2 K bits, no entropy decoding: the fast mode to search).
+Codes are uint8 for K <= 256 (uint16 above), so codes kept in memory take M or 2M bytes per item.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ import numpy as np
 from .._errors import FormatError, InputError, SpecError
 from .._threads import one_thread
 from ..entropy import FrequencyTable, SymbolReader, encode_symbols
-from ._base import Codec, Codes
+from ..spec import Spec
+from ._base import Codec, Codes, _spec_value
+from ._fastscan import FastScanIndex, FastScanRanker
 from ._registry import register
 
 #: Elements of the (M, batch, K) score block; bounds memory and keeps blocks cache-friendly.
@@ -25,18 +29,20 @@ _SCORE_BLOCK = 1 << 20
 
 @register
 class PQCodec(Codec):
-    """`pq:M=32,K=256,opq=1`: M sub-spaces, K centroids each (a power of two), OPQ rotation on/off."""
+    """`pq:M=32,K=256,opq=1`: M sub-spaces, K centroids each (a power of two), OPQ rotation on/off;
+    `raw=1` stores indices fixed-width (M log2 K bits, no ANS): nothing to entropy-decode to search."""
 
     name = "pq"
     codec_id = b"PQ  "
-    spec_params = {"M": int, "K": int, "opq": bool}
-    example_specs = ("pq:M=4,K=16,opq=0", "pq:M=8,K=16,opq=1", "pq:M=16,K=16,opq=1")
+    spec_params = {"M": int, "K": int, "opq": bool, "raw": bool}
+    example_specs = ("pq:M=4,K=16,opq=0", "pq:M=8,K=16,opq=1", "pq:M=16,K=16,opq=1", "pq:M=16,K=16,opq=1,raw=1")
 
-    def __init__(self, M: int = 32, K: int = 256, opq: bool = True, *, seed: int = 0, niter: int = 25,
-                 opq_iter: int = 50, max_train: int = 65536) -> None:
+    def __init__(self, M: int = 32, K: int = 256, opq: bool = True, raw: bool = False, *, seed: int = 0,
+                 niter: int = 25, opq_iter: int = 50, max_train: int = 65536) -> None:
         self.M = M
         self.K = K
         self.opq = opq
+        self.raw = raw
         self.seed = seed
         self.niter = niter
         self.opq_iter = opq_iter
@@ -49,8 +55,19 @@ class PQCodec(Codec):
             raise SpecError(f"pq:K must be a power of two in [2, 65536], got {self.K}")
 
     @property
+    def spec(self) -> Spec:
+        """Canonical spec; `raw` is written only when 1, so specs from before it existed stay canonical
+        (and so do the state hashes of codecs and archives written with them)."""
+        params = [(k, _spec_value(getattr(self, k))) for k in self.spec_params]
+        return Spec(self.name, tuple(p for p in params if p != ("raw", 0)))
+
+    @property
     def nbits(self) -> int:
         return int(math.log2(self.K))
+
+    @property
+    def _dtype(self) -> type:
+        return np.uint8 if self.K <= 256 else np.uint16
 
     @property
     def fixed_bits(self) -> float:
@@ -87,7 +104,11 @@ class PQCodec(Codec):
         pq.train(self._rotate(train))
         self.centroids_ = faiss.vector_to_array(pq.centroids).reshape(self.M, self.K, d // self.M)
         self._prepare()
-        self.table_ = FrequencyTable.fit(self._assign(self._rotate(X)), self.K)
+        self.table_ = self._uniform() if self.raw else FrequencyTable.fit(self._assign(self._rotate(X)), self.K)
+
+    def _uniform(self) -> FrequencyTable:
+        """The table of `raw=1` codecs: it only tells the fixed-width coder the alphabet; not stored."""
+        return FrequencyTable(np.ones((self.M, self.K), dtype=np.uint32))
 
     def _faiss_pq(self, d: int, niter: int):
         import faiss
@@ -116,7 +137,7 @@ class PQCodec(Codec):
         """Nearest centroid per sub-space: argmax of y.c - |c|^2/2, one batched product per block."""
         n, d = Y.shape
         M, dsub = self.M, d // self.M
-        out = np.empty((n, M), dtype=np.int32)
+        out = np.empty((n, M), dtype=self._dtype)
         step = max(16, _SCORE_BLOCK // (M * self.K))
         ones = np.ones((M, step, 1), dtype=np.float32)
         for i in range(0, n, step):
@@ -138,17 +159,24 @@ class PQCodec(Codec):
     def _scorer(self, Q: np.ndarray) -> Callable[[Codes], np.ndarray]:
         """Asymmetric distance computation: one (M*K, q) lookup table of centroid-query products.
 
-        An item's score is the sum of its M table rows, computed as a sparse one-hot (n, M*K) matrix
-        times the table: n*M*q additions instead of decoding (n*d) and rotating (n*d*d).
+        An item's score is the sum of its M table rows: for one query a gather-and-sum per sub-space,
+        for several a sparse one-hot (n, M*K) matrix times the table (faster from two queries on):
+        n*M*q additions instead of decoding (n*d) and rotating (n*d*d).
         """
         import scipy.sparse
 
         q = len(Q)
         sub = self._rotate(Q).reshape(q, self.M, -1)
         lut = np.ascontiguousarray(np.einsum("mkd,qmd->mkq", self.centroids_, sub).reshape(-1, q))
+        per_space = lut.reshape(self.M, self.K, q)[..., 0]
 
         def score(codes: Codes) -> np.ndarray:
             c = codes["codes"]
+            if q == 1:
+                out = np.zeros(len(c), dtype=np.float32)
+                for m in range(self.M):
+                    out += per_space[m][c[:, m]]
+                return out[:, None]
             rows = scipy.sparse.csr_matrix(
                 (np.ones(c.size, np.float32), (c + self._offsets).ravel(), np.arange(0, c.size + 1, self.M)),
                 shape=(len(c), self.M * self.K))
@@ -156,25 +184,42 @@ class PQCodec(Codec):
 
         return score
 
+    @property
+    def has_fast_index(self) -> bool:
+        """4-bit codes (K=16) are searched through faiss fast-scan (codecs/_fastscan.py)."""
+        return self.K == 16
+
+    def _fast_index(self, codes: Codes) -> FastScanIndex:
+        return FastScanIndex(self.centroids_, codes["codes"])
+
+    def _fast_ranker(self, Q: np.ndarray, normalize: bool) -> FastScanRanker:
+        return FastScanRanker(self.centroids_, self._rotate(Q), normalize)
+
     def norms(self, codes: Codes) -> np.ndarray:
         """Exact: sub-spaces are disjoint and the rotation is orthogonal, so |x|^2 = sum of centroid |c|^2."""
         return np.sqrt(np.take(self._sqnorms, codes["codes"] + self._offsets).sum(axis=1)).astype(np.float32)
 
     def pack(self, codes: Codes) -> bytes:
-        return encode_symbols([(self.table_, codes["codes"])])
+        return encode_symbols([(self.table_, codes["codes"])], raw=self.raw)
 
     def unpack(self, data: bytes | memoryview, n: int) -> Codes:
         reader = SymbolReader(data)
-        codes = reader.read(self.table_, n)
+        if self.raw and not reader.raw:
+            raise FormatError("pq raw=1 payload is entropy-coded: it was not written by this codec")
+        codes = reader.read(self.table_, n, dtype=self._dtype)
         reader.finish()
         return {"codes": codes}
 
     def estimated_bits(self, X: object) -> np.ndarray:
+        if self.raw:
+            return super().estimated_bits(X)
         return self.table_.information_bits(self.quantize(X)["codes"])
 
     # ---- state -----------------------------------------------------------------------------------
     def get_state(self) -> dict[str, np.ndarray]:
-        state = {"centroids": self.centroids_, "counts": self.table_.counts}
+        state = {"centroids": self.centroids_}
+        if not self.raw:
+            state["counts"] = self.table_.counts
         if self.rotation_ is not None:
             state["rotation"] = self.rotation_
         return state
@@ -183,7 +228,9 @@ class PQCodec(Codec):
         d = self.n_features_in_
         if d % self.M:
             raise FormatError(f"pq codec file: M={self.M} does not divide width {d}")
-        expect = {"centroids": (self.M, self.K, d // self.M), "counts": (self.M, self.K)}
+        expect = {"centroids": (self.M, self.K, d // self.M)}
+        if not self.raw:
+            expect["counts"] = (self.M, self.K)
         if self.opq:
             expect["rotation"] = (d, d)
         if set(state) != set(expect) or any(state[k].shape != s for k, s in expect.items()):
@@ -191,7 +238,7 @@ class PQCodec(Codec):
             raise FormatError(f"pq codec file arrays {got} do not match {self.spec} at width {d}")
         self.centroids_ = state["centroids"].astype(np.float32)
         self.rotation_ = state["rotation"].astype(np.float32) if self.opq else None
-        self.table_ = FrequencyTable(state["counts"])
+        self.table_ = self._uniform() if self.raw else FrequencyTable(state["counts"])
         self._prepare()
 
     def fit_info(self) -> dict[str, object]:

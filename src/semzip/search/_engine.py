@@ -2,15 +2,17 @@
 
 Scores are inner products between the queries and the items' reconstructions, computed by each
 codec's `scorer` (lookup tables for PQ, bit products for sign...), so items are never decoded to
-float vectors. Blocks are streamed from the memory-mapped files and a running top-k is kept with
-`np.argpartition`, so memory stays O(block + q*k) whatever the archive size; `preload=True` keeps
-the unpacked codes instead (no entropy decoding per query: the mode for many queries).
+float vectors. Blocks are streamed from the memory-mapped files in runs of consecutive items and a
+running top-k is kept with `np.argpartition`, so memory stays O(run + q*k) whatever the archive
+size; `preload=True` keeps the unpacked codes instead (no entropy decoding per query: the mode for
+many queries). Codecs with a `fast_index` (4-bit PQ: faiss fast-scan) are searched through it: a
+shortlist per query and run, proven complete and re-scored exactly, instead of every item's score.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +25,22 @@ from ..container import Archive
 
 #: Items scored per top-k update: several blocks are batched so argpartition runs on wide rows.
 _CHUNK_ITEMS = 16384
+#: Items per run for codecs with a fast index: fewer, larger fast-scan calls (8 MiB of 4-bit codes at M=64).
+_FAST_CHUNK_ITEMS = 262144
 #: Queries scored together; bounds the (chunk, q) score matrix to about 64 MiB of float32.
 _QUERY_BATCH = 1024
+
+
+@dataclass(frozen=True)
+class _Run:
+    """Consecutive items of one archive: their codes (and norms when cosines are wanted), or the
+    codec's fast index over them."""
+
+    first: int
+    items: int
+    codes: Codes | None = None
+    norms: np.ndarray | None = None
+    index: Any = None
 
 
 @dataclass(frozen=True)
@@ -54,7 +70,8 @@ class Collection:
 
     Archives may use different codecs (scores live in the same embedding space). Use as a context
     manager to close the archives it opened. `preload=True` unpacks every block once and keeps the
-    codes (e.g. 128 bytes per item for pq:M=32 as int32) and their norms in memory.
+    codes (e.g. 32 bytes per item for pq:M=32,K=256 as uint8) and their norms in memory, or the
+    codec's fast index (pq with K=16: the packed 4-bit codes twice, 2 x M/2 bytes per item).
     """
 
     def __init__(self, archives: Sequence[Archive | str | Path], *, codec: Any = None, preload: bool = False) -> None:
@@ -91,10 +108,9 @@ class Collection:
                         raise InputError(f"id {item_id!r} is in both {self.archives[self._where[item_id][0]].path} "
                                          f"and {a.path}: ids must be unique across the collection")
                     self._where[item_id] = (s, p)
-        self._cache: list[list[tuple[int, Codes, np.ndarray]]] | None = None
+        self._cache: list[list[_Run]] | None = None
         if preload:
-            self._cache = [[(start, codes, a.codec.norms(codes)) for start, codes in a.iter_codes()]
-                           for a in self.archives]
+            self._cache = [list(self._read_runs(s, normalize=True, fast=True)) for s in range(len(self.archives))]
 
     def close(self) -> None:
         for a in self._owned:
@@ -121,42 +137,49 @@ class Collection:
         s, _ = self.locate(item_id)
         return self.archives[s].get(item_id)
 
-    def _blocks(self, s: int, normalize: bool) -> Iterator[tuple[int, Codes, np.ndarray | None]]:
+    def _read_runs(self, s: int, normalize: bool, fast: bool) -> Iterator[_Run]:
+        """Archive s read from disk as runs of ~_CHUNK_ITEMS items (_FAST_CHUNK_ITEMS, as fast
+        indexes, when `fast` and the codec has one), with norms when `normalize`."""
         a = self.archives[s]
-        if self._cache is not None:
-            yield from ((start, codes, norms if normalize else None) for start, codes, norms in self._cache[s])
-            return
-        for start, codes in a.iter_codes():
-            yield start, codes, a.codec.norms(codes) if normalize else None
-
-    def _chunks(self, s: int, normalize: bool) -> Iterator[tuple[int, list[tuple[Codes, np.ndarray | None]]]]:
-        """Consecutive blocks grouped to about _CHUNK_ITEMS items: (first position, blocks)."""
-        group: list[tuple[Codes, np.ndarray | None]] = []
+        fast = fast and a.codec.has_fast_index
+        target = _FAST_CHUNK_ITEMS if fast else _CHUNK_ITEMS
+        group: list[Codes] = []
         first = size = 0
-        for start, codes, norms in self._blocks(s, normalize):
+        for start, codes in a.iter_codes():
             if not group:
                 first = start
-            group.append((codes, norms))
+            group.append(codes)
             size += len(next(iter(codes.values())))
-            if size >= _CHUNK_ITEMS:
-                yield first, group
+            if size >= target or first + size >= a.items:
+                run = {key: np.concatenate([g[key] for g in group]) for key in group[0]} if len(group) > 1 else group[0]
+                index = a.codec.fast_index(run) if fast else None
+                if index is not None:
+                    yield _Run(first, size, index=index)
+                else:
+                    yield _Run(first, size, codes=run, norms=a.codec.norms(run) if normalize else None)
                 group, size = [], 0
-        if group:
-            yield first, group
+
+    def _runs(self, s: int, normalize: bool, fast: bool) -> Iterator[_Run]:
+        """Runs of archive s, from memory when preloaded; a fast index only where `fast` is asked for."""
+        if self._cache is None:
+            yield from self._read_runs(s, normalize, fast)
+            return
+        codec = self.archives[s].codec
+        for run in self._cache[s]:
+            if run.index is not None and not fast:  # a search that needs every score
+                codes = run.index.codes()
+                run = _Run(run.first, run.items, codes=codes, norms=codec.norms(codes) if normalize else None)
+            elif not normalize and run.norms is not None:
+                run = replace(run, norms=None)
+            yield run
 
     # ---- scoring ---------------------------------------------------------------------------------
     def _scores(self, Q: np.ndarray, normalize: bool) -> Iterator[tuple[int, int, np.ndarray]]:
         """(archive index, first position, scores (n, q)) for consecutive runs of items."""
         for s, a in enumerate(self.archives):
             score = a.codec.scorer(Q)
-            for first, group in self._chunks(s, normalize):
-                parts = []
-                for codes, norms in group:
-                    S = score(codes)
-                    if normalize:
-                        S /= np.where(norms > 0, norms, 1.0).astype(np.float32)[:, None]
-                    parts.append(S)
-                yield s, first, np.concatenate(parts)
+            for run in self._runs(s, normalize, fast=False):
+                yield s, run.first, _dense(score, run)
 
     def search(self, queries: Any, k: int = 10, *, normalize: bool = True, rerank: int = 0) -> SearchResult:
         """Top-k items per query (q, d) by inner product with the reconstructions, in the compressed domain.
@@ -176,46 +199,39 @@ class Collection:
         scores, src, pos = (np.concatenate(x) for x in zip(*parts))
         if rerank:
             scores = self._exact(Q, src, pos, normalize)
-        order = np.argsort(-scores, axis=1, kind="stable")[:, : min(int(k), self.items)]
+        order = np.lexsort((pos, src, -scores), axis=1)[:, : min(int(k), self.items)]  # ties: collection order
         scores, src, pos = (np.take_along_axis(x, order, axis=1) for x in (scores, src, pos))
         ids = [[self.archives[s].ids[p] for s, p in zip(srow, prow)] for srow, prow in zip(src.tolist(), pos.tolist())]
         return SearchResult(ids, scores, src, pos)
 
     def _top(self, Q: np.ndarray, keep: int, normalize: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Running top-`keep` (unsorted) over all chunks: scores, archive index, position, each (q, keep).
+        """Running top-`keep` (unsorted) over all runs: scores, archive index, position, each (q, keep).
 
-        Only scores at or above each query's current k-th best (or, before k items are seen, the k-th
-        best of a sample of the chunk, a lower bound of the chunk's own) are gathered, so a chunk
-        costs one comparison pass and a small merge rather than a partition of the whole chunk.
+        A run with a fast index contributes its ranker's rows (a complete shortlist, exact scores).
+        Otherwise only scores at or above each query's current k-th best (or, before k items are seen,
+        the k-th best of a sample of the run, a lower bound of the run's own) are gathered, so a run
+        costs one comparison pass and a small merge rather than a partition of the whole run.
         """
         q = len(Q)
         best = np.full((q, keep), -np.inf, dtype=np.float32)
         src = np.zeros((q, keep), dtype=np.int32)
         pos = np.zeros((q, keep), dtype=np.int64)
-        for s, first, S in self._scores(Q, normalize):  # S is (n, q): no transposed copy
-            n = len(S)
-            if n <= keep:
-                idx, vals = np.broadcast_to(np.arange(n), (q, n)), S.T
-            else:
-                threshold = best.min(axis=1)
-                if np.isneginf(threshold).any():  # not full yet: the k-th best of a sample bounds the chunk's
-                    sample = S[:: max(1, min(16, n // keep))]
-                    threshold = np.maximum(threshold, np.partition(sample, len(sample) - keep, axis=0)[len(sample) - keep])
-                items, queries = np.nonzero(S >= threshold[None, :])
-                if not len(items):
-                    continue
-                order = np.argsort(queries, kind="stable")
-                items, queries = items[order], queries[order]
-                counts = np.bincount(queries, minlength=q)
-                slot = np.arange(len(items)) - np.repeat(np.cumsum(counts) - counts, counts)
-                idx = np.zeros((q, int(counts.max())), dtype=np.int64)
-                vals = np.full(idx.shape, -np.inf, dtype=np.float32)
-                idx[queries, slot], vals[queries, slot] = items, S[items, queries]
-            cand = np.concatenate([best, vals], axis=1)
-            sel = np.argpartition(-cand, keep - 1, axis=1)[:, :keep]
-            best = np.take_along_axis(cand, sel, axis=1)
-            pos = np.take_along_axis(np.concatenate([pos, first + idx], axis=1), sel, axis=1)
-            src = np.take_along_axis(np.concatenate([src, np.full(idx.shape, s, dtype=np.int32)], axis=1), sel, axis=1)
+        for s, a in enumerate(self.archives):
+            rank = a.codec.fast_ranker(Q, normalize)
+            score = None
+            for run in self._runs(s, normalize, fast=rank is not None):
+                if run.index is not None:
+                    idx, vals = rank(run.index, keep, best.min(axis=1))
+                else:
+                    score = score or a.codec.scorer(Q)
+                    idx, vals = _above(_dense(score, run), best, keep)
+                    if idx is None:
+                        continue
+                cand = np.concatenate([best, vals], axis=1)
+                cpos = np.concatenate([pos, run.first + idx], axis=1)
+                csrc = np.concatenate([src, np.full(idx.shape, s, dtype=np.int32)], axis=1)
+                sel = _select(cand, csrc, cpos, keep)
+                best, src, pos = (np.take_along_axis(x, sel, axis=1) for x in (cand, csrc, cpos))
         return best, src, pos
 
     def _exact(self, Q: np.ndarray, src: np.ndarray, pos: np.ndarray, normalize: bool) -> np.ndarray:
@@ -248,6 +264,50 @@ class Collection:
             best[at : at + len(S)] = S.argmax(axis=1)
             score[at : at + len(S)] = S.max(axis=1)
         return np.asarray(labels)[best], score
+
+
+def _dense(score: Any, run: _Run) -> np.ndarray:
+    """Scores (n, q) of every item of a run, divided by the norms when the run has them (cosines)."""
+    S = score(run.codes)
+    if run.norms is not None:
+        S /= np.where(run.norms > 0, run.norms, 1.0).astype(np.float32)[:, None]
+    return S
+
+
+def _select(scores: np.ndarray, src: np.ndarray, pos: np.ndarray, keep: int) -> np.ndarray:
+    """Indices (q, keep) of each row's `keep` best scores. Ties at the cut go to the earlier item
+    (archive, then position), as in a stable sort of exact search, so results do not depend on how
+    items were grouped into runs; rows without such a tie cost one argpartition."""
+    sel = np.argpartition(-scores, keep - 1, axis=1)[:, :keep]
+    kept = np.take_along_axis(scores, sel, axis=1)
+    kth = kept.min(axis=1, keepdims=True)
+    left_out = (scores == kth).sum(axis=1) > (kept == kth).sum(axis=1)
+    for i in np.flatnonzero(left_out & np.isfinite(kth[:, 0])):
+        sel[i] = np.lexsort((pos[i], src[i], -scores[i]))[:keep]
+    return sel
+
+
+def _above(S: np.ndarray, best: np.ndarray, keep: int) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """(positions (q, w), scores (q, w)) of the run's scores S (n, q) that may enter the running top:
+    those at or above each query's k-th best so far; (None, None) when there are none."""
+    q, n = best.shape[0], len(S)
+    if n <= keep:
+        return np.broadcast_to(np.arange(n), (q, n)), S.T
+    threshold = best.min(axis=1)
+    if np.isneginf(threshold).any():  # not full yet: the k-th best of a sample bounds the run's
+        sample = S[:: max(1, min(16, n // keep))]
+        threshold = np.maximum(threshold, np.partition(sample, len(sample) - keep, axis=0)[len(sample) - keep])
+    items, queries = np.nonzero(S >= threshold[None, :])
+    if not len(items):
+        return None, None
+    order = np.argsort(queries, kind="stable")
+    items, queries = items[order], queries[order]
+    counts = np.bincount(queries, minlength=q)
+    slot = np.arange(len(items)) - np.repeat(np.cumsum(counts) - counts, counts)
+    idx = np.zeros((q, int(counts.max())), dtype=np.int64)
+    vals = np.full(idx.shape, -np.inf, dtype=np.float32)
+    idx[queries, slot], vals[queries, slot] = items, S[items, queries]
+    return idx, vals
 
 
 def _queries(queries: Any, dim: int, normalize: bool, name: str = "queries") -> np.ndarray:
