@@ -18,8 +18,7 @@ import numpy as np
 from .._errors import FormatError, InputError, SpecError
 from .._threads import one_thread
 from ..entropy import FrequencyTable, SymbolReader, encode_symbols
-from ..spec import Spec
-from ._base import Codec, Codes, _spec_value
+from ._base import Codec, Codes
 from ._fastscan import FastScanIndex, FastScanRanker
 from ._registry import register
 
@@ -35,6 +34,7 @@ class PQCodec(Codec):
     name = "pq"
     codec_id = b"PQ  "
     spec_params = {"M": int, "K": int, "opq": bool, "raw": bool}
+    later_params = {"raw": False}  # written only when 1: specs and hashes from before it stay canonical
     example_specs = ("pq:M=4,K=16,opq=0", "pq:M=8,K=16,opq=1", "pq:M=16,K=16,opq=1", "pq:M=16,K=16,opq=1,raw=1")
 
     def __init__(self, M: int = 32, K: int = 256, opq: bool = True, raw: bool = False, *, seed: int = 0,
@@ -53,13 +53,6 @@ class PQCodec(Codec):
             raise SpecError(f"pq:M must be in [1, 4096], got {self.M}")
         if self.K < 2 or self.K > 65536 or self.K & (self.K - 1):
             raise SpecError(f"pq:K must be a power of two in [2, 65536], got {self.K}")
-
-    @property
-    def spec(self) -> Spec:
-        """Canonical spec; `raw` is written only when 1, so specs from before it existed stay canonical
-        (and so do the state hashes of codecs and archives written with them)."""
-        params = [(k, _spec_value(getattr(self, k))) for k in self.spec_params]
-        return Spec(self.name, tuple(p for p in params if p != ("raw", 0)))
 
     @property
     def nbits(self) -> int:
