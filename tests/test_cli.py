@@ -145,3 +145,20 @@ def test_version(capsys):
 
     code, out, _ = run(capsys, "--version")
     assert code == 0 and out.strip() == f"semzip {__version__}"
+
+
+def test_python_dash_m(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from semzip import __version__
+
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    env = os.environ | {"PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    ok = subprocess.run([sys.executable, "-m", "semzip", "--version"], capture_output=True, text=True, env=env)
+    assert ok.returncode == 0 and ok.stdout.strip() == f"semzip {__version__}"
+    bad = subprocess.run([sys.executable, "-m", "semzip", "info", str(tmp_path / "missing.smz")],
+                         capture_output=True, text=True, env=env)
+    assert bad.returncode != 0 and "missing.smz" in bad.stderr
