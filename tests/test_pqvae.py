@@ -188,6 +188,23 @@ def test_residual_stage_meets_its_rate_and_refines():
     np.testing.assert_array_equal(loaded.decode(data, len(X)), refined.decode(data, len(X)))
 
 
+def test_coarse_search_keeps_the_shortest_codes():
+    codec = _fit(SPEC.replace("blocks=1", "blocks=1,coarse=4,bits=60"))
+    X = _data(seed=9)
+    codec.coarse_search = 1
+    nearest = codec.quantize(X)
+    codec.coarse_search = 4
+    searched = codec.quantize(X)
+    plain_bits, searched_bits = codec._code_bits(nearest), codec._code_bits(searched)
+    assert (searched_bits <= plain_bits + 1e-9).all() and (searched_bits < plain_bits).any()
+    moved = searched["coarse"][:, 0] != nearest["coarse"][:, 0]
+    assert moved.any() and (searched_bits[moved] < plain_bits[moved]).all()
+    data = codec.encode(X)  # decodes with the same codec whichever centroid each item took
+    for key, value in codec.unpack(data, len(X)).items():
+        np.testing.assert_array_equal(value, searched[key])
+    assert (codec.decode(data, len(X)) * X).sum(axis=1).mean() > 0.99
+
+
 def test_residual_stage_errors():
     with pytest.raises(SpecError, match="bits=20 must be 0"):
         make_codec(SPEC.replace("blocks=1", "blocks=1,bits=20"))  # below the 32 fixed bits of the VAE stage
