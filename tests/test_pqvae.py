@@ -188,17 +188,21 @@ def test_residual_stage_meets_its_rate_and_refines():
     np.testing.assert_array_equal(loaded.decode(data, len(X)), refined.decode(data, len(X)))
 
 
-def test_coarse_search_keeps_the_shortest_codes():
+def test_coarse_search_keeps_the_cheapest_codes():
+    from semzip._validate import l2_normalize
+
     codec = _fit(SPEC.replace("blocks=1", "blocks=1,coarse=4,bits=60"))
     X = _data(seed=9)
     codec.coarse_search = 1
     nearest = codec.quantize(X)
     codec.coarse_search = 4
     searched = codec.quantize(X)
-    plain_bits, searched_bits = codec._code_bits(nearest), codec._code_bits(searched)
-    assert (searched_bits <= plain_bits + 1e-9).all() and (searched_bits < plain_bits).any()
+    U = l2_normalize(X)
+    plain, chosen = codec._rd_cost(U, nearest), codec._rd_cost(U, searched)
+    assert (chosen <= plain + 1e-6).all()
     moved = searched["coarse"][:, 0] != nearest["coarse"][:, 0]
-    assert moved.any() and (searched_bits[moved] < plain_bits[moved]).all()
+    assert moved.any() and (chosen[moved] < plain[moved]).all()
+    assert codec._code_bits(searched).mean() < codec._code_bits(nearest).mean()
     data = codec.encode(X)  # decodes with the same codec whichever centroid each item took
     for key, value in codec.unpack(data, len(X)).items():
         np.testing.assert_array_equal(value, searched[key])
