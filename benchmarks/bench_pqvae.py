@@ -34,7 +34,7 @@ POINTS = [
     # From 128 bits on: the 64-bit network plus the residual stage. `bits` is the rate on held-out
     # training items; Caltech images, unlike the training pool, cost about 1.5x that.
     (128, "pqvae:dim=8,K=64,grid=2,C=16,H=64,blocks=1,coarse=12,bits=88", "pq:M=16,K=256,opq=1"),
-    (256, "pqvae:dim=8,K=64,grid=2,C=16,H=64,blocks=1,coarse=12,bits=165", "pq:M=32,K=256,opq=1"),
+    (256, "pqvae:dim=8,K=64,grid=2,C=16,H=64,blocks=1,coarse=12,bits=172", "pq:M=32,K=256,opq=1"),
     (512, "pqvae:dim=8,K=64,grid=2,C=16,H=64,blocks=1,coarse=12,bits=330", "pq:M=64,K=256,opq=1"),
     (1024, "pqvae:dim=8,K=64,grid=2,C=16,H=64,blocks=1,coarse=12,bits=640", "pq:M=128,K=256,opq=1"),
 ]
