@@ -204,20 +204,26 @@ def table(results: list[dict]) -> str:
     def f(x: float, unit: str = "s") -> str:
         return f"{x:.3g} {unit}".strip()
 
+    def timed(key: str):  # wall seconds with CPU seconds beside
+        return lambda r: f"{f(r[key + '_s'])} ({f(r[key + '_cpu_s'])} CPU)"
+
+    def speedup(key: str):
+        return lambda r: f"{r['speedup_' + key]:.1f}x ({r['speedup_' + key + '_cpu']:.1f}x)"
+
     cols = [(r["codec"], r["items"], r) for r in results]
     rows = [
         ("bits/item (counted)", lambda r: f"{r['bits_per_item']:.2f}" + (f" (ANS: {r['ans_bits_per_item']:.2f})" if "ans_bits_per_item" in r else "")),
-        ("decode (`Archive.decode()`)", lambda r: f"{f(r['decode_s'])} ({f(r['decode_cpu_s'])} CPU)"),
-        ("**1 query**, decode-then-search", lambda r: f"{f(r['baseline_single_s'])} ({f(r['baseline_single_cpu_s'])} CPU)"),
-        ("1 query, streaming", lambda r: f"{f(r['stream_single_s'])} ({f(r['stream_single_cpu_s'])} CPU)"),
-        ("1 query, preloaded", lambda r: f"{f(r['preload_single_s'])} ({f(r['preload_single_cpu_s'])} CPU)"),
-        ("**256 queries**, decode-then-search", lambda r: f"{f(r['baseline_batch_s'])} ({f(r['baseline_batch_cpu_s'])} CPU)"),
-        ("256 queries, streaming", lambda r: f"{f(r['stream_batch_s'])} ({f(r['stream_batch_cpu_s'])} CPU)"),
-        ("256 queries, preloaded", lambda r: f"{f(r['preload_batch_s'])} ({f(r['preload_batch_cpu_s'])} CPU)"),
-        ("speed-up streaming, 1 query: wall (CPU)", lambda r: f"{r['speedup_stream_single']:.1f}x ({r['speedup_stream_single_cpu']:.1f}x)"),
-        ("speed-up streaming, 256 queries: wall (CPU)", lambda r: f"{r['speedup_stream_batch']:.1f}x ({r['speedup_stream_batch_cpu']:.1f}x)"),
-        ("speed-up preloaded, 1 query: wall (CPU)", lambda r: f"{r['speedup_preload_single']:.1f}x ({r['speedup_preload_single_cpu']:.1f}x)"),
-        ("speed-up preloaded, 256 queries: wall (CPU)", lambda r: f"{r['speedup_preload_batch']:.1f}x ({r['speedup_preload_batch_cpu']:.1f}x)"),
+        ("decode (`Archive.decode()`)", timed("decode")),
+        ("**1 query**, decode-then-search", timed("baseline_single")),
+        ("1 query, streaming", timed("stream_single")),
+        ("1 query, preloaded", timed("preload_single")),
+        ("**256 queries**, decode-then-search", timed("baseline_batch")),
+        ("256 queries, streaming", timed("stream_batch")),
+        ("256 queries, preloaded", timed("preload_batch")),
+        ("speed-up streaming, 1 query: wall (CPU)", speedup("stream_single")),
+        ("speed-up streaming, 256 queries: wall (CPU)", speedup("stream_batch")),
+        ("speed-up preloaded, 1 query: wall (CPU)", speedup("preload_single")),
+        ("speed-up preloaded, 256 queries: wall (CPU)", speedup("preload_batch")),
         ("recall@10 vs exact on decoded (stream / preload)", lambda r: f"{r['stream_recall10']:.3f} / {r['preload_recall10']:.3f}"),
         ("preload: build time, held in memory", lambda r: f"{f(r['preload_build_s'])}, {r['preload_held_mb']:.0f} MiB"),
         ("peak traced memory: decode-then-search / stream / preload search", lambda r: f"{r['baseline_peak_mb']:.0f} / {r['stream_peak_traced_mb']:.0f} / {r['preload_search_peak_traced_mb']:.0f} MiB"
