@@ -143,10 +143,24 @@ def _pack_bytes(flat: np.ndarray, width: int) -> bytes:
         return flat.astype(np.uint8).tobytes()
     if width == 16:
         return flat.astype("<u2").tobytes()
-    nibbles = flat.astype(np.uint8)
-    if nibbles.size % 2:
-        nibbles = np.append(nibbles, np.uint8(0))
-    return (nibbles[0::2] | (nibbles[1::2] << 4)).tobytes()
+    return pack_nibbles(flat).tobytes()
+
+
+def pack_nibbles(values: np.ndarray) -> np.ndarray:
+    """4-bit values along the last axis -> uint8, two per byte, even positions in the low nibble
+    (an odd count is padded with 0): the raw layout of 4-bit fields, and faiss's for 4-bit PQ codes."""
+    v = values.astype(np.uint8, copy=False)
+    if v.shape[-1] % 2:
+        v = np.concatenate([v, np.zeros((*v.shape[:-1], 1), np.uint8)], axis=-1)
+    return v[..., 0::2] | (v[..., 1::2] << 4)
+
+
+def unpack_nibbles(packed: np.ndarray, count: int, dtype: npt.DTypeLike = np.uint8) -> np.ndarray:
+    """The first `count` 4-bit values along the last axis of `pack_nibbles` output."""
+    out = np.empty((*packed.shape[:-1], 2 * packed.shape[-1]), dtype=dtype)
+    np.bitwise_and(packed, 15, out=out[..., 0::2], casting="unsafe")
+    np.right_shift(packed, 4, out=out[..., 1::2], casting="unsafe")
+    return out[..., :count]
 
 
 def _unpack_bytes(body: np.ndarray, start: int, count: int, width: int, dtype: np.dtype) -> np.ndarray:
@@ -155,11 +169,7 @@ def _unpack_bytes(body: np.ndarray, start: int, count: int, width: int, dtype: n
         return body[start : start + count].astype(dtype)
     if width == 16:
         return body[start : start + 2 * count].view("<u2").astype(dtype)
-    raw = body[start : start + (count + 1) // 2]
-    out = np.empty(2 * len(raw), dtype=dtype)
-    np.bitwise_and(raw, 15, out=out[0::2], casting="unsafe")
-    np.right_shift(raw, 4, out=out[1::2], casting="unsafe")
-    return out[:count]
+    return unpack_nibbles(body[start : start + (count + 1) // 2], count, dtype)
 
 
 class SymbolReader:

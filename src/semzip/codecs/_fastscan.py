@@ -30,6 +30,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..entropy import pack_nibbles, unpack_nibbles
+
 #: First shortlist length per query (at least twice the k asked for).
 _SHORTLIST = 64
 #: A run's sample (every _STRIDE-th item) gives a first threshold without a full scan.
@@ -39,23 +41,6 @@ _STRIDE = 8
 _SLACK = 1e-5
 #: Candidate codes gathered at once when re-scoring (bounds memory).
 _GATHER = 1 << 23
-
-
-def _pack(codes: np.ndarray) -> np.ndarray:
-    """(n, M) 4-bit codes -> (n, ceil(M/2)) bytes, sub-space m in byte m//2, even m in the low nibble
-    (faiss's IndexPQ layout for 4-bit codes, and semzip's raw fixed-width one)."""
-    codes = codes.astype(np.uint8, copy=False)
-    if codes.shape[1] % 2:
-        codes = np.concatenate([codes, np.zeros((len(codes), 1), np.uint8)], axis=1)
-    pairs = np.ascontiguousarray(codes).view("<u2")  # low byte: even sub-space, high byte: odd
-    return (pairs | (pairs >> 4)).astype(np.uint8)
-
-
-def _unpack(packed: np.ndarray, M: int) -> np.ndarray:
-    out = np.empty((*packed.shape[:-1], 2 * packed.shape[-1]), dtype=np.uint8)
-    np.bitwise_and(packed, 15, out=out[..., 0::2])
-    np.right_shift(packed, 4, out=out[..., 1::2])
-    return out[..., :M]
 
 
 def _pairs(tables: np.ndarray) -> np.ndarray:
@@ -88,7 +73,7 @@ class FastScanIndex:
 
         M, K, dsub = centroids.shape
         self.M, self.items = M, len(codes)
-        self.packed = _pack(codes)
+        self.packed = pack_nibbles(codes)  # faiss's IndexPQ layout for 4-bit codes
         self.sqnorms = (centroids.astype(np.float32) ** 2).sum(axis=2)  # (M, K)
         self.sqpairs = _pairs(self.sqnorms).ravel()  # (ceil(M/2) * 256,)
         wide = np.concatenate([centroids, self.sqnorms[..., None]], axis=2).astype(np.float32)
@@ -108,7 +93,7 @@ class FastScanIndex:
 
     def codes(self) -> dict[str, np.ndarray]:
         """The run's codes as the codec's `unpack` gives them: {"codes": (items, M) uint8}."""
-        return {"codes": _unpack(self.packed, self.M)}
+        return {"codes": unpack_nibbles(self.packed, self.M)}
 
 
 class FastScanRanker:
