@@ -18,6 +18,7 @@ from typing import Any, ClassVar, Self
 import numpy as np
 
 from .._errors import FormatError, NotFittedError, SpecError
+from .._exact import ExactMatrix
 from .._validate import check_embeddings
 from ..spec import Spec, Value, format_spec
 
@@ -123,7 +124,9 @@ class Codec(ABC):
         """`f(codes) -> float32 (n, q)`: inner products of the items' reconstructions with queries (q, d).
 
         The query-side work (rotation, lookup tables) is done once here, so `f` can be applied to
-        every block of an archive. Codecs override `_scorer` to work on the codes directly.
+        every block of an archive. Codecs override `_scorer` to work on the codes directly. An item's
+        score is a function of its code and the queries alone (not of the block it is scored in), so
+        identical codes tie exactly and the engine's tie order (collection order) is well defined.
         """
         self._check_fitted()
         return self._scorer(check_embeddings(queries, dim=self.n_features_in_, name="queries"))
@@ -133,7 +136,8 @@ class Codec(ABC):
         return self.scorer(queries)(codes)
 
     def _scorer(self, Q: np.ndarray) -> Callable[[Codes], np.ndarray]:
-        return lambda codes: self.reconstruct(codes) @ Q.T
+        product = ExactMatrix(Q.T)  # exact: an item's score depends on its code alone, not its neighbours
+        return lambda codes: product.left_product(self.reconstruct(codes)).astype(np.float32)
 
     def norms(self, codes: Codes) -> np.ndarray:
         """float32 (n,) L2 norms of the reconstructions, for cosine scores; override when cheaper."""

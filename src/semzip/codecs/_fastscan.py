@@ -22,8 +22,10 @@ query and run of items, and a test proves the shortlist complete:
   (every 8th item: an eighth of a scan) gives t. A query whose test fails is searched again with
   4x the shortlist and the raised t, at worst over the whole run.
 
-The shortlist is re-scored exactly with float tables and exact norms, so the returned scores are the
-inner products (or cosines) of the decoded vectors, and the top-k equals exact search.
+The shortlist is re-scored with float32 tables and exact norms, so the returned scores equal the
+inner products (or cosines) of the decoded vectors to float32 rounding (another summation order, not
+the same bits), and the top-k equals exact search up to items whose scores differ by less than that.
+Identical codes get identical scores (the same table entries summed in the same order).
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ from collections.abc import Callable
 import numpy as np
 
 from .._errors import FormatError, InputError, SpecError
+from .._exact import ExactMatrix
 from .._threads import one_thread
 from ..entropy import FrequencyTable, SymbolReader, encode_symbols
 from ._base import Codec, Codes
@@ -115,13 +116,15 @@ class PQCodec(Codec):
     def _prepare(self) -> None:
         """Derived arrays: transposed centroids with -|c|^2/2 as an extra row (assignment),
         centroids viewed as one opaque row each with per-sub-space offsets (a single fast gather),
-        and centroid norms^2 (reconstruction norms)."""
+        centroid norms^2 (reconstruction norms) and the exact inverse rotation (machine-independent
+        decoding, see semzip._exact)."""
         c = np.ascontiguousarray(self.centroids_, dtype=np.float32)
         bias = -0.5 * (c**2).sum(axis=2, keepdims=True)
         self._assigner = np.ascontiguousarray(np.concatenate([c, bias], axis=2).transpose(0, 2, 1))
         self._rows = c.reshape(self.M * self.K, -1).view(np.dtype((np.void, 4 * c.shape[2]))).ravel()
         self._offsets = np.arange(self.M, dtype=np.int64) * self.K
         self._sqnorms = -2.0 * bias.ravel()  # centroid |c|^2 at the same flat index, for reconstruction norms
+        self._unrotate = None if self.rotation_ is None else ExactMatrix(self.rotation_)
 
     def _rotate(self, X: np.ndarray) -> np.ndarray:
         return X if self.rotation_ is None else X @ self.rotation_.T
@@ -146,7 +149,7 @@ class PQCodec(Codec):
 
     def reconstruct(self, codes: Codes) -> np.ndarray:
         Y = np.take(self._rows, codes["codes"] + self._offsets).view(np.float32)
-        return Y if self.rotation_ is None else Y @ self.rotation_
+        return Y if self._unrotate is None else self._unrotate.left_product(Y).astype(np.float32)
 
     # ---- compressed-domain search -----------------------------------------------------------------
     def _scorer(self, Q: np.ndarray) -> Callable[[Codes], np.ndarray]:

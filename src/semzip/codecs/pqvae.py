@@ -20,7 +20,8 @@ scalar quantisation, per-axis entropy coding — which keeps improving where the
 
 Training (`fit`) uses torch on the CPU (`_pqvae_train`, imported only there). Everything else —
 encoding, decoding, searching — runs the exported weights with numpy, so archives can be written and
-read without torch. Indices are entropy-coded with per-position frequencies counted at fit.
+read without torch; inference is float64 with exact products and a libm-free SiLU (semzip._exact), so
+a code decodes to the same bits on every machine, thread count and batch. Indices are entropy-coded with per-position frequencies counted at fit.
 
 Not idempotent: re-encoding a decoded vector goes through the encoder again and need not land on the
 same codewords, so `idempotent = False`.
@@ -34,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from .._errors import FormatError, InputError, SpecError
+from .._exact import ExactMatrix, sigmoid
 from .._validate import l2_normalize
 from ..entropy import FrequencyTable, SymbolReader, encode_symbols
 from ._base import Codec, Codes
@@ -232,14 +234,15 @@ class PQVAECodec(Codec):
             else:
                 hi = mid
         spent, steps, table = trial(2.0**hi)
-        self.weights_ |= {"refine_mean": mean.astype(np.float32), "refine_basis": basis.astype(np.float32),
-                          "refine_steps": steps.astype(np.float32)}
+        self._load_weights(self.weights_ | {"refine_mean": mean, "refine_basis": basis, "refine_steps": steps},
+                           self._width)
         self.refine_table_ = table
         return {"refine_levels": table.alphabet,
                 "held_out_bits_per_item": stage_bits + spent}
 
     def _load_weights(self, weights: dict[str, np.ndarray], d: int) -> None:
-        """Keep the learned arrays and derive the channels-last matrices numpy inference uses."""
+        """Keep the learned arrays and derive what numpy inference uses: channels-last matrices as
+        exact operands (`ExactMatrix`), float64 biases and the float32 codeword scorer."""
         self.weights_ = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in weights.items()}
         self._width = d
         w, g, H = self.weights_, self.grid, self.H
@@ -254,27 +257,30 @@ class PQVAECodec(Codec):
                 m[k] = v[:, :, 0, 0].T
         m["white"] = w["basis"] * w["scale"]
         m["unwhite"] = (w["basis"] / w["scale"]).T
+        if "refine_basis" in w:
+            m["refine"], m["refine_t"] = w["refine_basis"], w["refine_basis"].T
+        self._mats = {k: ExactMatrix(v) for k, v in m.items()}
         cb = w["codebook"]
-        m["scorer"] = np.concatenate([cb.T, -0.5 * (cb**2).sum(axis=1)[None, :]], axis=0)
-        self._mats = {k: np.ascontiguousarray(v) for k, v in m.items()}
+        self._scorer_mat = np.ascontiguousarray(np.concatenate([cb.T, -0.5 * (cb**2).sum(axis=1)[None, :]], axis=0))
+        self._bias = {k: v.astype(np.float64) for k, v in w.items() if v.ndim == 1}
 
     # ---- numpy inference -------------------------------------------------------------------------
     def _blocks(self, h: np.ndarray, side: str) -> np.ndarray:
-        m, w = self._mats, self.weights_
+        m, b = self._mats, self._bias
         for i in range(self.blocks):
-            t = _conv3(_silu(h), m[f"{side}_b{i}_w1"]) + w[f"{side}_b{i}_b1"]
-            h = h + _silu(t) @ m[f"{side}_b{i}_w2"] + w[f"{side}_b{i}_b2"]
+            t = _conv3(_silu(h), m[f"{side}_b{i}_w1"]) + b[f"{side}_b{i}_b1"]
+            h = h + m[f"{side}_b{i}_w2"].left_product(_silu(t)) + b[f"{side}_b{i}_b2"]
         return h
 
     def _encode(self, X: np.ndarray) -> np.ndarray:
         """Unit latent sub-vectors, (n, n_sub, dim) float32, of whitened unit vectors X."""
         out = np.empty((len(X), self.n_sub, self.dim), dtype=np.float32)
-        m, w, g = self._mats, self.weights_, self.grid
+        m, b, g = self._mats, self._bias, self.grid
         for i in range(0, len(X), _BLOCK):
             x = X[i : i + _BLOCK]
-            h = (x @ m["lift"]).reshape(len(x), g, g, self.H) + w["enc_lift_b"]
+            h = m["lift"].left_product(x).reshape(len(x), g, g, self.H) + b["enc_lift_b"]
             h = self._blocks(h, "enc")
-            z = _silu(h) @ m["enc_out_w"] + w["enc_out_b"]
+            z = m["enc_out_w"].left_product(_silu(h)) + b["enc_out_b"]
             out[i : i + len(x)] = l2_normalize(z.reshape(-1, self.dim)).reshape(len(x), self.n_sub, self.dim)
         return out
 
@@ -282,18 +288,18 @@ class PQVAECodec(Codec):
         """Nearest shared (unit) codeword of every sub-vector: argmax z.e - |e|^2/2; int32 (n, n_sub)."""
         n = len(Z)
         flat = Z.reshape(-1, self.dim)
-        scores = np.concatenate([flat, np.ones((len(flat), 1), np.float32)], axis=1) @ self._mats["scorer"]
+        scores = np.concatenate([flat, np.ones((len(flat), 1), np.float32)], axis=1) @ self._scorer_mat
         return scores.argmax(axis=1).astype(np.int32).reshape(n, self.n_sub)
 
     def _decode_latents(self, Zq: np.ndarray) -> np.ndarray:
-        """Unit vectors in the centred space, (n, d), from quantised latents (n, n_sub, dim)."""
-        m, w, g = self._mats, self.weights_, self.grid
-        out = np.empty((len(Zq), self._width), dtype=np.float32)
+        """Unit vectors in the centred space, float64 (n, d), from quantised latents (n, n_sub, dim)."""
+        m, b, g = self._mats, self._bias, self.grid
+        out = np.empty((len(Zq), self._width), dtype=np.float64)
         for i in range(0, len(Zq), _BLOCK):
             z = Zq[i : i + _BLOCK].reshape(-1, g, g, self.C)
-            h = z @ m["dec_in_w"] + w["dec_in_b"]
+            h = m["dec_in_w"].left_product(z) + b["dec_in_b"]
             h = self._blocks(h, "dec")
-            y = _silu(h).reshape(len(z), -1) @ m["out"] + w["dec_out_b"]
+            y = m["out"].left_product(_silu(h).reshape(len(z), -1)) + b["dec_out_b"]
             norms = np.linalg.norm(y, axis=1, keepdims=True)
             out[i : i + len(z)] = y / np.maximum(norms, 1e-12)
         return out
@@ -341,33 +347,34 @@ class PQVAECodec(Codec):
         if coarse is not None:
             out["coarse"] = coarse.astype(np.int32)[:, None]
             R = X - self.weights_["coarse_centroids"][coarse]
-        W = (R - self.weights_["mean"]) @ self._mats["white"]
+        W = self._mats["white"].left_product(R - self.weights_["mean"])
         out["codes"] = self._assign(self._encode(l2_normalize(W)))
         if self.bits and self.refine_table_ is not None:
             w = self.weights_
-            P = (X - self._reconstruct_stages(out) - w["refine_mean"]) @ w["refine_basis"]
+            P = self._mats["refine"].left_product(X - self._reconstruct_stages(out) - w["refine_mean"])
             out["refine"] = _scalar_quantize(P, w["refine_steps"], self.refine_table_.alphabet // 2)
         return out
 
     def reconstruct(self, codes: Codes) -> np.ndarray:
-        return l2_normalize(self._refined(codes)) if self.bits else self._reconstruct_stages(codes)
+        Y = l2_normalize(self._refined(codes)) if self.bits else self._reconstruct_stages(codes)
+        return Y.astype(np.float32)
 
     def _refined(self, codes: Codes) -> np.ndarray:
-        """Stage reconstruction plus the dequantised residual, before the final normalisation."""
+        """Stage reconstruction plus the dequantised residual, before the final normalisation (float64)."""
         Y = self._reconstruct_stages(codes)
         w, r = self.weights_, np.asarray(codes["refine"])
         L = self.refine_table_.alphabet // 2
         if r.shape != (len(Y), self._width) or (r.size and (r.min() < 0 or r.max() > 2 * L)):
             raise FormatError(f"pqvae residual codes must be (n, {self._width}) symbols below {2 * L + 1}, got {r.shape}")
-        return Y + ((r - L) * w["refine_steps"]) @ w["refine_basis"].T + w["refine_mean"]
+        return Y + self._mats["refine_t"].left_product((r - L) * w["refine_steps"]) + w["refine_mean"]
 
     def _reconstruct_stages(self, codes: Codes) -> np.ndarray:
-        """Unit vectors from the coarse and PQ-VAE indices alone (what the residual stage refines)."""
+        """Unit vectors (float64) from the coarse and PQ-VAE indices alone (what the residual stage refines)."""
         c = np.asarray(codes["codes"])
         if c.ndim != 2 or c.shape[1] != self.n_sub or (c.size and (c.min() < 0 or c.max() >= self.K)):
             raise FormatError(f"pqvae codes must be (n, {self.n_sub}) indices below {self.K}, got shape {c.shape}")
         w = self.weights_
-        Y = w["mean"] + (w["rho"] * self._decode_latents(w["codebook"][c])) @ self._mats["unwhite"]
+        Y = w["mean"] + self._mats["unwhite"].left_product(w["rho"] * self._decode_latents(w["codebook"][c]))
         if self.coarse:
             k = np.asarray(codes["coarse"])
             if k.shape != (len(c), 1) or (k.size and (k.min() < 0 or k.max() >= 1 << self.coarse)):
@@ -501,13 +508,13 @@ def _scalar_quantize(P: np.ndarray, steps: np.ndarray, level: int) -> np.ndarray
 
 
 def _silu(x: np.ndarray) -> np.ndarray:
-    """x * sigmoid(x), written with tanh so large |x| never overflows."""
-    return x * (0.5 + 0.5 * np.tanh(0.5 * x))
+    """x * sigmoid(x) in float64, the same bits on every machine (semzip._exact)."""
+    return x * sigmoid(x)
 
 
-def _conv3(h: np.ndarray, w: np.ndarray) -> np.ndarray:
+def _conv3(h: np.ndarray, w: ExactMatrix) -> np.ndarray:
     """3x3 convolution, zero padding 1, channels-last h (n, g, g, Ci) with w (9*Ci, Co) in (ky, kx, ci) order."""
     g = h.shape[1]
     p = np.pad(h, ((0, 0), (1, 1), (1, 1), (0, 0)))
     cols = np.concatenate([p[:, ky : ky + g, kx : kx + g] for ky in range(3) for kx in range(3)], axis=3)
-    return cols @ w
+    return w.left_product(cols)

@@ -7,6 +7,7 @@ from collections.abc import Callable
 import numpy as np
 
 from .._errors import FormatError
+from .._exact import ExactMatrix
 from .._validate import l2_normalize
 from ._base import Codec, Codes
 from ._registry import register
@@ -81,8 +82,8 @@ class Int8Codec(_Parameterless):
         return codes["values"].astype(np.float32) * scale[:, None]
 
     def _scorer(self, Q: np.ndarray) -> Callable[[Codes], np.ndarray]:
-        Qt = np.ascontiguousarray(Q.T) / np.float32(127.0)
-        return lambda codes: (codes["values"].astype(np.float32) @ Qt) * codes["scale"].astype(np.float32)[:, None]
+        Qt = ExactMatrix(Q.T / np.float32(127.0))  # exact: an item's score depends on its code alone
+        return lambda codes: (Qt.left_product(codes["values"]) * codes["scale"].astype(np.float64)[:, None]).astype(np.float32)
 
     def norms(self, codes: Codes) -> np.ndarray:
         v = codes["values"].astype(np.float32)
@@ -131,12 +132,13 @@ class SignCodec(_Parameterless):
         """Items are s*m/|m| (s = +-1 signs, m = magnitudes), so x.q = 2 bits.(m*q/|m|) - sum(m*q/|m|)."""
         d = self.n_features_in_
         total = float(np.linalg.norm(self.magnitude_))
-        W = np.ascontiguousarray((Q * (self.magnitude_ / total if total > 0 else 0.0)).T, dtype=np.float32)
-        offset = W.sum(axis=0)
+        W = (Q * (self.magnitude_ / total if total > 0 else 0.0)).T.astype(np.float32)
+        offset = W.sum(axis=0, dtype=np.float64)
+        product = ExactMatrix(W)  # exact: an item's score depends on its code alone
 
         def score(codes: Codes) -> np.ndarray:
-            bits = np.unpackbits(codes["bits"], axis=1, count=d, bitorder="little").astype(np.float32)
-            return 2.0 * (bits @ W) - offset
+            bits = np.unpackbits(codes["bits"], axis=1, count=d, bitorder="little")
+            return (2.0 * product.left_product(bits) - offset).astype(np.float32)
 
         return score
 

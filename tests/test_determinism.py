@@ -1,0 +1,82 @@
+"""Decoders are deterministic by design: an item's decoded float32 is a function of its code and the
+codec state alone, not of the BLAS kernel, the thread count, the block size or the other items of a
+batch. `.ci/run` reruns every `portability` test under several OpenBLAS kernels."""
+
+import numpy as np
+import pytest
+from threadpoolctl import threadpool_limits
+
+from semzip import make_codec
+from semzip.codecs import available_codecs, codec_class
+
+from .conftest import unit_rows
+
+pytestmark = pytest.mark.portability
+
+#: Every registry example at 64-d, plus wide codecs whose products BLAS splits across threads.
+CASES = [(spec, 64) for name in available_codecs() for spec in codec_class(name).example_specs] + [
+    ("pq:M=16,K=16,opq=1", 512),
+    ("pqvae:dim=8,K=16,grid=2,C=16,H=32,blocks=1,coarse=2,bits=150", 512),
+    ("smic:atoms=64,k=4,coef=4,dbits=4,bits=0.0,cos=0.0", 512),
+]
+IDS = [f"{spec}@{d}" for spec, d in CASES]
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    return {(spec, d): make_codec(spec).fit(unit_rows(800, d, seed=1)) for spec, d in CASES}
+
+
+def _slice(codes, items):
+    return {key: value[items] for key, value in codes.items()}
+
+
+@pytest.mark.parametrize(("spec", "d"), CASES, ids=IDS)
+def test_decoding_a_block_equals_decoding_item_by_item(fitted, spec, d):
+    codec = fitted[spec, d]
+    codes = codec.quantize(unit_rows(150, d, seed=2))
+    whole = codec.reconstruct(codes)
+    singles = np.concatenate([codec.reconstruct(_slice(codes, slice(i, i + 1))) for i in range(150)])
+    np.testing.assert_array_equal(whole, singles, strict=True)
+    for size in (7, 64):  # other block sizes, through the bytes
+        parts = [codec.decode(codec.pack(_slice(codes, slice(i, i + size))), len(whole[i : i + size]))
+                 for i in range(0, 150, size)]
+        np.testing.assert_array_equal(np.concatenate(parts), whole, strict=True)
+    perm = np.random.default_rng(3).permutation(150)
+    np.testing.assert_array_equal(codec.reconstruct(_slice(codes, perm)), whole[perm], strict=True)
+
+
+@pytest.mark.parametrize(("spec", "d"), CASES, ids=IDS)
+def test_identical_codes_decode_identically_in_one_batch(fitted, spec, d):
+    codec = fitted[spec, d]
+    codes = codec.quantize(unit_rows(3, d, seed=4))
+    tiled = codec.reconstruct({key: np.repeat(value, 300, axis=0) for key, value in codes.items()})
+    np.testing.assert_array_equal(tiled, np.repeat(codec.reconstruct(codes), 300, axis=0), strict=True)
+
+
+@pytest.mark.parametrize(("spec", "d"), CASES, ids=IDS)
+def test_decoding_does_not_depend_on_the_thread_count(fitted, spec, d):
+    codec = fitted[spec, d]
+    data = codec.encode(unit_rows(2000, d, seed=5))
+    with threadpool_limits(1):
+        one = codec.decode(data, 2000)
+    with threadpool_limits(2):
+        two = codec.decode(data, 2000)
+    np.testing.assert_array_equal(one, two, strict=True)
+
+
+def test_exact_products_are_exact_and_close():
+    """ExactMatrix: the same bits under any batch or thread count, within 2**-20 of the float64 product."""
+    from semzip._exact import ExactMatrix, sigmoid
+
+    rng = np.random.default_rng(6)
+    A, B = rng.standard_normal((700, 512)), rng.standard_normal((512, 96))
+    E = ExactMatrix(B)
+    with threadpool_limits(2):
+        whole = E.left_product(A)
+    rows = np.concatenate([E.left_product(A[i : i + 1]) for i in range(0, 700, 1)])
+    np.testing.assert_array_equal(whole, rows)
+    bound = 2.0**-20 * np.abs(A).sum(axis=1, keepdims=True) * np.abs(B).max()
+    assert (np.abs(whole - A @ B) <= bound).all()
+    x = np.linspace(-30, 30, 10001)
+    np.testing.assert_allclose(sigmoid(x), 1 / (1 + np.exp(-x)), rtol=1e-14)
