@@ -195,3 +195,19 @@ def test_pq_codes_are_compact():
     codes = wide.quantize(X[:50])
     assert codes["codes"].dtype == np.uint16
     assert wide.unpack(wide.pack(codes), 50)["codes"].dtype == np.uint16
+
+
+@pytest.mark.parametrize("spec", [*SPECS, "pqvae:dim=8,K=16,grid=2,C=16,H=16,blocks=1,coarse=2,bits=80"])
+def test_refitting_equals_a_fresh_fit(spec):
+    """Derived caches are reset when the state changes: fit -> use -> refit behaves as a fresh fit."""
+    X1, X2, Q = unit_rows(600, 64, seed=40), unit_rows(600, 64, seed=41, clusters=3), unit_rows(4, 64, seed=42)
+    codec = make_codec(spec).fit(X1)
+    codes1 = codec.quantize(X1[:50])
+    codec.scores(codes1, Q), codec.norms(codes1), codec.decode(codec.encode(X1[:50]), 50)
+    codec.fit(X2)
+    fresh = make_codec(spec).fit(X2)
+    assert codec.state_hash == fresh.state_hash
+    codes = fresh.quantize(X2[:50])
+    np.testing.assert_array_equal(codec.scores(codes, Q), fresh.scores(codes, Q))
+    np.testing.assert_array_equal(codec.norms(codes), fresh.norms(codes))
+    np.testing.assert_array_equal(codec.reconstruct(codes), fresh.reconstruct(codes))

@@ -141,9 +141,9 @@ class PQVAECodec(Codec):
             raise SpecError(f"pqvae:blocks must be in [0, 16], got {self.blocks}")
         if not 0 <= self.coarse <= 16:
             raise SpecError(f"pqvae:coarse must be in [0, 16] (bits of the first stage, 0 = none), got {self.coarse}")
-        if self.bits and not self.fixed_bits < self.bits <= _MAX_REFINE_BITS:
+        if self.bits and not self._stage_bits < self.bits <= _MAX_REFINE_BITS:
             raise SpecError(f"pqvae:bits={self.bits} must be 0 (no residual stage) or above the "
-                            f"{self.fixed_bits:g} fixed bits of the coarse and PQ-VAE stages, at most {_MAX_REFINE_BITS}")
+                            f"{self._stage_bits:g} fixed bits of the coarse and PQ-VAE stages, at most {_MAX_REFINE_BITS}")
 
     @property
     def n_sub(self) -> int:
@@ -151,12 +151,16 @@ class PQVAECodec(Codec):
         return self.grid * self.grid * self.C // self.dim
 
     @property
+    def _stage_bits(self) -> float:
+        """Fixed bits of the coarse and PQ-VAE indices: known from the spec alone."""
+        return float(self.coarse + self.n_sub * math.log2(self.K))
+
+    @property
     def fixed_bits(self) -> float:
         """Bits per item of fixed-width fields: coarse and PQ-VAE indices, plus the residual stage's
         symbols once fitted (its width depends on the alphabet fit chose)."""
-        bits = self.coarse + self.n_sub * math.log2(self.K)
         table = getattr(self, "refine_table_", None)
-        return float(bits + (table.streams * math.ceil(math.log2(table.alphabet)) if table else 0))
+        return self._stage_bits + (table.streams * math.ceil(math.log2(table.alphabet)) if table else 0)
 
     # ---- training --------------------------------------------------------------------------------
     def _fit(self, X: np.ndarray) -> None:

@@ -177,6 +177,8 @@ class SMICCodec(Codec):
             self.atoms_f32_ = l2_normalize(_dequantize(self.dictionary_, self.steps_))
         self._mean32 = self.mean_.astype(np.float32)
         self._dictionary_stream: tuple[np.ndarray, np.ndarray] | None = None
+        self._gram: np.ndarray | None = None  # derived on first use; reset here, whenever the atoms change
+        self._mean_atom: np.ndarray | None = None
 
     def _choose_threshold(self, X: np.ndarray) -> Codes | None:
         """Per-item stopping cosine meeting the target; None when the target cannot be met."""
@@ -317,7 +319,7 @@ class SMICCodec(Codec):
         return score
 
     def _raw_norms(self, codes: Codes) -> np.ndarray:
-        if not hasattr(self, "_gram"):
+        if self._gram is None:
             self._gram = self.atoms_f32_ @ self.atoms_f32_.T
             self._mean_atom = self.atoms_f32_ @ self._mean32
         sq = np.full(len(codes["count"]), float(self._mean32 @ self._mean32))
