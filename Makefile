@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 EXTRAS ?= all,test
 
-.PHONY: demo test bench clean
+.PHONY: demo test test-portability bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -22,6 +22,14 @@ demo: $(BIN)/.installed
 
 test: $(BIN)/.installed
 	$(BIN)/python -m pytest -q
+
+# Decoded bits must not depend on the machine: the portability tests (goldens, determinism, ties)
+# again under two OpenBLAS kernels and with numpy's AVX2 loops switched off; they test 1 and 2 threads.
+test-portability: $(BIN)/.installed
+	for kernel in Prescott Haswell; do \
+		OPENBLAS_CORETYPE=$$kernel $(BIN)/python -m pytest -q -p no:cacheprovider -m portability || exit 1; \
+	done
+	NPY_DISABLE_CPU_FEATURES=X86_V3 $(BIN)/python -m pytest -q -p no:cacheprovider -m portability
 
 bench: $(BIN)/.installed
 	$(BIN)/python benchmarks/bench_core.py

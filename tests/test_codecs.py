@@ -211,3 +211,12 @@ def test_refitting_equals_a_fresh_fit(spec):
     np.testing.assert_array_equal(codec.scores(codes, Q), fresh.scores(codes, Q))
     np.testing.assert_array_equal(codec.norms(codes), fresh.norms(codes))
     np.testing.assert_array_equal(codec.reconstruct(codes), fresh.reconstruct(codes))
+
+
+@pytest.mark.parametrize("spec", ["f16", "int8"])
+def test_half_precision_codecs_refuse_what_float16_cannot_hold(spec):
+    X = unit_rows(5, 64)
+    X[2, 3] = 1e5
+    codec = make_codec(spec).fit(unit_rows(20, 64))
+    with pytest.raises(InputError, match="does not fit float16"):
+        codec.encode(X)

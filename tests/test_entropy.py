@@ -105,3 +105,17 @@ def test_forced_fixed_width_never_runs_the_entropy_coder(monkeypatch):
         reader.finish()
     with pytest.raises(FormatError, match="shorter than its item count"):
         SymbolReader(data).read(table, 301)
+
+
+@pytest.mark.portability
+def test_ans_bitstream_of_a_fixed_table_is_pinned():
+    """constriction's quantisation of the probabilities is part of the format: these bytes must not change."""
+    import hashlib
+
+    table = FrequencyTable(np.array([[1, 5, 1000, 3, 70000, 2, 9, 1], [7, 7, 7, 7, 1, 1, 1, 100]], dtype=np.uint32))
+    rng = np.random.default_rng(7)
+    p = table.probabilities()
+    symbols = np.stack([rng.choice(8, 500, p=p[0]), rng.choice(8, 500, p=p[1])], axis=1)
+    data = encode_symbols([(table, symbols)])
+    assert data[:4] == b"\0\0\0\0" and len(data) == 100
+    assert hashlib.sha256(data).hexdigest() == "e9e1562d622a07152a0ab39584d4f963b60335ec06b1963d2101cddc00ca7872"

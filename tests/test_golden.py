@@ -3,6 +3,7 @@ same codes from them, and encode the same items to the same bytes (tests/golden/
 
 import numpy as np
 import pytest
+from threadpoolctl import threadpool_limits
 
 from semzip import load_codec
 from semzip.container import Archive
@@ -21,8 +22,9 @@ def test_every_codec_family_has_a_golden():
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_golden_archives_still_decode(name):
-    with Archive.open(GOLDEN / f"v1_{name}.smz") as arc:
+@pytest.mark.parametrize("threads", [1, 2])
+def test_golden_archives_still_decode(name, threads):
+    with Archive.open(GOLDEN / f"v1_{name}.smz") as arc, threadpool_limits(threads):
         assert arc.verify() == []
         assert arc.ids == [f"item-{i}" for i in range(20)]
         np.testing.assert_array_equal(arc.decode(), np.load(GOLDEN / f"v1_{name}.decoded.npy"), strict=True)

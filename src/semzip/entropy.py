@@ -1,10 +1,12 @@
 """Entropy coding of code indices with probabilities learned at fit time (constriction's ANS coder).
 
 A `FrequencyTable` holds integer symbol counts, one row per stream (e.g. one per PQ sub-space); all
-counts are >= 1 so every symbol stays encodable. The coder model is rebuilt from those integers alone:
+counts are >= 1 so every symbol stays encodable. The coder model is rebuilt from those integers:
 probabilities `counts / counts.sum()` fed to constriction's leakily quantised `Categorical` with
-`perfect=False` (24-bit precision of the default `AnsCoder`), so the bitstream depends on nothing
-but the stored counts. Blocks that ANS would make larger than fixed-width fields are stored raw.
+`perfect=False` (24-bit precision of the default `AnsCoder`). So the bitstream depends on the stored
+counts and on constriction's float-to-fixed-point quantisation of those probabilities, which semzip
+does not control: golden ANS streams for a fixed table and for every entropy-coded codec's tables
+(tests/test_entropy.py, tests/test_golden.py) fail if a constriction release changes it. Blocks that ANS would make larger than fixed-width fields are stored raw.
 Several tables can share one stream: `encode_symbols` takes (table, symbols)
 parts and `SymbolReader` reads them back in the same order.
 """

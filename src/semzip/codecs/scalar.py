@@ -6,11 +6,31 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .._errors import FormatError
+from .._errors import FormatError, InputError
 from .._exact import ExactMatrix
 from .._validate import l2_normalize
 from ._base import Codec, Codes
 from ._registry import register
+
+
+#: Largest finite float16: f16 values and int8 scales above it would be stored as infinity.
+_F16_MAX = float(np.finfo(np.float16).max)
+
+
+def _half(values: np.ndarray, what: str) -> np.ndarray:
+    """float16 of float32 values, refusing magnitudes float16 cannot hold (they would decode to inf)."""
+    if values.size and float(np.abs(values).max()) > _F16_MAX:
+        raise InputError(f"{what}: a magnitude above {_F16_MAX:g} does not fit float16; normalise the "
+                         "embeddings first (CLIP embeddings are unit vectors)")
+    return values.astype(np.float16)
+
+
+def _finite_half(data: memoryview, what: str) -> np.ndarray:
+    """float16 values read from a payload, refusing inf/NaN (no semzip encoder writes them)."""
+    values = np.frombuffer(data, dtype="<f2").astype(np.float16)
+    if not np.isfinite(values).all():
+        raise FormatError(f"{what} payload holds non-finite float16 values: it was not written by semzip")
+    return values
 
 
 def _expect(data: bytes | memoryview, nbytes: int, what: str) -> memoryview:
@@ -44,7 +64,7 @@ class Float16Codec(_Parameterless):
         return 16.0 * self.n_features_in_
 
     def _quantize(self, X: np.ndarray) -> Codes:
-        return {"values": X.astype(np.float16)}
+        return {"values": _half(X, "f16")}
 
     def reconstruct(self, codes: Codes) -> np.ndarray:
         return codes["values"].astype(np.float32)
@@ -55,7 +75,7 @@ class Float16Codec(_Parameterless):
     def unpack(self, data: bytes | memoryview, n: int) -> Codes:
         d = self.n_features_in_
         view = _expect(data, 2 * n * d, "f16")
-        return {"values": np.frombuffer(view, dtype="<f2").reshape(n, d).astype(np.float16)}
+        return {"values": _finite_half(view, "f16").reshape(n, d)}
 
 
 @register
@@ -72,7 +92,7 @@ class Int8Codec(_Parameterless):
         return 8.0 * self.n_features_in_ + 16.0
 
     def _quantize(self, X: np.ndarray) -> Codes:
-        scale = np.abs(X).max(axis=1).astype(np.float16)
+        scale = _half(np.abs(X).max(axis=1), "int8")
         safe = np.where(scale > 0, scale.astype(np.float32), 1.0)
         q = np.clip(np.rint(X / safe[:, None] * 127.0), -127, 127).astype(np.int8)
         return {"scale": scale, "values": q}
@@ -95,7 +115,7 @@ class Int8Codec(_Parameterless):
     def unpack(self, data: bytes | memoryview, n: int) -> Codes:
         d = self.n_features_in_
         view = _expect(data, n * (2 + d), "int8")
-        scale = np.frombuffer(view[: 2 * n], dtype="<f2").astype(np.float16)
+        scale = _finite_half(view[: 2 * n], "int8")
         values = np.frombuffer(view[2 * n :], dtype=np.int8).reshape(n, d)
         return {"scale": scale, "values": values}
 
