@@ -224,7 +224,8 @@ def test_merge_refuses_other_codecs_duplicates_and_overwriting(tmp_path, fitted,
 @pytest.fixture(scope="module")
 def arc(tmp_path_factory, fitted, data):
     t = tmp_path_factory.mktemp("search")
-    write_archive(t / "a.smz", fitted["pq:M=16,K=16,opq=1"], data[:1500], ids=[f"img/{i}.jpg" for i in range(1500)])
+    write_archive(t / "a.smz", fitted["pq:M=16,K=16,opq=1"], data[:1500], ids=[f"img/{i}.jpg" for i in range(1500)],
+                  model="ViT-B-32:openai")
     return t / "a.smz"
 
 
@@ -248,7 +249,8 @@ def test_cli_search_like_and_vector(arc, data, capsys, tmp_path):
 
 
 def test_cli_search_raw_rerank_and_several_archives(arc, fitted, data, capsys, tmp_path):
-    write_archive(tmp_path / "b.smz", fitted["sign"], data[1500:1600], ids=[f"other/{i}" for i in range(100)])
+    write_archive(tmp_path / "b.smz", fitted["sign"], data[1500:1600], ids=[f"other/{i}" for i in range(100)],
+                  model="ViT-B-32:openai")
     code, out, _ = run(capsys, "search", arc, tmp_path / "b.smz", "--like", "other/4", "-k", "2", "--rerank", "20", "--json")
     assert code == 0 and json.loads(out)[0]["hits"][0]["id"] == "other/4"
     code, out, _ = run(capsys, "search", arc, "--like", "img/9.jpg", "-k", "1", "--raw", "--json")
@@ -277,7 +279,7 @@ def test_cli_text_query_without_clip_says_what_to_install(arc, capsys, monkeypat
 def test_cli_text_query_with_an_embedder(arc, data, capsys, monkeypatch):
     calls = []
 
-    def embed_texts(texts, model):
+    def embed_texts(texts, model, weights=None, device="cpu"):
         calls.append((list(texts), model))
         return data[[40 + i for i in range(len(texts))]]
 
@@ -287,6 +289,28 @@ def test_cli_text_query_with_an_embedder(arc, data, capsys, monkeypatch):
     result = json.loads(out)
     assert [r["query"] for r in result] == ["a dog", "a cat"]
     assert [r["hits"][0]["id"] for r in result] == ["img/40.jpg", "img/41.jpg"]
+
+
+def test_cli_text_query_with_local_weights_and_model_checks(arc, data, capsys, monkeypatch, tmp_path):
+    """--model/--weights/--device reach the embedder; another model's space or width is refused."""
+    calls = []
+
+    def embed_texts(texts, model, weights=None, device="cpu"):
+        calls.append((model, weights, device))
+        return data[:len(texts)] if model == "ViT-B-32:openai" else np.ones((len(texts), 7), np.float32)
+
+    monkeypatch.setitem(sys.modules, "semzip.embed", types.SimpleNamespace(embed_texts=embed_texts))
+    weights = tmp_path / "clip.safetensors"
+    code, _, err = run(capsys, "search", arc, "--text", "a dog", "--weights", weights, "--device", "cpu")
+    assert code == 0 and calls == [("ViT-B-32:openai", weights, "cpu")]
+    code, _, err = run(capsys, "search", arc, "--text", "a dog", "--model", "ViT-L-14:openai")
+    assert code == 2 and "ViT-B-32:openai embeddings" in err and "ViT-L-14:openai" in err
+    unknown = tmp_path / "unknown.smz"
+    write_archive(unknown, make_codec("f16").fit(data[:10]), data[:10], model="unknown")
+    code, _, err = run(capsys, "search", unknown, "--text", "a dog")
+    assert code == 2 and "does not record its embedding model" in err and "--model" in err
+    code, _, err = run(capsys, "search", unknown, "--text", "a dog", "--model", "RN50:openai")
+    assert code == 2 and "gives 7-d embeddings but the archive holds" in err
 
 
 def test_cli_classify_with_precomputed_text_embeddings(arc, data, capsys, tmp_path):

@@ -26,7 +26,7 @@ def server(tmp_path):
     from PIL import Image
 
     X = unit_rows(40, 32, seed=30)
-    write_archive(tmp_path / "a.smz", make_codec("int8").fit(X), X, ids=IDS)
+    write_archive(tmp_path / "a.smz", make_codec("int8").fit(X), X, ids=IDS, model="ViT-B-32:openai")
     (tmp_path / "images" / "pics").mkdir(parents=True)
     for name in IDS[:10]:  # only some originals on disk: the others get no thumbnail
         Image.new("RGB", (8, 8), (200, 30, 30)).save(tmp_path / "images" / name)
@@ -91,11 +91,15 @@ def test_text_queries_use_the_embedder(server, monkeypatch):
     vec = unit_rows(40, 32, seed=30)[21]
     loads, seen = [], []
 
-    def embed_texts(texts, model):
+    def embed_texts(texts, model, weights=None, device="cpu"):
         seen.append((texts, model))
         return vec[None]
 
-    fake = types.SimpleNamespace(load_model=lambda name: loads.append(name) or f"loaded {name}", embed_texts=embed_texts)
+    def load_model(name, weights=None, device="cpu"):
+        loads.append(name)
+        return f"loaded {name}"
+
+    fake = types.SimpleNamespace(load_model=load_model, embed_texts=embed_texts)
     monkeypatch.setitem(sys.modules, "semzip.embed", fake)
     for _ in range(2):
         status, _, body = get(f"{server}/api/search?q={quote('a red square')}&k=1")

@@ -30,7 +30,10 @@ from .codecs import Codec, Codes, codec_from_bytes
 
 MAGIC = b"\x89SMZ\r\n\x1a\n"
 FORMAT_VERSION = 1
+#: The CLIP model `semzip embed` loads when none is named.
 DEFAULT_MODEL = "ViT-B-32:openai"
+#: The model id of vectors whose embedding model nobody recorded: never a guess.
+UNKNOWN_MODEL = "unknown"
 DEFAULT_BLOCK_ITEMS = 1024
 
 _PREAMBLE = struct.Struct("<8sHHI")  # magic, version, flags, section count
@@ -47,7 +50,7 @@ def write_archive(
     X: Any,
     *,
     ids: Sequence[str] | None = None,
-    model: str = DEFAULT_MODEL,
+    model: str = UNKNOWN_MODEL,
     embed_codec: bool = True,
     pixels: Any = None,
     block_items: int = DEFAULT_BLOCK_ITEMS,

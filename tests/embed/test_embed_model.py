@@ -124,7 +124,7 @@ def _check_loaded(model, tiny_model):
 
 def test_load_from_hub_style_folder(tiny_weights_dir, tiny_model):
     model = load_model("ViT-B-32:tiny", weights=tiny_weights_dir)
-    assert model.name == "ViT-B-32:tiny" and model.embed_dim == 24
+    assert model.name == f"custom:sha256-{model.fingerprint}" and model.embed_dim == 24  # not ViT-B-32's config
     assert model.preprocess.image_size == 32 and model.preprocess.mean == (0.5, 0.5, 0.5)
     _check_loaded(model, tiny_model)
 
@@ -238,3 +238,16 @@ def test_weights_fingerprint(tiny_weights_dir, tmp_path):
     model.weights_path.symlink_to(blob)
     del model.fingerprint  # drop the cached value
     assert model.fingerprint == "ab" * 8
+
+
+def test_the_model_id_comes_from_the_weights(tiny_weights_dir, tmp_path):
+    """A folder whose config is another architecture is never recorded under the name asked for."""
+    import shutil
+
+    model = load_model("ViT-B-32:openai", weights=tiny_weights_dir)
+    assert model.name == f"custom:sha256-{model.fingerprint}" and len(model.fingerprint) == 16
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    shutil.copy(tiny_weights_dir / "open_clip_model.safetensors", bare)
+    with pytest.raises(ModelError):  # a bare file must fit the named architecture
+        load_model("ViT-B-32:openai", weights=bare)

@@ -113,7 +113,7 @@ def test_cache_is_per_model(images, tiny_model, tiny_weights_dir, tmp_path):
     embed_paths(images[:2], tiny_model, cache=db, progress=False)
     loaded = load_model("ViT-B-32:tiny", weights=tiny_weights_dir)  # same weights, other name/preprocessing
     got = embed_paths(images[:2], loaded, cache=db, progress=False)
-    assert got.cached == 0 and got.model_id == "ViT-B-32:tiny"
+    assert got.cached == 0 and got.model_id == f"custom:sha256-{loaded.fingerprint}"  # its config is not ViT-B-32
 
 
 def test_embed_paths_loads_a_model_by_name(images, tiny_weights_dir):

@@ -15,7 +15,7 @@ from .._errors import InputError, SpecError
 from .._inputs import read_embeddings
 from ..codecs import Codec, available_codecs, codec_class, load_codec, make_codec, save_codec
 from ..collection import ShardedArchive, is_manifest, open_collection
-from ..container import DEFAULT_BLOCK_ITEMS, DEFAULT_MODEL, Archive, append_archive, write_archive
+from ..container import DEFAULT_BLOCK_ITEMS, DEFAULT_MODEL, UNKNOWN_MODEL, Archive, append_archive, write_archive
 from . import _embed, _scale, app, stdout
 
 OutOpt = Annotated[Path, typer.Option("--output", "-o", help="File to write (replaced atomically).")]
@@ -63,7 +63,7 @@ def compress(
     input: Annotated[str, typer.Argument(help="Embeddings (`x.npy`, `x.npz:key`) to compress, or a folder of images to embed first.")],
     codec: Annotated[str, typer.Option("--codec", help="A fitted codec file (.smzc), or a spec to fit on INPUT itself.")],
     output: OutOpt,
-    model: Annotated[str | None, typer.Option(help=f"Embedding model id stored in the archive (open_clip ARCH:TAG; default: the one recorded by `semzip embed`, else {DEFAULT_MODEL}); for an image folder, the model that embeds it.")] = None,
+    model: Annotated[str | None, typer.Option(help=f"Embedding model id stored in the archive (open_clip ARCH:TAG; default: the one recorded by `semzip embed`, else {UNKNOWN_MODEL!r}); for an image folder, the model that embeds it (default {DEFAULT_MODEL}).")] = None,
     shared: Annotated[bool, typer.Option("--shared", help="Name the codec by hash instead of embedding it; decoding then needs the .smzc file.")] = False,
     block_items: Annotated[int, typer.Option(help="Items per entropy-coded block (random access decodes one block).")] = DEFAULT_BLOCK_ITEMS,
     weights: _embed.WeightsOpt = None,
@@ -92,15 +92,14 @@ def compress(
                             workers=workers, shard_items=shard_items, fit_items=fit_items, address=address)
         return
     if Path(input).is_dir():
-        model = model or DEFAULT_MODEL
-        found = _embed.embed_images([input], model=model, weights=weights, device=device, batch_size=batch_size,
-                                    workers=None, cache=None, no_cache=no_cache, strict=strict)
-        X, ids, pixels = found.features, found.ids, found.pixels
+        found = _embed.embed_images([input], model=model or DEFAULT_MODEL, weights=weights, device=device,
+                                    batch_size=batch_size, workers=None, cache=None, no_cache=no_cache, strict=strict)
+        X, ids, pixels, model = found.features, found.ids, found.pixels, found.model_id
     else:
         X, ids, recorded, pixels = read_embeddings(input)
         if model and recorded and model != recorded:
             raise InputError(f"{input} was embedded with {recorded}, not {model}; drop --model or fix it")
-        model = model or recorded or DEFAULT_MODEL
+        model = model or recorded or UNKNOWN_MODEL
     fitted = _resolve_codec(codec, X, shared)
     write_archive(output, fitted, X, ids=ids, model=model, embed_codec=not shared, pixels=pixels,
                   block_items=block_items, progress=True)

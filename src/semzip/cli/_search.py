@@ -21,6 +21,8 @@ from ..collection import open_archives
 from . import app, stdout
 from ._embed import DeviceOpt, WeightsOpt
 
+QueryModelOpt = Annotated[str | None, typer.Option("--model", help="CLIP model that embeds text queries (open_clip ARCH:TAG); default: the archive's own. Needed when the archive's model is unknown.")]
+
 ArchivesArg = Annotated[list[Path], typer.Argument(help="Archive(s) or sharded collections (folder or manifest.json); several are searched as one collection.")]
 CodecOpt = Annotated[Path | None, typer.Option("--codec", help="Codec file (.smzc) for archives that do not embed theirs.")]
 RawOpt = Annotated[bool, typer.Option("--raw", help="Rank by raw inner product instead of cosine.")]
@@ -37,21 +39,26 @@ def search(
     raw: RawOpt = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     codec: CodecOpt = None,
+    model: QueryModelOpt = None,
+    weights: WeightsOpt = None,
+    device: DeviceOpt = "cpu",
 ) -> None:
     """Find the items most similar to queries, computing scores on the codes (nothing is decoded).
 
-    Example: `semzip search photos.smz --like IMG_0042.jpg -k 5`. Scores are cosines between the
-    query and the items' reconstructions (`--raw`: inner products).
+    Example: `semzip search photos.smz --like IMG_0042.jpg -k 5`, or with local CLIP weights
+    `semzip search photos.smz --text "a red car" --weights ViT-B-32.safetensors`. Scores are cosines
+    between the query and the items' reconstructions (`--raw`: inner products).
     """
     from ..search import Collection
-    from ..search._text import embed_queries
+    from ..search._text import embed_queries, query_model
 
     given = [name for name, v in (("--text", text), ("--like", like), ("--vector", vector)) if v]
     if len(given) != 1:
         raise InputError(f"give exactly one query kind: --text, --like or --vector (got {', '.join(given) or 'none'})")
     with open_archives(archives, codec=load_codec(codec) if codec else None) as arcs, Collection(arcs) as coll:
         if text:
-            labels, Q = list(text), embed_queries(text, coll.model)
+            labels = list(text)
+            Q = embed_queries(text, query_model(coll.model, model), coll.dim, weights=weights, device=device)
         elif like:
             labels, Q = [f"like:{i}" for i in like], np.stack([coll.vector(i) for i in like])
         else:
@@ -92,6 +99,7 @@ def classify(
     templates: Annotated[str, typer.Option("--templates", help="Prompt set for --labels: `openai` (80), `simple` (7), `photo` (1), or templates like `a photo of a {}.` separated by `|`.")] = "openai",
     text_embeddings: Annotated[str | None, typer.Option("--text-embeddings", help="Precomputed class text embeddings (C, d): `t.npy` or `t.npz:key` (no CLIP model needed).")] = None,
     labels_from: Annotated[str | None, typer.Option("--labels-from", help="Class names for --text-embeddings: a key of its .npz, or a text file with one per line.")] = None,
+    model: QueryModelOpt = None,
     weights: WeightsOpt = None,
     device: DeviceOpt = "cpu",
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write every item's label: CSV (id,label,score), or JSON if it ends in .json.")] = None,
@@ -106,7 +114,7 @@ def classify(
     --labels-from classnames -o labels.csv`.
     """
     from ..search import Collection
-    from ..search._text import embed_classes
+    from ..search._text import embed_classes, query_model
     from ._embed import parse_labels
 
     if (text_embeddings is None) == (labels is None):
@@ -115,7 +123,7 @@ def classify(
         if labels is not None:
             names = parse_labels(labels)
             prompts: str | list[str] = templates if "|" not in templates else [t.strip() for t in templates.split("|")]
-            T = embed_classes(names, prompts, coll.model, weights=weights, device=device)
+            T = embed_classes(names, prompts, query_model(coll.model, model), coll.dim, weights=weights, device=device)
         else:
             if labels_from is None:
                 raise InputError("--text-embeddings needs --labels-from (a key of its .npz, or a text file)")
@@ -199,6 +207,9 @@ def serve(
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (0 = any free port).")] = 0,
     k: Annotated[int, typer.Option("-k", help="Hits shown per query.")] = 12,
     codec: CodecOpt = None,
+    model: QueryModelOpt = None,
+    weights: WeightsOpt = None,
+    device: DeviceOpt = "cpu",
 ) -> None:
     """A local search page at http://127.0.0.1:PORT/ (queries `like:ID`, or text with a CLIP model). Ctrl-C stops it."""
     from ..search import Collection
@@ -208,7 +219,8 @@ def serve(
         raise InputError(f"--images {str(images)!r} is not a folder")
     with open_archives(archives, codec=load_codec(codec) if codec else None) as arcs, \
             Collection(arcs, preload=True) as coll:
-        server = make_server(SearchApp(coll, images=images, k=k), port=port)
+        text = {"model": model, "weights": weights, "device": device}
+        server = make_server(SearchApp(coll, images=images, k=k, text=text), port=port)
         host, bound = server.server_address[:2]
         stdout.print(f"serving {coll.items} items at http://{host}:{bound}/  (Ctrl-C to stop)")
         try:

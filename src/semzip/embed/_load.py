@@ -144,7 +144,23 @@ def load_model(name: str = "ViT-B-32:openai", weights: str | os.PathLike[str] | 
     dev = resolve_device(device)
     module, tokenizer = _build(arch, cfg, path)
     module = module.to(dev).eval()
-    return ClipModel(name, module, preprocess, tokenizer, dev, path, int(cfg["embed_dim"]))
+    clip = ClipModel(name, module, preprocess, tokenizer, dev, path, int(cfg["embed_dim"]))
+    if weights is not None:
+        clip.name = _local_model_id(arch, tag, folder_cfg.get("model_cfg"), bool(pre_cfg), clip)
+    return clip
+
+
+def _local_model_id(arch: str, tag: str, own_cfg: dict[str, Any] | None, listed: bool, clip: ClipModel) -> str:
+    """The id recorded for weights the user supplied, from the weights themselves, never a guess:
+    ARCH:TAG for a tag open_clip lists of the registry's own architecture; ARCH:sha256-HASH for other
+    weights of that architecture; custom:sha256-HASH when the folder's config is another architecture."""
+    try:
+        registry = model_config(arch)
+    except ModelError:
+        registry = None
+    if own_cfg and own_cfg != registry:
+        return f"custom:sha256-{clip.fingerprint}"
+    return f"{arch}:{tag}" if listed else f"{arch}:sha256-{clip.fingerprint}"
 
 
 def build_model(cfg: dict[str, Any], name: str, preprocess: Preprocess | None = None, seed: int = 0,

@@ -30,7 +30,7 @@ from ..collection import (
     shard_name,
     write_manifest,
 )
-from ..container import DEFAULT_MODEL, write_archive
+from ..container import DEFAULT_MODEL, UNKNOWN_MODEL, write_archive
 from ..spec import parse_spec
 from ._sources import EmbeddingSource, ImageSource, open_source
 
@@ -61,7 +61,7 @@ def compress_sharded(
     `source` is an embedding file (`x.npy`, `x.npz[:key]`: encode only) or an image folder or
     object-store prefix (embedded with CLIP `model` by the workers; default ViT-B-32:openai).
     For embedding files `model` is only recorded (default: the model id `semzip embed` stored in
-    the .npz, else ViT-B-32:openai). `codec` is a fitted codec, a
+    the .npz, else "unknown"). `codec` is a fitted codec, a
     `.smzc` file, or a spec fitted on a seeded sample of `fit_items` embeddings. Items are cut into
     shards of `shard_items` in sorted input order; each finished shard is recorded in the manifest
     at once (and passed to `on_shard`), so running the same call again after a crash resumes: done
@@ -79,7 +79,7 @@ def compress_sharded(
     recorded = src.model if isinstance(src, EmbeddingSource) else None
     if model and recorded and model != recorded:
         raise InputError(f"{source} was embedded with {recorded}, not {model}; drop the model or fix it")
-    model = model or recorded or DEFAULT_MODEL
+    model = model or recorded or (UNKNOWN_MODEL if isinstance(src, EmbeddingSource) else DEFAULT_MODEL)
     gpus = gpus_per_worker if gpus_per_worker is not None else (1.0 if device.startswith("cuda") else 0.0)
     settings = {"model": model, "weights": None if weights is None else str(Path(weights).resolve()),
                 "device": device, "batch_size": batch_size, "threads": max(1, int(cpus_per_worker))}

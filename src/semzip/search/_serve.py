@@ -21,7 +21,7 @@ import numpy as np
 
 from .._errors import InputError, SemzipError
 from ._engine import Collection, SearchResult
-from ._text import embed_queries, load_text_model
+from ._text import embed_queries, load_text_model, query_model
 
 _MAX_K = 200
 
@@ -47,8 +47,11 @@ form {{ margin-bottom: 1.5em; }} input[name=q] {{ width: 30em; font-size: 1.1em;
 class SearchApp:
     """Answers queries against a collection; kept apart from HTTP so it can be tested directly."""
 
-    def __init__(self, collection: Collection, images: Path | None = None, k: int = 12) -> None:
+    def __init__(self, collection: Collection, images: Path | None = None, k: int = 12,
+                 text: dict[str, Any] | None = None) -> None:
+        """`text`: how text queries are embedded: `model` (None = the archive's), `weights`, `device`."""
         self.collection = collection
+        self.text = {"model": None, "weights": None, "device": "cpu"} | (text or {})
         self.images = images.resolve() if images is not None else None
         self.k = k
         self._lock = threading.Lock()  # one search at a time bounds memory
@@ -62,8 +65,9 @@ class SearchApp:
             return self.collection.vector(q[len("like:"):])
         with self._lock:
             if self._text_model is None:
-                self._text_model = load_text_model(self.collection.model)
-        return embed_queries([q], self._text_model)[0]
+                name = query_model(self.collection.model, self.text["model"])
+                self._text_model = load_text_model(name, weights=self.text["weights"], device=self.text["device"])
+        return embed_queries([q], self._text_model, self.collection.dim)[0]
 
     def search(self, q: str, k: int) -> SearchResult:
         vector = self.query_vector(q)
