@@ -403,3 +403,16 @@ def test_eval_image_folder_through_the_real_clip_front_end(image_folder, tmp_pat
     assert report["dim"] == 24 and report["items"] == 15 and report["model"] == "tiny:random"
     assert report["rows"][0]["metrics"]["zs_top1"] == report["reference"]["metrics"]["zs_top1"]
     assert report["pixel_codecs"][0]["metrics"]["cosine"] > 0.5
+
+
+def test_cli_eval_reports_a_failed_codec_as_a_row_and_goes_on(flat_npz, tmp_path, capsys):
+    """smic:bits=4 cannot be met on 300 items: its row says why, the codecs around it are still measured."""
+    out = tmp_path / "r.json"
+    rc = main(["eval", str(flat_npz), "--codecs", "f16,smic:bits=4,sign", "--json", str(out)])
+    printed = capsys.readouterr().out
+    assert rc == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["codec"] for r in rows] == ["f16", "smic:bits=4", "sign"]
+    assert "cannot be met" in rows[1]["error"] and "metrics" not in rows[1]
+    assert "zs_top1" in rows[0]["metrics"] and "zs_top1" in rows[2]["metrics"]
+    assert "smic:bits=4 failed" in printed

@@ -87,7 +87,7 @@ def test_bits_target_is_met_by_the_written_archive(tmp_path, bits, extra):
 def test_more_bits_gives_better_fidelity():
     X = unit_rows(1000, 64, seed=12)
     cos = []
-    for bits in (16.0, 24.0, 40.0):
+    for bits in (24.0, 32.0, 48.0):  # 16 bits on 1,000 items buys 2 atoms: refused as a collapse
         codec = make_codec(f"smic:bits={bits},dbits=2").fit(X)
         cos.append(cosine_to_reference(codec.decode(codec.encode(X), len(X)), X).mean())
     assert cos == sorted(cos) and cos[-1] > cos[0] + 0.02
@@ -133,8 +133,8 @@ def test_spec_errors_name_the_problem(spec, message):
 
 
 def test_canonical_spec_is_explicit_and_fitted_spec_names_the_dictionary_size():
-    codec = make_codec("smic:bits=20")
-    assert format_spec(codec.spec) == "smic:atoms=0,k=1,coef=0,dbits=1,bits=20.0,cos=0.0"
+    codec = make_codec("smic:bits=32")
+    assert format_spec(codec.spec) == "smic:atoms=0,k=1,coef=0,dbits=1,bits=32.0,cos=0.0"
     codec.fit(unit_rows(1000, 64, seed=13))
     atoms = codec.spec.as_dict()["atoms"]
     assert atoms >= 2 and codec.get_params()["atoms"] == 0
@@ -320,3 +320,10 @@ def test_real_atoms_name_the_collection_classes(shared_data):
     classes = {str(c) for c in z["classnames"]}
     named = np.mean([r["concepts"][0][0] in classes for r in rows])
     assert named > 0.5, named  # 46 of 1203 names are the collection's classes
+
+
+def test_a_budget_that_buys_a_handful_of_atoms_is_refused():
+    """smic:bits=16 on 2,000 512-d items could pay for 2 atoms: refused, with what to use instead."""
+    with pytest.raises(InputError, match=r"only 2 dictionary atoms .*at most 2 distinct decoded vectors.*--shared"):
+        make_codec("smic:bits=16").fit(unit_rows(2000, 512, seed=11))
+    assert make_codec("smic:atoms=4,k=1,coef=0,dbits=1").fit(unit_rows(200, 512)).atoms_ == 4  # asked for

@@ -108,7 +108,9 @@ def plot_rate_fidelity(reports: Sequence[dict[str, Any]], path: str | Path,
 
 
 def _rows(rep: dict[str, Any], x: str) -> list[dict[str, Any]]:
-    return list(rep["rows"]) + (list(rep.get("pixel_codecs", [])) if x == "bpp" else [])
+    """Measured rows (failed codecs have none of the figures) and, on the bpp axis, pixel codecs."""
+    rows = [r for r in rep["rows"] if "error" not in r]
+    return rows + (list(rep.get("pixel_codecs", [])) if x == "bpp" else [])
 
 
 def _families(reports: Sequence[dict[str, Any]], x: str) -> list[str]:

@@ -42,6 +42,9 @@ def print_report(report: dict[str, Any], console: Console) -> None:
     for m in metrics:
         table.add_column(METRIC_TITLES[m], justify="right")
     for row in [ref, *report["rows"]]:
+        if "error" in row:
+            table.add_row(row["codec"], "-", "-", *(["-"] if bpp else []), *["-"] * len(metrics))
+            continue
         rel = row.get("relative", {})
         cells = [row["codec"], _rate(row["payload_bits_per_item"]), _rate(row["bits_per_item"])]
         if bpp:
@@ -49,6 +52,9 @@ def print_report(report: dict[str, Any], console: Console) -> None:
         cells += [_cell(row["metrics"].get(m), rel.get(m)) for m in metrics]
         table.add_row(*cells, end_section=row is ref)
     console.print(table)
+    for row in report["rows"]:
+        if "error" in row:
+            console.print(f"[red]{row['codec']} failed:[/red] {row['error']}", highlight=False)
     console.print(f"codec training data: {report['training']}", highlight=False)
     console.print("Rates are counted from the archive written for each codec (payload = coded items; total = "
                   "whole file / items); float32 is the uncompressed 32 x width bits. (x%) = share of the "

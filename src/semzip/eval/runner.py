@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .._errors import InputError, SpecError
+from .._errors import InputError, SemzipError, SpecError
 from ..codecs import Codec, make_codec
 from ..container import DEFAULT_MODEL, Archive, write_archive
 from ..spec import format_spec, parse_spec
@@ -130,7 +130,8 @@ def evaluate(ds: EvalDataset, specs: Sequence[str | Codec], *, train: np.ndarray
     (`ds.fit_features`), else (or with `fit_on_items`) on the items themselves. In the first two cases
     the codec is shared (written by hash, as a model sent once would be) and total bits exclude it; when
     fitted on the items it is embedded in the archive and counted. Fitted Codec objects are used as they
-    are, shared. `progress(spec)` is called before each codec when given.
+    are, shared. `progress(spec)` is called before each codec when given. A codec that cannot be fitted
+    or used on this data (a semzip error) becomes a row with its `error`, and the others are still measured.
     """
     if fit_on_items and train is not None:
         raise InputError("fit on the items or on given training data, not both")
@@ -155,9 +156,14 @@ def evaluate(ds: EvalDataset, specs: Sequence[str | Codec], *, train: np.ndarray
             if progress is not None:
                 progress(spec if isinstance(spec, str) else format_spec(spec.spec))
             start = time.perf_counter()
-            codec = spec if isinstance(spec, Codec) else fit_codec(spec, fit_X, seed)
-            fit_s = time.perf_counter() - start
-            row = codec_row(ds, codec, ref["metrics"], embed_codec=embed, workdir=Path(tmp))
+            try:
+                codec = spec if isinstance(spec, Codec) else fit_codec(spec, fit_X, seed)
+                fit_s = time.perf_counter() - start
+                row = codec_row(ds, codec, ref["metrics"], embed_codec=embed, workdir=Path(tmp))
+            except SemzipError as exc:
+                name = spec if isinstance(spec, str) else format_spec(spec.spec)
+                rows.append({"codec": name, "family": parse_spec(name).name, "error": str(exc)})
+                continue
             row["fit_seconds"] = round(fit_s, 4) if isinstance(spec, str) else None
             rows.append(row)
     return {
