@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from semzip.cli import main
+from semzip.container import Archive
 
 from .conftest import unit_rows
 
@@ -162,3 +163,24 @@ def test_python_dash_m(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "semzip", "info", str(tmp_path / "missing.smz")],
                          capture_output=True, text=True, env=env)
     assert bad.returncode != 0 and "missing.smz" in bad.stderr
+
+
+def test_compress_to_a_budget_chooses_and_explains(files, capsys):
+    """--bits alone: candidates are fitted and written, the best within the budget is kept and said why."""
+    t = files
+    code, out, _ = run(capsys, "compress", t / "train.npy", "--bits", "300", "-o", t / "b.smz")
+    assert code == 0 and "codecs tried at 300 bits per item" in out and "chose " in out
+    with Archive.open(t / "b.smz") as arc:
+        info = arc.info()
+        assert info["bits_per_item"] <= 300 and info["codec_embedded"]
+        assert arc.codec_spec.split(":")[0] in out.split("chose ")[1]
+    assert run(capsys, "compress", t / "train.npy", "--bits", "0.5", "-o", t / "c.smz")[0] == 2
+    assert not (t / "c.smz").exists()
+    code, _, err = run(capsys, "compress", t / "train.npy", "--bits", "32", "--codec", "f16", "-o", t / "c.smz")
+    assert code == 2 and "not both" in err
+
+
+def test_compress_says_when_the_codec_costs_more_than_the_codes(files, capsys):
+    t = files
+    code, out, _ = run(capsys, "compress", t / "items.npz", "--codec", "pq:M=8,K=16,opq=0", "-o", t / "own.smz")
+    assert code == 0 and "the embedded codec is" in out and "--shared" in out and "--bits" in out

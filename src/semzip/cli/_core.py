@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import numpy as np
 import typer
@@ -13,10 +13,11 @@ from rich.table import Table
 from .._atomic import atomic_writer
 from .._errors import InputError, SpecError
 from .._inputs import read_embeddings
+from ..spec import parse_spec
 from ..codecs import Codec, available_codecs, codec_class, load_codec, make_codec, save_codec
 from ..collection import ShardedArchive, is_manifest, open_collection
 from ..container import DEFAULT_BLOCK_ITEMS, DEFAULT_MODEL, UNKNOWN_MODEL, Archive, append_archive, write_archive
-from . import _embed, _scale, app, stdout
+from . import _embed, _scale, app, stderr, stdout
 
 OutOpt = Annotated[Path, typer.Option("--output", "-o", help="File to write (replaced atomically).")]
 CodecFileOpt = Annotated[
@@ -61,8 +62,9 @@ def fit(
 @app.command()
 def compress(
     input: Annotated[str, typer.Argument(help="Embeddings (`x.npy`, `x.npz:key`) to compress, or a folder of images to embed first.")],
-    codec: Annotated[str, typer.Option("--codec", help="A fitted codec file (.smzc), or a spec to fit on INPUT itself.")],
     output: OutOpt,
+    codec: Annotated[str | None, typer.Option("--codec", help="A fitted codec file (.smzc), or a spec to fit on INPUT itself.")] = None,
+    bits: Annotated[float | None, typer.Option("--bits", help="Instead of --codec: a budget in bits per item with everything counted (codec, ids, headers); the codec family and size of best fidelity on INPUT within it is chosen, and the choice explained.")] = None,
     model: Annotated[str | None, typer.Option(help=f"Embedding model id stored in the archive (open_clip ARCH:TAG; default: the one recorded by `semzip embed`, else {UNKNOWN_MODEL!r}); for an image folder, the model that embeds it (default {DEFAULT_MODEL}).")] = None,
     shared: Annotated[bool, typer.Option("--shared", help="Name the codec by hash instead of embedding it; decoding then needs the .smzc file.")] = False,
     block_items: Annotated[int, typer.Option(help="Items per entropy-coded block (random access decodes one block).")] = DEFAULT_BLOCK_ITEMS,
@@ -84,9 +86,18 @@ def compress(
     An image folder is embedded with `--model` first (ids are paths relative to it, pixel counts are
     kept so `semzip info` reports bits per pixel). Example: `semzip compress photos/ --codec pq.smzc -o p.smz`
 
+    With only a budget, `semzip compress photos.npz --bits 32 -o p.smz` fits each codec family and size
+    that may fit on the collection, writes a real archive with each, and keeps the best mean cosine to
+    the originals among those whose counted bits per item are within the budget.
+
     With `--ray`, INPUT may also be an object-store prefix (`s3://bucket/photos/`) and OUTPUT is a folder
     of shard archives plus `manifest.json`; re-running the same command resumes an interrupted run.
     """
+    if (codec is None) == (bits is None):
+        raise InputError("give --codec (a codec file or spec) or --bits (a budget in bits per item), not "
+                         + ("both" if codec is not None else "neither"))
+    if ray and codec is None:
+        raise InputError("--ray needs --codec: a budget is chosen on one machine (try `compress --bits` on a sample)")
     if ray:
         _scale.compress_ray(input, codec, output, model=model, weights=weights, device=device, batch_size=batch_size,
                             workers=workers, shard_items=shard_items, fit_items=fit_items, address=address)
@@ -100,6 +111,10 @@ def compress(
         if model and recorded and model != recorded:
             raise InputError(f"{input} was embedded with {recorded}, not {model}; drop --model or fix it")
         model = model or recorded or UNKNOWN_MODEL
+    if codec is None:
+        _compress_to_budget(X, float(bits), output, ids=ids, model=model, pixels=pixels, block_items=block_items,
+                            shared=shared)
+        return
     fitted = _resolve_codec(codec, X, shared)
     write_archive(output, fitted, X, ids=ids, model=model, embed_codec=not shared, pixels=pixels,
                   block_items=block_items, progress=True)
@@ -118,12 +133,37 @@ def _resolve_codec(codec: str, X: np.ndarray, shared: bool) -> Codec:
         raise SpecError(f"--codec {codec!r} is neither a codec file nor a valid spec: {exc}") from None
 
 
+def _compress_to_budget(X: np.ndarray, bits: float, output: Path, *, shared: bool, **archive: Any) -> None:
+    from ..choose import compress_to_budget
+
+    if shared:
+        raise InputError("--shared needs a codec file: with --bits the chosen codec is embedded and counted")
+    with stderr.status("trying codecs") as status:
+        choice = compress_to_budget(X, bits, output, progress=lambda s: status.update(f"trying {s}"), **archive)
+    table = Table("candidate", "bits/item (counted)", "mean cosine", "", title=f"codecs tried at {bits:g} bits per item",
+                  title_justify="left")
+    for c in choice.candidates:
+        note = c.get("error", "") if "error" in c else ("chosen" if c["spec"] == choice.spec else
+                                                          "" if c["within"] else "over budget")
+        table.add_row(c["spec"], f"{c['bits_per_item']:.1f}" if "bits_per_item" in c else "-",
+                      f"{c['cosine']:.4f}" if "cosine" in c else "-", note[:90])
+    stdout.print(table)
+    stdout.print(f"chose {choice.reason}", highlight=False)
+    _summary(output)
+
+
 def _summary(path: Path) -> None:
     with Archive.open(path) as arc:
         info = arc.info()
     fixed = f" (fixed-length {info['fixed_bits_per_item']:.0f})" if "fixed_bits_per_item" in info else ""
     stdout.print(f"{info['items']} items -> {path}: {info['payload_bits_per_item']:.1f} payload bits/item{fixed}, "
                  f"{info['bits_per_item']:.1f} bits/item in all ({info['total_bits'] // 8} bytes)")
+    share = info["codec_bits"] / info["items"]
+    collection = codec_class(parse_spec(info["codec"]).name).collection
+    if info["codec_embedded"] and share > info["payload_bits_per_item"] and not collection:
+        stdout.print(f"the embedded codec is {share:.1f} of those bits per item: share it instead (--shared, and "
+                     "decode with the .smzc), use a collection codec (--codec smic:bits=B), or give a budget "
+                     "(--bits B) and let semzip choose", highlight=False)
 
 
 @app.command()

@@ -43,6 +43,8 @@ class Codec(ABC):
     example_specs: ClassVar[tuple[str, ...]] = ()
     #: True when quantize(reconstruct(codes)) == codes is guaranteed.
     idempotent: ClassVar[bool] = True
+    #: True for codecs learned on the collection they code (their state is its dictionary, paid by its items).
+    collection: ClassVar[bool] = False
     #: Parameters added after a codec first shipped, with the value that means "absent": left out of
     #: the canonical spec at that value, so specs (and codec hashes) written before them stay valid.
     later_params: ClassVar[dict[str, Any]] = {}

@@ -57,6 +57,7 @@ class SMICCodec(Codec):
         "smic:atoms=64,k=8,coef=5,dbits=8,bits=0.0,cos=0.0",
     )
     idempotent = False  # greedy pursuit on a decoded vector may pick another atom of equal gain
+    collection = True
 
     def __init__(self, atoms: int = 0, k: int = 1, coef: int = 0, dbits: int = 1, bits: float = 0.0,
                  cos: float = 0.0, *, seed: int = 0, niter: int = 20, mod_iter: int = 4, search: int = 3) -> None:
