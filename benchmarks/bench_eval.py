@@ -68,7 +68,8 @@ def run(args: argparse.Namespace) -> None:
     from semzip.eval.datasets import load_dataset, load_reference_pool
     from semzip.eval.plot import plot_rate_fidelity
     from semzip.eval.report import print_report, write_json
-    from semzip.eval.runner import evaluate, fit_codec
+    from semzip.codecs import fit_codec
+    from semzip.eval.runner import evaluate
 
     console = Console(width=None if sys.stdout.isatty() else 140)
     folder = clip_data(args.data)

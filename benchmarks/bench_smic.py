@@ -29,7 +29,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from semzip import SemzipError, make_codec  # noqa: E402
+from semzip import SemzipError  # noqa: E402
+from semzip.codecs import fit_codec  # noqa: E402
 from semzip.container import Archive, write_archive  # noqa: E402
 from semzip.eval import cosine_to_reference, nearest_centroid_topk, zero_shot_topk  # noqa: E402
 from _data import clip_data  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
@@ -87,10 +88,7 @@ def evaluate(pool: dict, rows: np.ndarray, Y: np.ndarray) -> dict[str, float | N
 def run(spec: str, pool: dict, rows: np.ndarray, workdir: Path, seed: int = 0) -> dict:
     X = pool["X"][rows]
     t0 = time.perf_counter()
-    codec = make_codec(spec)
-    if "seed" in codec.get_params():
-        codec.seed = seed
-    codec.fit(X)
+    codec = fit_codec(spec, X, seed=seed)
     path = workdir / "bench.smz"
     write_archive(path, codec, X)
     seconds = time.perf_counter() - t0

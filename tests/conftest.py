@@ -23,9 +23,9 @@ def data_dir() -> Path | None:
 @pytest.fixture(scope="session", autouse=True)
 def single_thread():
     """One faiss/BLAS thread: spinning OpenMP threads slow a busy 2-core machine by 100x."""
-    from semzip._threads import one_thread
+    from semzip._threads import limited_threads
 
-    with one_thread():
+    with limited_threads(1):
         yield
 
 

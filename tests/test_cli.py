@@ -184,3 +184,53 @@ def test_compress_says_when_the_codec_costs_more_than_the_codes(files, capsys):
     t = files
     code, out, _ = run(capsys, "compress", t / "items.npz", "--codec", "pq:M=8,K=16,opq=0", "-o", t / "own.smz")
     assert code == 0 and "the embedded codec is" in out and "--shared" in out and "--bits" in out
+
+
+def test_ids_travel_through_compress_ls_decompress_and_merge(files, capsys):
+    """Plain arrays get ids from --id-prefix or --ids; ls lists them; decompress to .npz keeps them."""
+    t = files
+    assert run(capsys, "compress", t / "train.npy", t / "train.npy", "--codec", "f16", "--id-prefix", "a/",
+               "-o", t / "a.smz")[0] == 0
+    (t / "ids.txt").write_text("\n".join(f"b{i}" for i in range(50)) + "\n")
+    assert run(capsys, "compress", t / "items.npz", "--codec", "f16", "--ids", t / "ids.txt", "-o", t / "b.smz")[0] == 0
+    code, out, _ = run(capsys, "ls", t / "a.smz", "--json")
+    assert code == 0 and json.loads(out) == [f"a/{i}" for i in range(800)]
+    code, out, _ = run(capsys, "ls", t / "b.smz")
+    assert out.split() == [f"b{i}" for i in range(50)]
+    assert run(capsys, "merge", t / "a.smz", t / "b.smz", "-o", t / "ab.smz")[0] == 0
+    assert run(capsys, "decompress", t / "ab.smz", "-o", t / "ab.npz")[0] == 0
+    with np.load(t / "ab.npz") as z:
+        assert z["features"].shape == (850, 64) and z["ids"].tolist()[798:802] == ["a/798", "a/799", "b0", "b1"]
+        assert str(z["model"]) == "unknown"
+    code, _, _ = run(capsys, "compress", t / "ab.npz", "--codec", "f16", "-o", t / "again.smz")  # read back
+    assert code == 0 and run(capsys, "ls", t / "again.smz")[1].split()[800] == "b0"
+    assert run(capsys, "append", t / "b.smz", t / "train.npy", t / "train.npy", "--id-prefix", "c")[0] == 0
+    assert run(capsys, "ls", t / "b.smz")[1].split()[49:52] == ["b49", "c0", "c1"]
+    code, _, err = run(capsys, "compress", t / "items.npz", "--codec", "f16", "--ids", t / "ids.txt",
+                       "--id-prefix", "x", "-o", t / "c.smz")
+    assert code == 2 and "not both" in err
+    (t / "short.txt").write_text("x\ny\n")
+    code, _, err = run(capsys, "compress", t / "items.npz", "--codec", "f16", "--ids", t / "short.txt", "-o", t / "c.smz")
+    assert code == 2 and "has 2 lines for 50 items" in err
+
+
+def test_writing_over_an_input_is_refused(files, capsys):
+    t = files
+    assert run(capsys, "compress", t / "train.npy", "--codec", "f16", "-o", t / "a.smz")[0] == 0
+    before = (t / "train.npy").read_bytes()
+    code, _, err = run(capsys, "compress", t / "train.npy", "--codec", "f16", "-o", t / "train.npy")
+    assert code == 2 and "is also an input" in err and (t / "train.npy").read_bytes() == before
+    code, _, err = run(capsys, "decompress", t / "a.smz", "-o", t / "a.smz")
+    assert code == 2 and "is the archive itself" in err
+
+
+def test_bad_ids_beside_embeddings_are_refused(files, capsys):
+    t = files
+    np.savez(t / "two_d.npz", features=unit_rows(4, 64), ids=np.array([["a", "b"]] * 4))
+    np.savez(t / "short.npz", features=unit_rows(4, 64), ids=np.array(["a", "b"]))
+    np.savez(t / "bytes.npz", features=unit_rows(2, 64), ids=np.array([b"x1", b"x2"]))
+    for name in ("two_d", "short"):
+        code, _, err = run(capsys, "compress", t / f"{name}.npz", "--codec", "f16", "-o", t / "o.smz")
+        assert code == 2 and "ids must be one per row" in err
+    assert run(capsys, "compress", t / "bytes.npz", "--codec", "f16", "-o", t / "o.smz")[0] == 0
+    assert run(capsys, "ls", t / "o.smz")[1].split() == ["x1", "x2"]

@@ -4,7 +4,7 @@ __version__ = "0.1.0"
 
 # __version__ comes first: container.py imports it while the package initialises.
 from ._errors import CodecMismatchError, FormatError, InputError, NotFittedError, SemzipError, SpecError  # noqa: E402
-from .codecs import Codec, available_codecs, load_codec, make_codec, save_codec  # noqa: E402
+from .codecs import Codec, available_codecs, fit_codec, load_codec, make_codec, save_codec  # noqa: E402
 from .container import Archive, append_archive, write_archive  # noqa: E402
 from .spec import Spec, format_spec, parse_spec  # noqa: E402
 
@@ -22,6 +22,7 @@ __all__ = [
     "available_codecs",
     "format_spec",
     "load_codec",
+    "fit_codec",
     "make_codec",
     "parse_spec",
     "save_codec",

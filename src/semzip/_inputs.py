@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import zipfile
 from pathlib import Path
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -57,7 +58,61 @@ def read_embeddings(arg: str) -> Embeddings:
             raise InputError(f"{str(path)!r} has no array {key!r}; it has: {', '.join(loaded.files)}")
         X = check_embeddings(loaded[key], name=f"{path}:{key}")
         beside = {k: loaded[k] for k in ("ids", "pixels", "model") if k in loaded.files}
-    ids = [str(i) for i in beside["ids"]] if beside.get("ids", np.empty(0)).shape == (len(X),) else None
+    ids = _ids(beside["ids"], len(X), f"{path}:ids") if "ids" in beside else None
     pixels = beside["pixels"] if beside.get("pixels", np.empty(0)).shape == (len(X),) else None
     model = str(beside["model"]) if beside.get("model", np.empty(1)).shape == () else None
     return Embeddings(X, ids, model, pixels)
+
+
+def _ids(arr: np.ndarray, n: int, where: str) -> list[str]:
+    """Ids stored beside embeddings: one string per row (bytes are read as UTF-8), else an error."""
+    if arr.shape != (n,):
+        raise InputError(f"{where}: ids must be one per row, shape ({n},), got {arr.shape}")
+    if arr.dtype.kind == "S":
+        try:
+            return [bytes(i).decode("utf-8") for i in arr]
+        except UnicodeDecodeError as exc:
+            raise InputError(f"{where}: bytes ids that are not UTF-8 ({exc})") from None
+    if arr.dtype.kind not in "UiuO":
+        raise InputError(f"{where}: ids must be strings or integers, got dtype {arr.dtype}")
+    return [str(i) for i in arr]
+
+
+def read_all(sources: Sequence[str]) -> Embeddings:
+    """Several embedding files as one (rows concatenated in order): ids kept when every file has
+    them, pixels when every file has them, and the model all of them record (files recording
+    different models cannot be mixed)."""
+    parts = [read_embeddings(s) for s in sources]
+    widths = {p.features.shape[1] for p in parts}
+    if len(widths) > 1:
+        raise InputError(f"inputs have different widths {sorted(widths)}; they cannot be concatenated")
+    models = {p.model for p in parts if p.model is not None}
+    if len(models) > 1:
+        raise InputError(f"inputs were embedded with different models ({', '.join(sorted(models))}); "
+                         "their vectors are not comparable")
+    with_ids = [p.ids is not None for p in parts]
+    if any(with_ids) and not all(with_ids):
+        missing = [s for s, has in zip(sources, with_ids) if not has]
+        raise InputError(f"some inputs have ids and {', '.join(missing)} do not: give every input ids, "
+                         "or name the items with --ids FILE / --id-prefix P")
+    X = parts[0].features if len(parts) == 1 else np.concatenate([p.features for p in parts])
+    ids = [i for p in parts for i in p.ids] if all(with_ids) else None
+    pixels = np.concatenate([p.pixels for p in parts]) if all(p.pixels is not None for p in parts) else None
+    return Embeddings(X, ids, models.pop() if models else None, pixels)
+
+
+def item_ids(n: int, ids_file: str | None, prefix: str | None, found: list[str] | None) -> list[str] | None:
+    """The ids to store: from --ids FILE (one per line), --id-prefix P (P0, P1, ...), or the input's."""
+    if ids_file is not None and prefix is not None:
+        raise InputError("give --ids FILE or --id-prefix P, not both")
+    if prefix is not None:
+        return [f"{prefix}{i}" for i in range(n)]
+    if ids_file is None:
+        return found
+    try:
+        lines = Path(ids_file).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read ids file {ids_file!r} ({exc})") from None
+    if len(lines) != n:
+        raise InputError(f"ids file {ids_file!r} has {len(lines)} lines for {n} items (one id per line)")
+    return lines

@@ -24,7 +24,7 @@ import numpy as np
 
 from ._errors import InputError, SemzipError
 from ._validate import check_embeddings
-from .codecs import make_codec
+from .codecs import fit_codec
 from .container import DEFAULT_BLOCK_ITEMS, UNKNOWN_MODEL, Archive, write_archive
 from .eval.metrics import cosine_to_reference
 
@@ -129,10 +129,7 @@ def _try(spec: str, sample: np.ndarray, X: np.ndarray, path: Path, progress: Cal
         progress(spec)
     row: dict[str, Any] = {"spec": spec, "fitted_on": len(sample)}
     try:
-        codec = make_codec(spec)
-        if "seed" in codec.get_params():
-            codec.seed = seed
-        codec.fit(sample)
+        codec = fit_codec(spec, sample, seed=seed)
         write_archive(path, codec, X, **archive)
         with Archive.open(path) as arc:
             row["bits_per_item"] = arc.info()["bits_per_item"]

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from ._errors import InputError
-from .codecs import make_codec
+from .codecs import fit_codec
 from .container import Archive, write_archive
 from .spec import Spec, parse_spec
 
@@ -45,10 +45,7 @@ def compact_archive(path: str | Path, spec: str | Spec | None = None, *, seed: i
         old_spec = arc.codec.spec
         old_bits = 8 * target.stat().st_size
     new_spec = _refit_spec(old_spec) if spec is None else (parse_spec(spec) if isinstance(spec, str) else spec)
-    codec = make_codec(new_spec)
-    if "seed" in codec.get_params():
-        codec.seed = seed
-    codec.fit(old)
+    codec = fit_codec(new_spec, old, seed=seed)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".compact", dir=target.parent)
     os.close(fd)
     try:

@@ -40,8 +40,12 @@ def _print_version(value: bool) -> None:
 def _options(
     version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
                                  help="Print the version and exit."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or spinners (they are also off when stderr is not a terminal)."),
 ) -> None:
     """Options that apply before any command."""
+    from .._progress import set_quiet
+
+    set_quiet(quiet)
 
 from . import _core, _embed, _eval, _search, _smic  # noqa: E402,F401  (register commands)
 

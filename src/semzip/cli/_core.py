@@ -12,9 +12,9 @@ from rich.table import Table
 
 from .._atomic import atomic_writer
 from .._errors import InputError, SpecError
-from .._inputs import read_embeddings
+from .._inputs import item_ids, read_all, split_source
 from ..spec import parse_spec
-from ..codecs import Codec, available_codecs, codec_class, load_codec, make_codec, save_codec
+from ..codecs import Codec, available_codecs, codec_class, fit_codec, load_codec, make_codec, save_codec
 from ..collection import ShardedArchive, is_manifest, open_collection
 from ..container import DEFAULT_BLOCK_ITEMS, DEFAULT_MODEL, UNKNOWN_MODEL, Archive, append_archive, write_archive
 from . import _embed, _scale, app, stderr, stdout
@@ -29,45 +29,41 @@ def _codec_file(path: Path | None) -> Codec | None:
     return load_codec(path) if path is not None else None
 
 
-def _concat(sources: list[str]) -> tuple[np.ndarray, list[str] | None]:
-    parts = [read_embeddings(s) for s in sources]
-    widths = {p.features.shape[1] for p in parts}
-    if len(widths) > 1:
-        raise InputError(f"inputs have different widths {sorted(widths)}; they cannot be concatenated")
-    X = np.concatenate([p.features for p in parts])
-    return X, parts[0].ids if len(parts) == 1 else None
-
-
 @app.command()
 def fit(
     spec: Annotated[str, typer.Argument(help="Codec spec, e.g. `pq:M=32,K=256` (see `semzip codecs`).")],
     train: Annotated[list[str], typer.Argument(help="Training embeddings: `x.npy`, `x.npz:key`; several are concatenated.")],
     output: OutOpt,
     seed: Annotated[int, typer.Option(help="Seed for trainable codecs.")] = 0,
+    threads: Annotated[int, typer.Option("--threads", help="BLAS/faiss/torch threads for training. A seed gives the same codec for a given thread count, not across counts.")] = 1,
 ) -> None:
     """Train a codec on embeddings and save it as a `.smzc` file (JSON config + arrays + content hash).
 
     Example: `semzip fit pq:M=32,K=256 imagenet.npz:shots4_features -o pq256.smzc`
     """
     codec = make_codec(spec)
-    X, _ = _concat(train)
-    if "seed" in codec.get_params():
-        codec.seed = seed
-    codec.fit(X)
+    X = read_all(train).features
+    fit_codec(codec, X, seed=seed, threads=threads, progress=True)
     save_codec(codec, output)
     stdout.print(f"fitted {codec.spec} on {len(X)} vectors of width {X.shape[1]} -> {output} "
-                 f"(hash {codec.state_hash[:12]}, {output.stat().st_size} bytes)")
+                 f"(hash {codec.state_hash[:12]}, {output.stat().st_size} bytes)", highlight=False)
+
+
+IdsOpt = Annotated[str | None, typer.Option("--ids", help="Text file of item ids, one per line, in input order (instead of the ids stored in the input).", rich_help_panel="Items")]
+IdPrefixOpt = Annotated[str | None, typer.Option("--id-prefix", help="Name the items P0, P1, ... (so archives of plain arrays can be merged).", rich_help_panel="Items")]
 
 
 @app.command()
 def compress(
-    input: Annotated[str, typer.Argument(help="Embeddings (`x.npy`, `x.npz:key`) to compress, or a folder of images to embed first.")],
+    inputs: Annotated[list[str], typer.Argument(help="Embeddings (`x.npy`, `x.npz:key`; several are concatenated in order), or one folder of images to embed first.")],
     output: OutOpt,
-    codec: Annotated[str | None, typer.Option("--codec", help="A fitted codec file (.smzc), or a spec to fit on INPUT itself.")] = None,
-    bits: Annotated[float | None, typer.Option("--bits", help="Instead of --codec: a budget in bits per item with everything counted (codec, ids, headers); the codec family and size of best fidelity on INPUT within it is chosen, and the choice explained.")] = None,
-    model: Annotated[str | None, typer.Option(help=f"Embedding model id stored in the archive (open_clip ARCH:TAG; default: the one recorded by `semzip embed`, else {UNKNOWN_MODEL!r}); for an image folder, the model that embeds it (default {DEFAULT_MODEL}).")] = None,
-    shared: Annotated[bool, typer.Option("--shared", help="Name the codec by hash instead of embedding it; decoding then needs the .smzc file.")] = False,
-    block_items: Annotated[int, typer.Option(help="Items per entropy-coded block (random access decodes one block).")] = DEFAULT_BLOCK_ITEMS,
+    codec: Annotated[str | None, typer.Option("--codec", help="A fitted codec file (.smzc), or a spec to fit on INPUT itself.", rich_help_panel="Codec")] = None,
+    bits: Annotated[float | None, typer.Option("--bits", help="Instead of --codec: a budget in bits per item with everything counted (codec, ids, headers); the codec family and size of best fidelity on INPUT within it is chosen, and the choice explained.", rich_help_panel="Codec")] = None,
+    shared: Annotated[bool, typer.Option("--shared", help="Name the codec by hash instead of embedding it; decoding then needs the .smzc file.", rich_help_panel="Codec")] = False,
+    model: Annotated[str | None, typer.Option(help=f"Embedding model id stored in the archive (open_clip ARCH:TAG; default: the one recorded by `semzip embed`, else {UNKNOWN_MODEL!r}); for an image folder, the model that embeds it (default {DEFAULT_MODEL}).", rich_help_panel="Items")] = None,
+    ids_file: IdsOpt = None,
+    id_prefix: IdPrefixOpt = None,
+    block_items: Annotated[int, typer.Option(help="Items per entropy-coded block (random access decodes one block).", rich_help_panel="Items")] = DEFAULT_BLOCK_ITEMS,
     weights: _embed.WeightsOpt = None,
     device: _embed.DeviceOpt = "cpu",
     batch_size: _embed.BatchOpt = 64,
@@ -96,21 +92,25 @@ def compress(
     if (codec is None) == (bits is None):
         raise InputError("give --codec (a codec file or spec) or --bits (a budget in bits per item), not "
                          + ("both" if codec is not None else "neither"))
-    if ray and codec is None:
-        raise InputError("--ray needs --codec: a budget is chosen on one machine (try `compress --bits` on a sample)")
+    folder = len(inputs) == 1 and Path(inputs[0]).is_dir()
     if ray:
-        _scale.compress_ray(input, codec, output, model=model, weights=weights, device=device, batch_size=batch_size,
-                            workers=workers, shard_items=shard_items, fit_items=fit_items, address=address)
+        if codec is None or len(inputs) > 1 or ids_file or id_prefix:
+            raise InputError("--ray takes one INPUT and --codec (no --bits, --ids or --id-prefix)")
+        _scale.compress_ray(inputs[0], codec, output, model=model, weights=weights, device=device,
+                            batch_size=batch_size, workers=workers, shard_items=shard_items, fit_items=fit_items,
+                            address=address)
         return
-    if Path(input).is_dir():
-        found = _embed.embed_images([input], model=model or DEFAULT_MODEL, weights=weights, device=device,
+    _refuse_overwriting_inputs(inputs, output)
+    if folder:
+        found = _embed.embed_images(inputs, model=model or DEFAULT_MODEL, weights=weights, device=device,
                                     batch_size=batch_size, workers=None, cache=None, no_cache=no_cache, strict=strict)
         X, ids, pixels, model = found.features, found.ids, found.pixels, found.model_id
     else:
-        X, ids, recorded, pixels = read_embeddings(input)
+        X, ids, recorded, pixels = read_all(inputs)
         if model and recorded and model != recorded:
-            raise InputError(f"{input} was embedded with {recorded}, not {model}; drop --model or fix it")
+            raise InputError(f"{', '.join(inputs)} was embedded with {recorded}, not {model}; drop --model or fix it")
         model = model or recorded or UNKNOWN_MODEL
+    ids = item_ids(len(X), ids_file, id_prefix, ids)
     if codec is None:
         _compress_to_budget(X, float(bits), output, ids=ids, model=model, pixels=pixels, block_items=block_items,
                             shared=shared)
@@ -121,6 +121,14 @@ def compress(
     _summary(output)
 
 
+def _refuse_overwriting_inputs(inputs: list[str], output: Path) -> None:
+    """Writing over an input would destroy it before (or while) it is read."""
+    for arg in inputs:
+        path = split_source(arg)[0]
+        if path.exists() and output.exists() and path.resolve() == output.resolve():
+            raise InputError(f"output {str(output)!r} is also an input: write to another file")
+
+
 def _resolve_codec(codec: str, X: np.ndarray, shared: bool) -> Codec:
     path = Path(codec)
     if path.suffix == ".smzc" or path.is_file():
@@ -128,9 +136,10 @@ def _resolve_codec(codec: str, X: np.ndarray, shared: bool) -> Codec:
     if shared:
         raise InputError("--shared needs a codec file: a codec fitted here would exist nowhere else")
     try:
-        return make_codec(codec).fit(X)
+        fresh = make_codec(codec)
     except SpecError as exc:
         raise SpecError(f"--codec {codec!r} is neither a codec file nor a valid spec: {exc}") from None
+    return fit_codec(fresh, X, progress=True)
 
 
 def _compress_to_budget(X: np.ndarray, bits: float, output: Path, *, shared: bool, **archive: Any) -> None:
@@ -169,11 +178,15 @@ def _summary(path: Path) -> None:
 @app.command()
 def append(
     archive: Annotated[Path, typer.Argument(help="Existing archive to extend (replaced atomically).")],
-    input: Annotated[str, typer.Argument(help="Embeddings to add (`x.npy`, `x.npz:key`).")],
+    inputs: Annotated[list[str], typer.Argument(help="Embeddings to add (`x.npy`, `x.npz:key`; several are concatenated in order).")],
     codec: CodecFileOpt = None,
+    ids_file: IdsOpt = None,
+    id_prefix: IdPrefixOpt = None,
 ) -> None:
     """Add items to an archive, coded with the archive's own codec; existing items are untouched."""
-    X, ids, _, pixels = read_embeddings(input)
+    _refuse_overwriting_inputs(inputs, archive)
+    X, ids, _, pixels = read_all(inputs)
+    ids = item_ids(len(X), ids_file, id_prefix, ids)
     append_archive(archive, X, ids=ids, pixels=pixels, codec=_codec_file(codec), progress=True)
     _summary(archive)
 
@@ -184,12 +197,35 @@ def decompress(
     output: OutOpt,
     codec: CodecFileOpt = None,
 ) -> None:
-    """Decode every item to a float32 (N, D) `.npy` file, in archive (shard) order."""
+    """Decode every item, in archive (shard) order: to a float32 (N, D) `.npy`, or to an `.npz` with
+    `features`, `ids`, `model` (and `pixels` when known), which `compress` and `fit` read back."""
+    if output.exists() and output.resolve() == archive.resolve():
+        raise InputError(f"output {str(output)!r} is the archive itself: write to another file")
     with open_collection(archive, codec=_codec_file(codec)) as arc:
         X = arc.decode(progress=True)
+        beside = {"ids": np.array(arc.ids), "model": np.array(arc.model)}
+        if arc.pixels is not None:
+            beside["pixels"] = arc.pixels
     with atomic_writer(output) as fh:
-        np.save(fh, X)
-    stdout.print(f"{len(X)} x {X.shape[1]} float32 -> {output}")
+        if output.suffix == ".npz":
+            np.savez(fh, features=X, **beside)
+        else:
+            np.save(fh, X)
+    stdout.print(f"{len(X)} x {X.shape[1]} float32 -> {output}" + (" (with ids and model)" if output.suffix == ".npz" else ""))
+
+
+@app.command()
+def ls(
+    archive: Annotated[Path, typer.Argument(help="Archive, or a sharded collection (folder or manifest.json).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list of ids.")] = False,
+) -> None:
+    """List the ids of an archive's items, one per line, in archive (shard) order."""
+    with open_collection(archive, partial=True) as arc:
+        ids = arc.ids
+    if as_json:
+        typer.echo(json.dumps(ids))
+    else:
+        typer.echo("\n".join(ids))
 
 
 @app.command()

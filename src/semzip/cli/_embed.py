@@ -18,14 +18,14 @@ from . import app, stderr, stdout
 if TYPE_CHECKING:
     from ..embed import Embedded
 
-ModelOpt = Annotated[str, typer.Option("--model", help="CLIP model, open_clip `ARCH:TAG` (e.g. `ViT-L-14-336:openai`).")]
-WeightsOpt = Annotated[Path | None, typer.Option("--weights", help="Local weights: a .safetensors/.bin/.pt file, or a folder laid out like a hub repo.")]
-DeviceOpt = Annotated[str, typer.Option("--device", help="`cpu`, `cuda`, `cuda:N`, `mps`, or `auto` (a GPU when there is one).")]
-BatchOpt = Annotated[int, typer.Option("--batch-size", help="Images per model call.")]
-WorkersOpt = Annotated[int | None, typer.Option("--workers", help="Image decoding threads (default: CPU count, at most 8).")]
-CacheOpt = Annotated[Path | None, typer.Option("--cache", help="Embedding cache file (default: ~/.cache/semzip/embeddings.sqlite or $SEMZIP_CACHE).")]
-NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Neither read nor write the embedding cache.")]
-StrictOpt = Annotated[bool, typer.Option("--strict", help="Fail on the first unreadable image instead of skipping it.")]
+ModelOpt = Annotated[str, typer.Option("--model", help="CLIP model, open_clip `ARCH:TAG` (e.g. `ViT-L-14-336:openai`).", rich_help_panel="CLIP model")]
+WeightsOpt = Annotated[Path | None, typer.Option("--weights", help="Local weights: a .safetensors/.bin/.pt file, or a folder laid out like a hub repo.", rich_help_panel="CLIP model")]
+DeviceOpt = Annotated[str, typer.Option("--device", help="`cpu`, `cuda`, `cuda:N`, `mps`, or `auto` (a GPU when there is one).", rich_help_panel="CLIP model")]
+BatchOpt = Annotated[int, typer.Option("--batch-size", help="Images per model call.", rich_help_panel="CLIP model")]
+WorkersOpt = Annotated[int | None, typer.Option("--workers", help="Image decoding threads (default: CPU count, at most 8).", rich_help_panel="CLIP model")]
+CacheOpt = Annotated[Path | None, typer.Option("--cache", help="Embedding cache file (default: ~/.cache/semzip/embeddings.sqlite or $SEMZIP_CACHE).", rich_help_panel="CLIP model")]
+NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Neither read nor write the embedding cache.", rich_help_panel="CLIP model")]
+StrictOpt = Annotated[bool, typer.Option("--strict", help="Fail on the first unreadable image instead of skipping it.", rich_help_panel="CLIP model")]
 
 
 def embed_images(inputs: list[str], *, model: str, weights: Path | None, device: str, batch_size: int,

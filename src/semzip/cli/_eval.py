@@ -9,7 +9,7 @@ import typer
 
 from .._errors import InputError
 from . import app, stderr, stdout
-from ._core import _concat
+from .._inputs import read_all
 
 ModelOpt = Annotated[str | None, typer.Option(
     "--model", help="CLIP model (open_clip ARCH:TAG) to embed images and class names; needs semzip.embed.")]
@@ -87,7 +87,7 @@ def eval_(
         raise InputError("--pixel-codecs needs an image folder and --model: pixel codecs code images, not embeddings")
     train_X, train_name = (None, None)
     if train:
-        train_X, _ = _concat(train)
+        train_X = read_all(train).features
         train_name = " + ".join(train)
     report = runner.evaluate(ds, specs, train=train_X, train_name=train_name, fit_on_items=fit_on_items, seed=seed,
                              progress=lambda s: stderr.print(f"  {s}", highlight=False, style="dim"))

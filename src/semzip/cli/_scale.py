@@ -9,11 +9,11 @@ import typer
 
 from . import stdout
 
-RayOpt = Annotated[bool, typer.Option("--ray", help="Compress with a Ray Data pipeline into a resumable sharded collection (OUTPUT is a folder).")]
-RayWorkersOpt = Annotated[int, typer.Option("--workers", help="With --ray: parallel Ray workers (actors), each embedding/encoding whole shards.")]
-ShardItemsOpt = Annotated[int, typer.Option("--shard-items", help="With --ray: inputs per shard archive.")]
-FitItemsOpt = Annotated[int, typer.Option("--fit-items", help="With --ray and a codec spec: size of the seeded sample the codec is fitted on.")]
-AddressOpt = Annotated[str | None, typer.Option("--address", help="With --ray: Ray cluster address (default $RAY_ADDRESS, else a local Ray).")]
+RayOpt = Annotated[bool, typer.Option("--ray", help="Compress with a Ray Data pipeline into a resumable sharded collection (OUTPUT is a folder).", rich_help_panel="Ray")]
+RayWorkersOpt = Annotated[int, typer.Option("--workers", help="With --ray: parallel Ray workers (actors), each embedding/encoding whole shards.", rich_help_panel="Ray")]
+ShardItemsOpt = Annotated[int, typer.Option("--shard-items", help="With --ray: inputs per shard archive.", rich_help_panel="Ray")]
+FitItemsOpt = Annotated[int, typer.Option("--fit-items", help="With --ray and a codec spec: size of the seeded sample the codec is fitted on.", rich_help_panel="Ray")]
+AddressOpt = Annotated[str | None, typer.Option("--address", help="With --ray: Ray cluster address (default $RAY_ADDRESS, else a local Ray).", rich_help_panel="Ray")]
 
 
 def compress_ray(input: str, codec: str, output: Path, *, model: str, weights: Path | None, device: str,

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .._progress import progress_bar
 from .pqvae import net_shapes
 
 if TYPE_CHECKING:
@@ -206,7 +207,7 @@ def _train(codec: PQVAECodec, X: np.ndarray, X_val: np.ndarray,
     best: tuple[float, int, dict[str, torch.Tensor]] = (np.inf, -1, {})
     history: list[dict[str, float]] = []
     restarts = 0
-    with _progress(codec.progress, total) as bar:
+    with progress_bar("pqvae fit (epochs)", total, enabled=codec.progress) as bar:
         for epoch in range(total):
             quantise = epoch >= _WARMUP_EPOCHS
             if epoch == _WARMUP_EPOCHS:
@@ -240,7 +241,7 @@ def _train(codec: PQVAECodec, X: np.ndarray, X_val: np.ndarray,
                 val_loss = float(val_terms["rec"])  # the task, not the VQ terms
             row = {"epoch": epoch, "phase": "vq" if quantise else "warmup"} | {k: v / len(tr) for k, v in sums.items()}
             history.append(row | {"val_loss": val_loss, "dead": len(dead)})
-            bar(epoch, row["loss"], float(val_loss))
+            bar(1, f"loss {row['loss']:.4f}  held-out loss {float(val_loss):.4f}")
             if quantise and float(val_loss) < best[0]:
                 best = (float(val_loss), epoch, {k: v.detach().clone() for k, v in net.p.items()})
             elif quantise and epoch - best[1] > codec.patience:
@@ -254,19 +255,3 @@ def _train(codec: PQVAECodec, X: np.ndarray, X_val: np.ndarray,
     return weights, info
 
 
-@contextlib.contextmanager
-def _progress(show: bool, total: int) -> Iterator[Any]:
-    """A rich progress bar over epochs (or a no-op when `show` is false)."""
-    if not show:
-        yield lambda *a: None
-        return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    with Progress(TextColumn("pqvae fit"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  TextColumn("{task.fields[status]}"), transient=True) as prog:
-        task = prog.add_task("fit", total=total, status="")
-
-        def update(epoch: int, loss: float, val_loss: float) -> None:
-            prog.update(task, completed=epoch + 1, status=f"loss {loss:.4f}  held-out loss {val_loss:.4f}")
-
-        yield update

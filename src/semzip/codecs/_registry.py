@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from .._atomic import atomic_write_bytes
 from .._errors import FormatError, InputError, SpecError
-from ..spec import Spec, parse_spec
+from ..spec import Spec, format_spec, parse_spec
 from ._base import Codec, read_state
 
 _BY_NAME: dict[str, type[Codec]] = {}
@@ -47,6 +48,24 @@ def make_codec(spec: str | Spec) -> Codec:
     """An unfitted codec from a spec such as 'pq:M=32,K=256'."""
     parsed = parse_spec(spec) if isinstance(spec, str) else spec
     return codec_class(parsed.name).from_spec(parsed)
+
+
+def fit_codec(spec: str | Spec | Codec, X: Any, *, seed: int = 0, threads: int = 1, progress: bool = False) -> Codec:
+    """A codec from `spec` (or an unfitted codec) fitted on X with training options applied where the
+    codec takes them: its `seed`, `threads` (else BLAS and faiss are held to `threads` around the fit)
+    and `progress` bars (a spinner with elapsed time for codecs that report no progress of their own).
+    Seeded training gives the same codec for a given thread count."""
+    from .._progress import status
+    from .._threads import limited_threads
+
+    codec = spec if isinstance(spec, Codec) else make_codec(spec)
+    params = codec.get_params()
+    for name, value in (("seed", seed), ("threads", threads), ("progress", progress)):
+        if name in params:
+            setattr(codec, name, value)
+    label = f"fitting {format_spec(codec.spec)} on {len(X)} vectors"
+    with limited_threads(threads), status(label, enabled=progress and "progress" not in params):
+        return codec.fit(X)
 
 
 def codec_from_bytes(data: bytes) -> Codec:

@@ -17,7 +17,7 @@ import numpy as np
 
 from .._errors import FormatError, InputError, SpecError
 from .._exact import ExactMatrix
-from .._threads import one_thread
+from .._threads import limited_threads
 from ..entropy import FrequencyTable, SymbolReader, encode_symbols
 from ._base import Codec, Codes
 from ._fastscan import FastScanIndex, FastScanRanker
@@ -39,7 +39,7 @@ class PQCodec(Codec):
     example_specs = ("pq:M=4,K=16,opq=0", "pq:M=8,K=16,opq=1", "pq:M=16,K=16,opq=1", "pq:M=16,K=16,opq=1,raw=1")
 
     def __init__(self, M: int = 32, K: int = 256, opq: bool = True, raw: bool = False, *, seed: int = 0,
-                 niter: int = 25, opq_iter: int = 50, max_train: int = 65536) -> None:
+                 niter: int = 25, opq_iter: int = 50, max_train: int = 65536, threads: int = 1) -> None:
         self.M = M
         self.K = K
         self.opq = opq
@@ -48,6 +48,7 @@ class PQCodec(Codec):
         self.niter = niter
         self.opq_iter = opq_iter
         self.max_train = max_train
+        self.threads = threads
 
     def _check_params(self) -> None:
         if not 1 <= self.M <= 4096:
@@ -69,7 +70,7 @@ class PQCodec(Codec):
 
     # ---- training --------------------------------------------------------------------------------
     def _fit(self, X: np.ndarray) -> None:
-        with one_thread():  # faiss k-means and OPQ give other results with other thread counts
+        with limited_threads(self.threads):  # faiss k-means and OPQ give other results at other thread counts
             self._train(X)
 
     def _train(self, X: np.ndarray) -> None:
@@ -238,4 +239,5 @@ class PQCodec(Codec):
         self._prepare()
 
     def fit_info(self) -> dict[str, object]:
-        return {"seed": self.seed, "niter": self.niter, "opq_iter": self.opq_iter, "max_train": self.max_train}
+        return {"seed": self.seed, "niter": self.niter, "opq_iter": self.opq_iter, "max_train": self.max_train,
+                "threads": self.threads}

@@ -102,7 +102,7 @@ class PQVAECodec(Codec):
                  seed: int = 0, epochs: int = 30, batch_size: int = 64, lr: float = 3e-3, beta: float = 0.25,
                  mix: float = 0.5, whiten: float = 0.5, whiten_floor: float = 0.1, holdout: float = 0.05,
                  patience: int = 5, tilt: float = -0.2, coarse_search: int = 4, threads: int = 1,
-                 progress: bool = True) -> None:
+                 progress: bool = False) -> None:
         self.dim = dim
         self.K = K
         self.grid = grid

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from .._errors import InputError, SemzipError, SpecError
-from ..codecs import Codec, make_codec
+from ..codecs import Codec, fit_codec
 from ..container import DEFAULT_MODEL, Archive, write_archive
 from ..spec import format_spec, parse_spec
 from .datasets import EvalDataset
@@ -71,14 +71,6 @@ def task_metrics(ds: EvalDataset, X: np.ndarray) -> dict[str, float]:
     if ds.captions is not None:
         out.update(retrieval_recall(X, ds.captions, ks=tuple(k for k in RECALL_KS if k < len(X))))
     return out
-
-
-def fit_codec(spec: str, X: np.ndarray, seed: int = 0) -> Codec:
-    """A codec from `spec` fitted on X, seeded when the codec takes a seed."""
-    codec = make_codec(spec)
-    if "seed" in codec.get_params():
-        codec.seed = seed
-    return codec.fit(X)
 
 
 def reference_row(ds: EvalDataset) -> dict[str, Any]:
@@ -157,7 +149,8 @@ def evaluate(ds: EvalDataset, specs: Sequence[str | Codec], *, train: np.ndarray
                 progress(spec if isinstance(spec, str) else format_spec(spec.spec))
             start = time.perf_counter()
             try:
-                codec = spec if isinstance(spec, Codec) else fit_codec(spec, fit_X, seed)
+                codec = spec if isinstance(spec, Codec) else fit_codec(spec, fit_X, seed=seed,
+                                                                       progress=progress is not None)
                 fit_s = time.perf_counter() - start
                 row = codec_row(ds, codec, ref["metrics"], embed_codec=embed, workdir=Path(tmp))
             except SemzipError as exc:

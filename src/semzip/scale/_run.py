@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from .._errors import CodecMismatchError, InputError, SemzipError, SpecError
-from ..codecs import Codec, load_codec, make_codec, save_codec
+from ..codecs import Codec, fit_codec, load_codec, make_codec, save_codec
 from ..collection import (
     CODEC_NAME,
     MANIFEST_FORMAT,
@@ -194,9 +194,7 @@ def _fit_or_load(codec_arg: Any, src: Source, fit_items: int, seed: int, setting
         X = src.rows(src.load()[0][positions], 0, len(positions))
     else:
         X = _embed_sample(ray, src, positions, settings, workers, cpus, gpus)
-    if "seed" in codec.get_params():
-        codec.seed = seed
-    return codec.fit(X)
+    return fit_codec(codec, X, seed=seed)
 
 
 def _pending(folder: Path, manifest: dict[str, Any], n: int) -> list[tuple[int, int, int]]:
