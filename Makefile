@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 EXTRAS ?= all,test
 
-.PHONY: demo test test-portability bench clean
+.PHONY: demo test test-portability test-wheel bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -31,8 +31,20 @@ test-portability: $(BIN)/.installed
 	done
 	NPY_DISABLE_CPU_FEATURES=X86_V3 $(BIN)/python -m pytest -q -p no:cacheprovider -m portability
 
+# The documented pip path (docs/EMBED.md) from a built wheel in a clean venv, then the installed CLI.
+WHEEL_VENV := build/wheel-venv
+test-wheel:
+	rm -rf build/dist $(WHEEL_VENV)
+	$(PY) -m pip wheel -q --no-deps -w build/dist .
+	$(PY) -m venv $(WHEEL_VENV)
+	$(WHEEL_VENV)/bin/pip install -q --upgrade pip
+	$(WHEEL_VENV)/bin/pip install -q $(TORCH)
+	$(WHEEL_VENV)/bin/pip install -q "$$(ls build/dist/semzip-*.whl)[clip]"
+	$(WHEEL_VENV)/bin/pip install -q --no-deps "open_clip_torch>=3.3,<4"
+	$(WHEEL_VENV)/bin/python tests/smoke_wheel.py
+
 bench: $(BIN)/.installed
 	$(BIN)/python benchmarks/bench_core.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .hypothesis build

@@ -24,7 +24,8 @@ from .._errors import SemzipError
 
 _ALIAS = "_semzip_open_clip"
 INSTALL_HINT = (
-    "pip install 'torch>=2.1' 'open_clip_torch>=3,<4' --no-deps && pip install ftfy regex tqdm huggingface-hub safetensors"
+    "pip install 'semzip[clip]' && pip install --no-deps 'open_clip_torch>=3.3,<4' "
+    "(install torch for your platform first; --no-deps applies to open_clip alone, see docs/EMBED.md)"
 )
 
 
