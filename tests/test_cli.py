@@ -234,3 +234,30 @@ def test_bad_ids_beside_embeddings_are_refused(files, capsys):
         assert code == 2 and "ids must be one per row" in err
     assert run(capsys, "compress", t / "bytes.npz", "--codec", "f16", "-o", t / "o.smz")[0] == 0
     assert run(capsys, "ls", t / "o.smz")[1].split() == ["x1", "x2"]
+
+
+def test_one_json_convention(files, capsys):
+    """--json prints JSON alone on stdout for every command that reports something."""
+    t = files
+    code, out, _ = run(capsys, "fit", "pq:M=8,K=16,opq=0", t / "train.npy", "-o", t / "p.smzc", "--json")
+    assert code == 0 and json.loads(out)["spec"] == "pq:M=8,K=16,opq=0"
+    code, out, _ = run(capsys, "compress", t / "items.npz", "--codec", t / "p.smzc", "-o", t / "a.smz", "--json")
+    assert code == 0 and json.loads(out)["items"] == 50
+    code, out, _ = run(capsys, "append", t / "a.smz", t / "items.npz", "--id-prefix", "n", "--json")
+    assert code == 0 and json.loads(out)["items"] == 100
+    code, out, _ = run(capsys, "verify", t / "a.smz", "--json")
+    assert code == 0 and json.loads(out)["ok"] is True
+    data = bytearray((t / "a.smz").read_bytes())
+    data[-40] ^= 0xFF
+    (t / "bad.smz").write_bytes(bytes(data))
+    code, out, _ = run(capsys, "verify", t / "bad.smz", "--json")
+    assert code == 3 and json.loads(out)["ok"] is False and json.loads(out)["problems"]
+    code, out, _ = run(capsys, "compress", t / "train.npy", "--bits", "300", "-o", t / "b.smz", "--json")
+    assert code == 0 and json.loads(out)["chosen"] and json.loads(out)["bits_per_item"] <= 300
+
+
+def test_help_shows_no_python_type_labels(capsys):
+    for command in ("compress", "search", "eval", "fit"):
+        assert main([command, "--help"]) == 0
+        text = capsys.readouterr().out
+        assert "<bool>" not in text and "<list[" not in text and "<str>" not in text, command

@@ -287,7 +287,7 @@ def test_cli_eval_writes_json_and_png(flat_npz, tmp_path, capsys):
     pytest.importorskip("matplotlib", reason="plots need the `eval` extra (matplotlib)")
     out, png = tmp_path / "r.json", tmp_path / "r.png"
     rc = main(["eval", str(flat_npz), "--codecs", "f16,sign,pq:M=4,K=16,opq=0", "--codecs", "int8",
-               "--json", str(out), "--plot", str(png)])
+               "--json-out", str(out), "--plot", str(png)])
     assert rc == 0
     report = json.loads(out.read_text())
     assert [r["codec"] for r in report["rows"]] == ["f16", "sign", "pq:M=4,K=16,opq=0", "int8"]
@@ -301,7 +301,7 @@ def test_cli_eval_with_training_data(flat_npz, tmp_path):
     np.savez(tmp_path / "pool.npz", a=X, b=X[:10])
     out = tmp_path / "r.json"
     rc = main(["eval", str(flat_npz), "--codecs", "int8", "--train", f"{tmp_path}/pool.npz:a",
-               "--train", f"{tmp_path}/pool.npz:b", "--json", str(out)])
+               "--train", f"{tmp_path}/pool.npz:b", "--json-out", str(out)])
     assert rc == 0 and "(74 vectors)" in json.loads(out.read_text())["training"]
 
 
@@ -319,7 +319,7 @@ def test_cli_eval_image_folder_with_pixel_codecs(monkeypatch, image_folder, tmp_
     monkeypatch.setattr(datasets, "clip_embedders", lambda *a, **k: (fake_image_embedder, fake_text_embedder))
     out, png = tmp_path / "r.json", tmp_path / "r.png"
     rc = main(["eval", str(image_folder), "--codecs", "f16,sign", "--model", "ViT-B-32:openai",
-               "--pixel-codecs", "jpeg,webp", "--qualities", "5,50", "--json", str(out), "--plot", str(png)])
+               "--pixel-codecs", "jpeg,webp", "--qualities", "5,50", "--json-out", str(out), "--plot", str(png)])
     assert rc == 0
     report = json.loads(out.read_text())
     assert report["pixels_known"] and len(report["pixel_codecs"]) == 4 and report["model"] == "ViT-B-32:openai"
@@ -330,7 +330,7 @@ def test_cli_eval_image_folder_with_pixel_codecs(monkeypatch, image_folder, tmp_
 def test_cli_pixelcodecs_rates_only(image_folder, tmp_path, capsys):
     out = tmp_path / "p.json"
     assert main(["pixelcodecs", str(image_folder), "--codecs", "jpeg", "--qualities", "10,40",
-                 "--json", str(out)]) == 0
+                 "--json-out", str(out)]) == 0
     rows = json.loads(out.read_text())["pixel_codecs"]
     assert [r["quality"] for r in rows] == [10, 40] and rows[0]["images"] == 15
     assert "rates only" in capsys.readouterr().out
@@ -395,7 +395,7 @@ def test_eval_image_folder_through_the_real_clip_front_end(image_folder, tmp_pat
         out = tmp_path / "r.json"
         rc = main(["eval", str(image_folder), "--codecs", "f16,sign", "--model", "tiny:random", "--weights",
                    str(weights), "--templates", "a photo of {}.", "--pixel-codecs", "jpeg", "--qualities", "5",
-                   "--json", str(out)])
+                   "--json-out", str(out)])
     finally:
         torch.set_num_threads(threads)
     assert rc == 0
@@ -408,7 +408,7 @@ def test_eval_image_folder_through_the_real_clip_front_end(image_folder, tmp_pat
 def test_cli_eval_reports_a_failed_codec_as_a_row_and_goes_on(flat_npz, tmp_path, capsys):
     """smic:bits=4 cannot be met on 300 items: its row says why, the codecs around it are still measured."""
     out = tmp_path / "r.json"
-    rc = main(["eval", str(flat_npz), "--codecs", "f16,smic:bits=4,sign", "--json", str(out)])
+    rc = main(["eval", str(flat_npz), "--codecs", "f16,smic:bits=4,sign", "--json-out", str(out)])
     printed = capsys.readouterr().out
     assert rc == 0
     rows = json.loads(out.read_text())["rows"]

@@ -7,7 +7,10 @@ own modules, each registering on `app`.
 
 from __future__ import annotations
 
+import json
 import sys
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -26,6 +29,15 @@ app = typer.Typer(
 )
 stdout = Console(soft_wrap=True)
 stderr = Console(stderr=True, soft_wrap=True)
+
+#: One JSON convention for every command: `--json` prints JSON on stdout instead of tables and
+#: sentences; `--json-out PATH` also writes the full results to a file.
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for machines on stdout (instead of tables).")]
+JsonOutOpt = Annotated[Path | None, typer.Option("--json-out", help="Also write the full results as JSON to this file.")]
+
+
+def print_json(data: Any) -> None:
+    typer.echo(json.dumps(data, indent=2))
 
 
 def _print_version(value: bool) -> None:
@@ -50,10 +62,40 @@ def _options(
 from . import _core, _embed, _eval, _search, _smic  # noqa: E402,F401  (register commands)
 
 
+#: Help labels of parameter types, as a person reads them (typer shows Python annotations).
+_LABELS = {"bool": "", "str": "TEXT", "int": "INT", "float": "NUMBER", "path": "PATH", "Path": "PATH",
+           "list[str]": "TEXT...", "list[Path]": "PATH...", "list[path]": "PATH..."}
+
+
+def _command() -> Any:
+    """The command tree, with help type labels PATH, INT, TEXT... instead of <Path>, <int>, <list[str]>,
+    and none on flags."""
+    command = typer.main.get_command(app)
+    for sub in (command, *getattr(command, "commands", {}).values()):
+        for param in sub.params:
+            shown = param.display_type_rich(None)
+            if shown and shown.startswith("<") and shown.endswith(">"):
+                bare = shown[1:-1]
+                label = "" if getattr(param, "is_flag", False) else _LABELS.get(bare, bare.upper())
+                param.display_type_rich = lambda ctx, label=label: label
+        sub.get_help_option = _unlabelled(sub.get_help_option)
+    return command
+
+
+def _unlabelled(get_help_option: Any) -> Any:
+    """`--help` is made at parse time: give it no type label either."""
+    def wrapped(ctx: Any) -> Any:
+        option = get_help_option(ctx)
+        if option is not None:
+            option.display_type_rich = lambda ctx: ""
+        return option
+    return wrapped
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI with `argv` (default: sys.argv[1:]) and return the exit code."""
     try:
-        result = app(args=argv, prog_name="semzip", standalone_mode=False)
+        result = _command().main(args=argv, prog_name="semzip", standalone_mode=False)
     except SemzipError as exc:
         stderr.print(f"semzip: error: {exc}", markup=False, highlight=False)
         return exc.exit_code

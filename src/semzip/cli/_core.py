@@ -13,11 +13,11 @@ from rich.table import Table
 from .._atomic import atomic_writer
 from .._errors import InputError, SpecError
 from .._inputs import item_ids, read_all, split_source
-from ..spec import parse_spec
+from ..spec import format_spec, parse_spec
 from ..codecs import Codec, available_codecs, codec_class, fit_codec, load_codec, make_codec, save_codec
 from ..collection import ShardedArchive, is_manifest, open_collection
 from ..container import DEFAULT_BLOCK_ITEMS, DEFAULT_MODEL, UNKNOWN_MODEL, Archive, append_archive, write_archive
-from . import _embed, _scale, app, stderr, stdout
+from . import JsonFlag, JsonOutOpt, _embed, _scale, app, print_json, stderr, stdout
 
 OutOpt = Annotated[Path, typer.Option("--output", "-o", help="File to write (replaced atomically).")]
 CodecFileOpt = Annotated[
@@ -36,6 +36,7 @@ def fit(
     output: OutOpt,
     seed: Annotated[int, typer.Option(help="Seed for trainable codecs.")] = 0,
     threads: Annotated[int, typer.Option("--threads", help="BLAS/faiss/torch threads for training. A seed gives the same codec for a given thread count, not across counts.")] = 1,
+    as_json: JsonFlag = False,
 ) -> None:
     """Train a codec on embeddings and save it as a `.smzc` file (JSON config + arrays + content hash).
 
@@ -43,8 +44,12 @@ def fit(
     """
     codec = make_codec(spec)
     X = read_all(train).features
-    fit_codec(codec, X, seed=seed, threads=threads, progress=True)
+    fit_codec(codec, X, seed=seed, threads=threads, progress=not as_json)
     save_codec(codec, output)
+    if as_json:
+        print_json({"spec": format_spec(codec.spec), "hash": codec.state_hash, "items": len(X), "dim": int(X.shape[1]),
+                    "path": str(output), "bytes": output.stat().st_size, "fit_info": codec.fit_info()})
+        return
     stdout.print(f"fitted {codec.spec} on {len(X)} vectors of width {X.shape[1]} -> {output} "
                  f"(hash {codec.state_hash[:12]}, {output.stat().st_size} bytes)", highlight=False)
 
@@ -74,6 +79,7 @@ def compress(
     shard_items: _scale.ShardItemsOpt = 10_000,
     fit_items: _scale.FitItemsOpt = 100_000,
     address: _scale.AddressOpt = None,
+    as_json: JsonFlag = False,
 ) -> None:
     """Compress embeddings, or a folder of images, into a `.smz` archive.
 
@@ -113,12 +119,12 @@ def compress(
     ids = item_ids(len(X), ids_file, id_prefix, ids)
     if codec is None:
         _compress_to_budget(X, float(bits), output, ids=ids, model=model, pixels=pixels, block_items=block_items,
-                            shared=shared)
+                            shared=shared, as_json=as_json)
         return
-    fitted = _resolve_codec(codec, X, shared)
+    fitted = _resolve_codec(codec, X, shared, progress=not as_json)
     write_archive(output, fitted, X, ids=ids, model=model, embed_codec=not shared, pixels=pixels,
-                  block_items=block_items, progress=True)
-    _summary(output)
+                  block_items=block_items, progress=not as_json)
+    _summary(output, as_json)
 
 
 def _refuse_overwriting_inputs(inputs: list[str], output: Path) -> None:
@@ -129,7 +135,7 @@ def _refuse_overwriting_inputs(inputs: list[str], output: Path) -> None:
             raise InputError(f"output {str(output)!r} is also an input: write to another file")
 
 
-def _resolve_codec(codec: str, X: np.ndarray, shared: bool) -> Codec:
+def _resolve_codec(codec: str, X: np.ndarray, shared: bool, progress: bool) -> Codec:
     path = Path(codec)
     if path.suffix == ".smzc" or path.is_file():
         return load_codec(path)
@@ -139,16 +145,22 @@ def _resolve_codec(codec: str, X: np.ndarray, shared: bool) -> Codec:
         fresh = make_codec(codec)
     except SpecError as exc:
         raise SpecError(f"--codec {codec!r} is neither a codec file nor a valid spec: {exc}") from None
-    return fit_codec(fresh, X, progress=True)
+    return fit_codec(fresh, X, progress=progress)
 
 
-def _compress_to_budget(X: np.ndarray, bits: float, output: Path, *, shared: bool, **archive: Any) -> None:
+def _compress_to_budget(X: np.ndarray, bits: float, output: Path, *, shared: bool, as_json: bool,
+                        **archive: Any) -> None:
+    from .._progress import status
     from ..choose import compress_to_budget
 
     if shared:
         raise InputError("--shared needs a codec file: with --bits the chosen codec is embedded and counted")
-    with stderr.status("trying codecs") as status:
-        choice = compress_to_budget(X, bits, output, progress=lambda s: status.update(f"trying {s}"), **archive)
+    with status("trying codecs", enabled=not as_json) as update:
+        choice = compress_to_budget(X, bits, output, progress=lambda s: update(f"trying {s}"), **archive)
+    if as_json:
+        with Archive.open(output) as arc:
+            print_json(arc.info() | {"chosen": choice.spec, "why": choice.reason, "candidates": choice.candidates})
+        return
     table = Table("candidate", "bits/item (counted)", "mean cosine", "", title=f"codecs tried at {bits:g} bits per item",
                   title_justify="left")
     for c in choice.candidates:
@@ -161,9 +173,12 @@ def _compress_to_budget(X: np.ndarray, bits: float, output: Path, *, shared: boo
     _summary(output)
 
 
-def _summary(path: Path) -> None:
+def _summary(path: Path, as_json: bool = False) -> None:
     with Archive.open(path) as arc:
         info = arc.info()
+    if as_json:
+        print_json(info)
+        return
     fixed = f" (fixed-length {info['fixed_bits_per_item']:.0f})" if "fixed_bits_per_item" in info else ""
     stdout.print(f"{info['items']} items -> {path}: {info['payload_bits_per_item']:.1f} payload bits/item{fixed}, "
                  f"{info['bits_per_item']:.1f} bits/item in all ({info['total_bits'] // 8} bytes)")
@@ -182,13 +197,14 @@ def append(
     codec: CodecFileOpt = None,
     ids_file: IdsOpt = None,
     id_prefix: IdPrefixOpt = None,
+    as_json: JsonFlag = False,
 ) -> None:
     """Add items to an archive, coded with the archive's own codec; existing items are untouched."""
     _refuse_overwriting_inputs(inputs, archive)
     X, ids, _, pixels = read_all(inputs)
     ids = item_ids(len(X), ids_file, id_prefix, ids)
-    append_archive(archive, X, ids=ids, pixels=pixels, codec=_codec_file(codec), progress=True)
-    _summary(archive)
+    append_archive(archive, X, ids=ids, pixels=pixels, codec=_codec_file(codec), progress=not as_json)
+    _summary(archive, as_json)
 
 
 @app.command()
@@ -254,22 +270,35 @@ def info(
 def verify(
     archive: Annotated[Path, typer.Argument(help="Archive to check, or a sharded collection (also checks each shard's SHA-256).")],
     codec: CodecFileOpt = None,
+    as_json: JsonFlag = False,
 ) -> None:
     """Check every checksum (sections and blocks) and that every block decodes. Exit 3 on damage."""
     from .._errors import FormatError
 
-    if is_manifest(archive):
-        with ShardedArchive.open(archive, codec=_codec_file(codec), partial=True) as coll:
-            problems, items, decodable = coll.verify(), coll.items, True
-            blocks = sum(len(a.index) for a in coll.archives)
-    else:
-        with Archive.open(archive, codec=_codec_file(codec)) as arc:
-            problems = arc.verify()
-            blocks, items, decodable = len(arc.index), arc.items, arc.codec_embedded or codec is not None
+    try:
+        problems, items, blocks, decodable = _check(archive, _codec_file(codec))
+    except FormatError as exc:  # damage found on open: a section checksum, the header, the magic
+        if not as_json:
+            raise
+        problems, items, blocks, decodable = [str(exc)], None, None, False
+    if as_json:
+        print_json({"path": str(archive), "ok": not problems, "problems": problems, "items": items, "blocks": blocks,
+                    "decoded": decodable})
     if problems:
         raise FormatError(f"{archive}: {len(problems)} problem(s): " + "; ".join(problems))
+    if as_json:
+        return
     note = "" if decodable else " (checksums only: pass --codec to also check that blocks decode)"
     stdout.print(f"ok: {archive}: {items} items in {blocks} blocks, all checksums match{note}")
+
+
+def _check(archive: Path, codec: Codec | None) -> tuple[list[str], int, int, bool]:
+    """(problems, items, blocks, whether blocks were decoded) of an archive or sharded collection."""
+    if is_manifest(archive):
+        with ShardedArchive.open(archive, codec=codec, partial=True) as coll:
+            return coll.verify(), coll.items, sum(len(a.index) for a in coll.archives), True
+    with Archive.open(archive, codec=codec) as arc:
+        return arc.verify(), arc.items, len(arc.index), arc.codec_embedded or codec is not None
 
 
 @app.command()
@@ -290,9 +319,7 @@ def codecs(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] 
 
 
 @app.command()
-def demo(
-    as_json: Annotated[Path | None, typer.Option("--json", help="Also write the results as JSON here.")] = None,
-) -> None:
+def demo(as_json: JsonFlag = False, json_out: JsonOutOpt = None) -> None:
     """Offline demo on 500 real COCO image/caption CLIP embeddings shipped with semzip.
 
     Fits codecs on half the images, compresses the other half into archives, and prints counted
@@ -301,7 +328,10 @@ def demo(
     from ..demo import print_table, run_demo
 
     rows = run_demo()
-    print_table(rows, stdout)
-    if as_json is not None:
-        with atomic_writer(as_json) as fh:
+    if json_out is not None:
+        with atomic_writer(json_out) as fh:
             fh.write(json.dumps(rows, indent=2).encode())
+    if as_json:
+        print_json(rows)
+    else:
+        print_table(rows, stdout)

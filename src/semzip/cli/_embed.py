@@ -13,7 +13,7 @@ from rich.table import Table
 from .._atomic import atomic_writer
 from .._errors import InputError
 from ..container import DEFAULT_MODEL, Archive
-from . import app, stderr, stdout
+from . import JsonFlag, app, stderr, stdout
 
 if TYPE_CHECKING:
     from ..embed import Embedded
@@ -56,6 +56,7 @@ def embed(
     cache: CacheOpt = None,
     no_cache: NoCacheOpt = False,
     strict: StrictOpt = False,
+    as_json: JsonFlag = False,
 ) -> None:
     """Embed images with a CLIP model into an `.npz` (L2-normalised float32 `features` and `ids`).
 
@@ -67,6 +68,11 @@ def embed(
     with atomic_writer(output) as fh:
         np.savez(fh, features=result.features, ids=np.array(result.ids, dtype=str), pixels=result.pixels,
                  model=np.array(result.model_id))
+    if as_json:
+        typer.echo(json.dumps({"output": str(output), "images": len(result.ids), "cached": result.cached,
+                               "skipped": [{"path": str(f.path), "reason": f.reason} for f in result.failures],
+                               "model": result.model_id, "dim": int(result.features.shape[1])}, indent=2))
+        return
     skipped = f", {len(result.failures)} skipped" if result.failures else ""
     stdout.print(f"embedded {len(result.ids)} images ({result.cached} from cache{skipped}) with "
                  f"{result.model_id} -> {output} ({result.features.shape[1]}-d)")

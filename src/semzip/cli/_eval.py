@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from .._errors import InputError
-from . import app, stderr, stdout
+from . import JsonFlag, JsonOutOpt, app, print_json, stderr, stdout
 from .._inputs import read_all
 
 ModelOpt = Annotated[str | None, typer.Option(
@@ -19,7 +19,6 @@ TemplatesOpt = Annotated[str, typer.Option(
     "--templates", help="Prompt templates for class names: a set name (openai, photo, simple) or one template with {}.")]
 QualitiesOpt = Annotated[str, typer.Option(
     "--qualities", help="Pixel-codec qualities, comma-separated (0-100).")]
-JsonOpt = Annotated[Path | None, typer.Option("--json", help="Write the full results as JSON here.")]
 PlotOpt = Annotated[Path | None, typer.Option("--plot", help="Write a rate-fidelity plot (PNG) here; needs matplotlib.")]
 
 
@@ -52,7 +51,8 @@ def eval_(
     fit_on_items: Annotated[bool, typer.Option(
         "--fit-on-items", help="Fit each codec on the evaluated items themselves and count it in the archive.")] = False,
     seed: Annotated[int, typer.Option(help="Seed for trainable codecs.")] = 0,
-    as_json: JsonOpt = None,
+    as_json: JsonFlag = False,
+    json_out: JsonOutOpt = None,
     plot: PlotOpt = None,
     model: ModelOpt = None,
     weights: WeightsOpt = None,
@@ -91,35 +91,38 @@ def eval_(
         train_name = " + ".join(train)
     report = runner.evaluate(ds, specs, train=train_X, train_name=train_name, fit_on_items=fit_on_items, seed=seed,
                              progress=lambda s: stderr.print(f"  {s}", highlight=False, style="dim"))
-    print_report(report, stdout)
+    console = stderr if as_json else stdout  # --json keeps stdout for the JSON alone
+    print_report(report, console)
     if pixel_codecs is not None:
-        _pixel_side(report, ds, pixel_codecs, qualities, image_embedder)
-    if as_json is not None:
-        write_json(report, as_json)
-        stdout.print(f"JSON -> {as_json}", highlight=False)
+        _pixel_side(report, ds, pixel_codecs, qualities, image_embedder, console)
+    if json_out is not None:
+        write_json(report, json_out)
+        console.print(f"JSON -> {json_out}", highlight=False)
     if plot is not None:
-        _plot([report], plot, x="bpp" if pixel_codecs is not None else "payload_bits_per_item")
+        _plot([report], plot, x="bpp" if pixel_codecs is not None else "payload_bits_per_item", console=console)
+    if as_json:
+        print_json(report)
 
 
-def _pixel_side(report: dict, ds, names: str, qualities: str, embedder) -> None:  # type: ignore[no-untyped-def]
+def _pixel_side(report: dict, ds, names: str, qualities: str, embedder, console) -> None:  # type: ignore[no-untyped-def]
     from ..eval.pixel import equal_fidelity_ratios, pixel_codec_eval
     from ..eval.report import print_pixel_rows, print_ratios
 
     rows = pixel_codec_eval(ds.image_paths, names.split(","), _ints(qualities, "--qualities"), embedder=embedder,
                             dataset=ds, progress=True)
     report["pixel_codecs"] = rows
-    print_pixel_rows(rows, stdout, f"Pixel codecs on the same {len(ds.image_paths)} images, re-embedded",
+    print_pixel_rows(rows, console, f"Pixel codecs on the same {len(ds.image_paths)} images, re-embedded",
                      report["reference"])
     metric = next((m for m in ("zs_top1", "knn10") if m in report["reference"]["metrics"]), "cosine")
     report["equal_fidelity"] = {"metric": metric, "rows": equal_fidelity_ratios(report["rows"], rows, metric)}
-    print_ratios(report["equal_fidelity"]["rows"], metric, stdout)
+    print_ratios(report["equal_fidelity"]["rows"], metric, console)
 
 
-def _plot(reports: list[dict], path: Path, x: str) -> None:
+def _plot(reports: list[dict], path: Path, x: str, console=stdout) -> None:  # type: ignore[no-untyped-def]
     from ..eval.plot import plot_rate_fidelity
 
     panels = plot_rate_fidelity(reports, path, x=x)
-    stdout.print(f"plot ({len(panels)} panels) -> {path}", highlight=False)
+    console.print(f"plot ({len(panels)} panels) -> {path}", highlight=False)
 
 
 @app.command()
@@ -131,7 +134,8 @@ def pixelcodecs(
     weights: WeightsOpt = None,
     device: DeviceOpt = "cpu",
     templates: TemplatesOpt = "openai",
-    as_json: JsonOpt = None,
+    as_json: JsonFlag = False,
+    json_out: JsonOutOpt = None,
     plot: PlotOpt = None,
 ) -> None:
     """Counted bits per pixel of JPEG, WebP and AVIF (Pillow) at each quality on your images.
@@ -163,15 +167,18 @@ def pixelcodecs(
             paths += image_files(p) if p.is_dir() else [p]
         rows = pixel_codec_eval(paths, names, qs, progress=True)
     out["pixel_codecs"] = rows
-    print_pixel_rows(rows, stdout, f"Pixel codecs on {len(paths)} images, {rows[0]['pixels']} pixels",
+    console = stderr if as_json else stdout
+    print_pixel_rows(rows, console, f"Pixel codecs on {len(paths)} images, {rows[0]['pixels']} pixels",
                      out.get("reference"))
     if image_embedder is None:
-        stdout.print("No CLIP model given (--model): rates only, no re-embedded accuracy.", highlight=False, style="dim")
-    if as_json is not None:
-        write_json(out, as_json)
-        stdout.print(f"JSON -> {as_json}", highlight=False)
+        console.print("No CLIP model given (--model): rates only, no re-embedded accuracy.", highlight=False, style="dim")
+    if json_out is not None:
+        write_json(out, json_out)
+        console.print(f"JSON -> {json_out}", highlight=False)
     if plot is not None:
         if "reference" not in out:
             raise InputError("--plot needs --model: without re-embedded fidelity there is no rate-fidelity curve")
         _plot([{"dataset": images[0].name, "items": len(paths), "reference": out["reference"], "rows": [],
-                "pixel_codecs": rows}], plot, x="bpp")
+                "pixel_codecs": rows}], plot, x="bpp", console=console)
+    if as_json:
+        print_json(out)
