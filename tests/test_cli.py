@@ -88,7 +88,7 @@ def test_shared_codec_and_append(files, capsys):
     (["fit", "pq:M=8,K=16", "{t}/multi.npz", "-o", "{t}/c.smzc"], 2, "name one as"),
     (["fit", "pq:M=8,K=16", "{t}/multi.npz:zz", "-o", "{t}/c.smzc"], 2, "has no array 'zz'"),
     (["compress", "{t}/wide.npy", "--codec", "{t}/pq.smzc", "-o", "{t}/a.smz"], 2, "width 32 does not match"),
-    (["compress", "{t}/items.npz", "--codec", "{t}/pq.smzc", "-o", "{t}/nodir/a.smz"], 2, "cannot write"),
+    (["compress", "{t}/items.npz", "--codec", "{t}/pq.smzc", "-o", "{t}/nodir/a.smz"], 5, "cannot write"),
     (["compress", "{t}/items.npz", "--codec", "pq:M=8,K=1000", "-o", "{t}/a.smz"], 2, "power of two"),
     (["info", "{t}/garbage.smz"], 3, "not a semzip archive"),
     (["info", "{t}/nothere.smz"], 2, "no such archive"),
@@ -261,3 +261,23 @@ def test_help_shows_no_python_type_labels(capsys):
         assert main([command, "--help"]) == 0
         text = capsys.readouterr().out
         assert "<bool>" not in text and "<list[" not in text and "<str>" not in text, command
+
+
+def test_codecs_and_info_describe_every_parameter_and_codec_files(files, capsys):
+    code, out, _ = run(capsys, "codecs", "--json")
+    rows = {r["name"]: r for r in json.loads(out)}
+    assert code == 0 and set(rows) == {"f16", "int8", "sign", "pq", "pqvae", "smic"}
+    for r in rows.values():
+        assert r["summary"].endswith(".") and all(p["meaning"] for p in r["params"].values()), r["name"]
+    assert rows["pqvae"]["params"]["coarse"]["default"] == 0
+    code, out, _ = run(capsys, "info", files / "pq.smzc", "--json")
+    info = json.loads(out)
+    assert code == 0 and info["kind"] == "codec" and info["codec"] == "pq:M=8,K=16,opq=0" and info["dim"] == 64
+
+
+def test_images_and_embeddings_are_told_apart(files, capsys, tmp_path):
+    (tmp_path / "a.png").write_bytes(b"\x89PNG not really")
+    code, _, err = run(capsys, "fit", "f16", tmp_path / "a.png", "-o", tmp_path / "c.smzc")
+    assert code == 2 and "is not an embedding file" in err
+    code, _, err = run(capsys, "compress", tmp_path / "a.png", files / "train.npy", "--codec", "f16", "-o", tmp_path / "x.smz")
+    assert code == 2 and "not both" in err

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from semzip import CodecMismatchError, FormatError, InputError, SemzipError, make_codec
+from semzip import CodecMismatchError, FormatError, InputError, SemzipError, WriteError, make_codec
 from semzip.container import MAGIC, Archive, append_archive, write_archive
 
 from .conftest import unit_rows
@@ -127,7 +127,7 @@ def test_bad_inputs(tmp_path, pq):
         write_archive(tmp_path / "a.smz", pq, unit_rows(3, 64), ids=["a", "b"])
     with pytest.raises(InputError, match="no such archive"):
         Archive.open(tmp_path / "missing.smz")
-    with pytest.raises(InputError, match="cannot write"):
+    with pytest.raises(WriteError, match="cannot write"):
         write_archive(tmp_path / "no" / "dir" / "a.smz", pq, unit_rows(3, 64))
     with Archive.open(_small(tmp_path, pq)) as arc, pytest.raises(InputError, match="no item with id 'zz'"):
         arc.get("zz")

@@ -191,8 +191,8 @@ def test_clip_embedders_call_semzip_embed(monkeypatch, tmp_path):
     calls = {}
     fake = types.ModuleType("semzip.embed")
     fake.load_model = lambda name, weights=None, device="cpu": calls.setdefault("model", (name, weights, device))
-    fake.embed_paths = lambda paths, model, strict, progress: types.SimpleNamespace(
-        features=np.ones((len(paths), 4), np.float32), model=model, strict=strict)
+    fake.embed_paths = lambda paths, model, ids, progress: types.SimpleNamespace(
+        features=np.ones((len(paths), 4), np.float32), model=model, ids=ids)
     fake.class_embeddings = lambda names, templates, model: calls.setdefault("texts", (names, templates)) and np.ones(
         (len(names), 4), np.float32)
     monkeypatch.setitem(sys.modules, "semzip.embed", fake)
@@ -201,9 +201,10 @@ def test_clip_embedders_call_semzip_embed(monkeypatch, tmp_path):
     monkeypatch.setattr(semzip, "embed", fake, raising=False)
     images, texts = clip_embedders("ViT-B-32:openai", weights="w.safetensors", templates="photo")
     assert "model" not in calls  # loaded on first use only
-    assert images([tmp_path / "a.png"]).shape == (1, 4)
+    assert images([tmp_path / "a.png"])[0].shape == (1, 4)
     assert calls["model"] == ("ViT-B-32:openai", "w.safetensors", "cpu")
-    assert images([tmp_path / "a.png", tmp_path / "b.png"]).shape == (2, 4)
+    features, kept = images([tmp_path / "a.png", tmp_path / "b.png"])
+    assert features.shape == (2, 4) and kept.tolist() == [0, 1]
     assert texts(["cat", "dog"]).shape == (2, 4) and calls["texts"] == (["cat", "dog"], "photo")
 
 
@@ -393,6 +394,7 @@ def test_eval_image_folder_through_the_real_clip_front_end(image_folder, tmp_pat
         save_file({k: v.contiguous() for k, v in model.module.state_dict().items()},
                   str(weights / "open_clip_model.safetensors"))
         out = tmp_path / "r.json"
+        (image_folder / next(iter(COLOURS)) / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")  # skipped
         rc = main(["eval", str(image_folder), "--codecs", "f16,sign", "--model", "tiny:random", "--weights",
                    str(weights), "--templates", "a photo of {}.", "--pixel-codecs", "jpeg", "--qualities", "5",
                    "--json-out", str(out)])

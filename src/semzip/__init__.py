@@ -3,7 +3,7 @@
 __version__ = "0.1.0"
 
 # __version__ comes first: container.py imports it while the package initialises.
-from ._errors import CodecMismatchError, FormatError, InputError, NotFittedError, SemzipError, SpecError  # noqa: E402
+from ._errors import CodecMismatchError, FormatError, InputError, NotFittedError, SemzipError, SpecError, WriteError  # noqa: E402
 from .codecs import Codec, available_codecs, fit_codec, load_codec, make_codec, save_codec  # noqa: E402
 from .container import Archive, append_archive, write_archive  # noqa: E402
 from .spec import Spec, format_spec, parse_spec  # noqa: E402
@@ -18,6 +18,7 @@ __all__ = [
     "SemzipError",
     "Spec",
     "SpecError",
+    "WriteError",
     "append_archive",
     "available_codecs",
     "format_spec",

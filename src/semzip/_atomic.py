@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from ._errors import InputError
+from ._errors import InputError, WriteError
 
 
 @contextlib.contextmanager
@@ -22,7 +22,7 @@ def atomic_writer(path: str | Path) -> Iterator[BinaryIO]:
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
     except OSError as exc:
-        raise InputError(f"cannot write {str(target)!r}: {exc.strerror}") from None
+        raise WriteError(f"cannot write {str(target)!r}: {exc.strerror}") from None
     try:
         os.chmod(tmp, _final_mode(target))
         with os.fdopen(fd, "wb") as fh:

@@ -27,6 +27,12 @@ class NotFittedError(SemzipError, AttributeError):
     exit_code = 2
 
 
+class WriteError(SemzipError, OSError):
+    """An output that cannot be written: a missing or read-only folder, a full disk."""
+
+    exit_code = 5
+
+
 class FormatError(SemzipError):
     """A truncated, corrupt or unsupported archive or codec file."""
 

@@ -36,6 +36,9 @@ def read_embeddings(arg: str) -> Embeddings:
     path, key = split_source(arg)
     if not path.is_file():
         raise InputError(f"no such embedding file: {str(path)!r}")
+    if path.suffix.lower() not in (".npy", ".npz"):
+        raise InputError(f"{str(path)!r} is not an embedding file (.npy or .npz); images are embedded by "
+                         "`semzip embed` (and by `compress` when it is given only images)")
     try:
         loaded = np.load(path, allow_pickle=False)
     except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:

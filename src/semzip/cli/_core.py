@@ -60,7 +60,7 @@ IdPrefixOpt = Annotated[str | None, typer.Option("--id-prefix", help="Name the i
 
 @app.command()
 def compress(
-    inputs: Annotated[list[str], typer.Argument(help="Embeddings (`x.npy`, `x.npz:key`; several are concatenated in order), or one folder of images to embed first.")],
+    inputs: Annotated[list[str], typer.Argument(help="Embeddings (`x.npy`, `x.npz:key`; several are concatenated in order), or image files and folders to embed first.")],
     output: OutOpt,
     codec: Annotated[str | None, typer.Option("--codec", help="A fitted codec file (.smzc), or a spec to fit on INPUT itself.", rich_help_panel="Codec")] = None,
     bits: Annotated[float | None, typer.Option("--bits", help="Instead of --codec: a budget in bits per item with everything counted (codec, ids, headers); the codec family and size of best fidelity on INPUT within it is chosen, and the choice explained.", rich_help_panel="Codec")] = None,
@@ -98,7 +98,7 @@ def compress(
     if (codec is None) == (bits is None):
         raise InputError("give --codec (a codec file or spec) or --bits (a budget in bits per item), not "
                          + ("both" if codec is not None else "neither"))
-    folder = len(inputs) == 1 and Path(inputs[0]).is_dir()
+    images = _are_images(inputs)
     if ray:
         if codec is None or len(inputs) > 1 or ids_file or id_prefix:
             raise InputError("--ray takes one INPUT and --codec (no --bits, --ids or --id-prefix)")
@@ -107,7 +107,7 @@ def compress(
                             address=address)
         return
     _refuse_overwriting_inputs(inputs, output)
-    if folder:
+    if images:
         found = _embed.embed_images(inputs, model=model or DEFAULT_MODEL, weights=weights, device=device,
                                     batch_size=batch_size, workers=None, cache=None, no_cache=no_cache, strict=strict)
         X, ids, pixels, model = found.features, found.ids, found.pixels, found.model_id
@@ -125,6 +125,16 @@ def compress(
     write_archive(output, fitted, X, ids=ids, model=model, embed_codec=not shared, pixels=pixels,
                   block_items=block_items, progress=not as_json)
     _summary(output, as_json)
+
+
+def _are_images(inputs: list[str]) -> bool:
+    """True when INPUT names image files and/or folders (embedded first), False for embedding files."""
+    from ..embed import IMAGE_SUFFIXES
+
+    kinds = {Path(i).is_dir() or Path(i).suffix.lower() in IMAGE_SUFFIXES for i in inputs}
+    if len(kinds) > 1:
+        raise InputError("give either embedding files (.npy/.npz) or images and image folders, not both")
+    return kinds.pop()
 
 
 def _refuse_overwriting_inputs(inputs: list[str], output: Path) -> None:
@@ -250,13 +260,16 @@ def info(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for machines.")] = False,
     codec: CodecFileOpt = None,
 ) -> None:
-    """Describe an archive: items, model, codec and every bit counted from the file.
+    """Describe an archive (items, model, codec and every bit counted from the file), or a `.smzc` codec file.
 
     `total_bits` is 8 x the file size; `bits_per_item` = total_bits / items; `payload_bits` counts
     the coded items alone; `codec_bits` is the embedded codec (0 when shared).
     """
-    with open_collection(archive, codec=_codec_file(codec), partial=True) as arc:
-        data = arc.info()
+    if archive.is_file() and archive.suffix == ".smzc":
+        data = _codec_info(archive)
+    else:
+        with open_collection(archive, codec=_codec_file(codec), partial=True) as arc:
+            data = arc.info()
     if as_json:
         typer.echo(json.dumps(data, indent=2))
         return
@@ -292,6 +305,19 @@ def verify(
     stdout.print(f"ok: {archive}: {items} items in {blocks} blocks, all checksums match{note}")
 
 
+def _codec_info(path: Path) -> dict[str, Any]:
+    """What a `.smzc` codec file holds: spec, width, hash, rate, arrays and training provenance."""
+    from ..codecs._base import read_state
+
+    data = path.read_bytes()
+    codec_id, spec, width, digest, arrays, fit_info = read_state(data)
+    codec = load_codec(path)
+    return {"path": str(path), "kind": "codec", "codec": format_spec(codec.spec), "codec_id": codec_id.decode(),
+            "dim": width, "hash": digest, "fixed_bits_per_item": codec.fixed_bits, "bytes": len(data),
+            "collection_codec": codec.collection,
+            "arrays": {name: list(a.shape) for name, a in sorted(arrays.items())}, "fit_info": fit_info}
+
+
 def _check(archive: Path, codec: Codec | None) -> tuple[list[str], int, int, bool]:
     """(problems, items, blocks, whether blocks were decoded) of an archive or sharded collection."""
     if is_manifest(archive):
@@ -303,19 +329,19 @@ def _check(archive: Path, codec: Codec | None) -> tuple[list[str], int, int, boo
 
 @app.command()
 def codecs(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
-    """List the codecs, their spec parameters and example specs."""
-    rows = []
-    for name in available_codecs():
-        cls = codec_class(name)
-        rows.append({"name": name, "id": cls.codec_id.decode(), "params": {k: t.__name__ for k, t in cls.spec_params.items()},
-                     "examples": list(cls.example_specs), "about": (cls.__doc__ or "").strip().splitlines()[0]})
+    """List the codec families: what each is, its spec parameters (type, default, meaning) and examples."""
+    rows = [codec_class(name).describe() for name in available_codecs()]
     if as_json:
-        typer.echo(json.dumps(rows, indent=2))
+        print_json(rows)
         return
-    table = Table("codec", "parameters", "about")
     for r in rows:
-        table.add_row(r["name"], ", ".join(f"{k}:{t}" for k, t in r["params"].items()) or "-", r["about"])
-    stdout.print(table)
+        stdout.print(f"[bold]{r['name']}[/bold]  (id {r['id'].strip()}): {r['summary']}", highlight=False)
+        if r["params"]:
+            table = Table("parameter", "default", "meaning")
+            for key, p in r["params"].items():
+                table.add_row(f"{key} ({p['type']})", str(p["default"]), p["meaning"])
+            stdout.print(table)
+        stdout.print("examples: " + ", ".join(r["examples"]) + "\n", highlight=False, style="dim")
 
 
 @app.command()

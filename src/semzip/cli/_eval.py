@@ -80,6 +80,9 @@ def eval_(
     ds = load_dataset(dataset, text_embedder=text_embedder, image_embedder=image_embedder)
     if ds.image_paths is not None:
         ds.model = model  # the archives record the model that embedded the images
+    if ds.skipped:
+        stderr.print(f"note: {len(ds.skipped)} unreadable image(s) left out: {', '.join(ds.skipped[:5])}"
+                     + (" ..." if len(ds.skipped) > 5 else ""), highlight=False)
     if ds.labels is not None and ds.text_features is None and ds.classnames is not None:
         stderr.print("note: zero-shot skipped: the data has class names but no text embeddings; "
                      "--model embeds them with the CLIP text tower", highlight=False)

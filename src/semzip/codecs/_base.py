@@ -39,6 +39,8 @@ class Codec(ABC):
     name: ClassVar[str]
     codec_id: ClassVar[bytes]
     spec_params: ClassVar[dict[str, type]] = {}
+    #: What each spec parameter means (shown by `semzip codecs`, with its default).
+    param_help: ClassVar[dict[str, str]] = {}
     #: Specs used by the registry-wide tests, smallest rate first.
     example_specs: ClassVar[tuple[str, ...]] = ()
     #: True when quantize(reconstruct(codes)) == codes is guaranteed.
@@ -74,6 +76,16 @@ class Codec(ABC):
         at their "absent" value)."""
         return Spec(self.name, tuple((k, _spec_value(getattr(self, k))) for k in self.spec_params
                                      if k not in self.later_params or getattr(self, k) != self.later_params[k]))
+
+    @classmethod
+    def describe(cls) -> dict[str, Any]:
+        """Name, id, one-paragraph summary and every spec parameter's type, default and meaning."""
+        defaults = {k: p.default for k, p in inspect.signature(cls.__init__).parameters.items()}
+        summary = " ".join((cls.__doc__ or "").strip().split("\n\n")[0].split())
+        params = {k: {"type": t.__name__, "default": _spec_value(defaults[k]), "meaning": cls.param_help.get(k, "")}
+                  for k, t in cls.spec_params.items()}
+        return {"name": cls.name, "id": cls.codec_id.decode(), "summary": summary, "params": params,
+                "examples": list(cls.example_specs)}
 
     def get_params(self) -> dict[str, Any]:
         """Constructor arguments, as scikit-learn's `get_params`."""

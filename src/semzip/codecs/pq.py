@@ -36,6 +36,10 @@ class PQCodec(Codec):
     codec_id = b"PQ  "
     spec_params = {"M": int, "K": int, "opq": bool, "raw": bool}
     later_params = {"raw": False}  # written only when 1: specs and hashes from before it stay canonical
+    param_help = {"M": "sub-spaces; must divide the width (rate: M x log2 K bits before entropy coding)",
+                  "K": "centroids per sub-space, a power of two (16: 4-bit codes, fastest search; 256: 8-bit)",
+                  "opq": "learn a rotation first (OPQ): better fidelity, a d x d matrix more in the codec file",
+                  "raw": "store indices fixed-width instead of ANS-coded: a few bits more, nothing to decode to search"}
     example_specs = ("pq:M=4,K=16,opq=0", "pq:M=8,K=16,opq=1", "pq:M=16,K=16,opq=1", "pq:M=16,K=16,opq=1,raw=1")
 
     def __init__(self, M: int = 32, K: int = 256, opq: bool = True, raw: bool = False, *, seed: int = 0,

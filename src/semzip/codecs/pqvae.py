@@ -90,6 +90,14 @@ class PQVAECodec(Codec):
     codec_id = b"PQVE"
     spec_params = {"dim": int, "K": int, "grid": int, "C": int, "H": int, "blocks": int, "coarse": int, "bits": int}
     later_params = {"bits": 0}
+    param_help = {"dim": "length of each latent sub-vector quantised against the shared codebook",
+                  "K": "shared codebook size, a power of two (log2 K bits per sub-vector)",
+                  "grid": "side of the latent grid the embedding is lifted to",
+                  "C": "latent channels per grid cell (a multiple of dim); grid*grid*C/dim sub-vectors per item",
+                  "H": "hidden channels of the encoder and decoder",
+                  "blocks": "residual blocks per side",
+                  "coarse": "bits of a spherical k-means first stage (0 = none, the paper's design)",
+                  "bits": "total bits per item the residual transform-coding stage tops the rate up to (0 = none)"}
     example_specs = (
         "pqvae:dim=8,K=4,grid=1,C=16,H=16,blocks=1",
         "pqvae:dim=8,K=16,grid=2,C=16,H=16,blocks=1",

@@ -58,6 +58,12 @@ class SMICCodec(Codec):
     )
     idempotent = False  # greedy pursuit on a decoded vector may pick another atom of equal gain
     collection = True
+    param_help = {"atoms": "dictionary size (0 = chosen at fit from the budget and the collection size)",
+                  "k": "most atoms per item",
+                  "coef": "bits per coefficient (0 = one learned value per step)",
+                  "dbits": "bits per dictionary value (1-8, or 16 for float16)",
+                  "bits": "target mean bits per item, dictionary and archive included (0 = none)",
+                  "cos": "target mean cosine to the originals instead of a bits target (0 = none)"}
 
     def __init__(self, atoms: int = 0, k: int = 1, coef: int = 0, dbits: int = 1, bits: float = 0.0,
                  cos: float = 0.0, *, seed: int = 0, niter: int = 20, mod_iter: int = 4, search: int = 3) -> None:

@@ -19,7 +19,9 @@ from .._validate import check_embeddings
 from ..embed._images import IMAGE_SUFFIXES, image_files
 
 #: Image files -> L2-normalised float32 (n, d) embeddings, one row per path, in order.
-ImageEmbedder = Callable[[Sequence[Path]], np.ndarray]
+#: Embeds image files: (n, d) rows in input order, or (rows, kept) where `kept` are the positions of
+#: the images it could read (unreadable ones are skipped, as `semzip embed` does).
+ImageEmbedder = Callable[[Sequence[Path]], "np.ndarray | tuple[np.ndarray, np.ndarray]"]
 #: Class names -> one text embedding per class (prompt templates applied by the embedder).
 TextEmbedder = Callable[[Sequence[str]], np.ndarray]
 
@@ -47,6 +49,7 @@ class EvalDataset:
     fit_source: str | None = None
     model: str | None = None
     image_paths: list[Path] | None = None
+    skipped: list[str] | None = None  # images of the folder that could not be read, left out
 
     @property
     def tasks(self) -> list[str]:
@@ -226,6 +229,16 @@ def pixel_counts(paths: Sequence[Path]) -> np.ndarray:
     return out
 
 
+def embed_readable(embedder: ImageEmbedder, paths: Sequence[Path], what: str) -> tuple[np.ndarray, np.ndarray]:
+    """(float32 rows, positions of the images they belong to): the embedder's result in either form."""
+    out = embedder(paths)
+    rows, kept = out if isinstance(out, tuple) else (out, np.arange(len(paths)))
+    features = check_embeddings(rows, name=what)
+    if len(features) != len(kept):
+        raise InputError(f"image embedder returned {len(features)} rows for {len(kept)} images")
+    return features, np.asarray(kept, dtype=np.int64)
+
+
 def image_folder_dataset(folder: Path, image_embedder: ImageEmbedder,
                          text_embedder: TextEmbedder | None = None) -> EvalDataset:
     """Embed a class-subfolder image collection: the items are the images, labels their folders.
@@ -234,11 +247,11 @@ def image_folder_dataset(folder: Path, image_embedder: ImageEmbedder,
     Pixel counts come from the image headers, so bits per pixel are reported.
     """
     paths, labels, names = labelled_images(folder)
-    features = check_embeddings(image_embedder(paths), name=f"embeddings of {folder}")
-    if len(features) != len(paths):
-        raise InputError(f"image embedder returned {len(features)} rows for {len(paths)} images")
+    features, kept = embed_readable(image_embedder, paths, f"embeddings of {folder}")
+    skipped = sorted(set(map(str, paths)) - {str(paths[i]) for i in kept})
+    paths, labels = [paths[i] for i in kept], labels[kept]
     ds = EvalDataset(folder.name, features, labels=labels, classnames=names, pixels=pixel_counts(paths),
-                     image_paths=paths)
+                     image_paths=paths, skipped=skipped)
     return _with_text_features(ds, text_embedder)
 
 
@@ -256,8 +269,9 @@ def clip_embedders(model: str, weights: str | None = None, device: str = "cpu",
             loaded.append(embed.load_model(model, weights=weights, device=device))
         return loaded[0]
 
-    def images(paths: Sequence[Path]) -> np.ndarray:
-        return embed.embed_paths(list(paths), clip(), strict=True, progress=False).features
+    def images(paths: Sequence[Path]) -> tuple[np.ndarray, np.ndarray]:
+        found = embed.embed_paths(list(paths), clip(), ids=[str(i) for i in range(len(paths))], progress=False)
+        return found.features, np.array([int(i) for i in found.ids], dtype=np.int64)
 
     def texts(names: Sequence[str]) -> np.ndarray:
         return embed.class_embeddings(list(names), templates, clip())

@@ -20,7 +20,7 @@ import numpy as np
 
 from .._errors import InputError
 from .._progress import progress_bar
-from .datasets import EvalDataset, ImageEmbedder
+from .datasets import EvalDataset, ImageEmbedder, embed_readable
 from .runner import task_metrics
 
 
@@ -129,7 +129,10 @@ def pixel_codec_eval(paths: Sequence[Path], codecs: Sequence[str], qualities: Se
             }
             if embedder is not None and dataset is not None:
                 files = sorted(folders[codec, q].iterdir())
-                row["metrics"] = task_metrics(dataset, np.asarray(embedder(files), dtype=np.float32))
+                features, kept = embed_readable(embedder, files, f"re-embedded {codec} q={q} images")
+                if len(kept) != len(files):
+                    raise InputError(f"{len(files) - len(kept)} {codec} q={q} images could not be read back")
+                row["metrics"] = task_metrics(dataset, features)
             rows.append(row)
     return rows
 
