@@ -418,3 +418,22 @@ def test_cli_eval_reports_a_failed_codec_as_a_row_and_goes_on(flat_npz, tmp_path
     assert "cannot be met" in rows[1]["error"] and "metrics" not in rows[1]
     assert "zs_top1" in rows[0]["metrics"] and "zs_top1" in rows[2]["metrics"]
     assert "smic:bits=4 failed" in printed
+
+
+def test_plot_format_variants_and_seed_spread(flat_npz, tmp_path, capsys):
+    """The suffix names the format; opq=0 and opq=1 are separate curves; seeds give one point with a bar."""
+    from semzip.eval.plot import _points, _variant
+
+    out = tmp_path / "r.json"
+    rc = main(["eval", str(flat_npz), "--codecs", "f16,pq:M=4,K=16,opq=0,pq:M=8,K=16,opq=0,pq:M=8,K=16,opq=1",
+               "--seeds", "0,1,2", "--json-out", str(out), "--plot", str(tmp_path / "r.pdf")])
+    assert rc == 0 and (tmp_path / "r.pdf").read_bytes()[:5] == b"%PDF-"
+    rows = json.loads(out.read_text())["rows"]
+    assert sum(r["codec"] == "f16" for r in rows) == 1 and sum(r["codec"] == "pq:M=8,K=16,opq=1" for r in rows) == 3
+    assert {_variant(r) for r in rows} == {"f16", "pq K=16,opq=0", "pq K=16,opq=1"}
+    pts = _points([r for r in rows if _variant(r) == "pq K=16,opq=0"], "payload_bits_per_item", "cosine")
+    assert len(pts) == 2 and all(lo <= mean <= hi for _, mean, lo, hi in pts) and pts[0][0] < pts[1][0]
+    main(["eval", str(flat_npz), "--codecs", "f16", "--plot", str(tmp_path / "r.svg")])
+    assert b"<svg" in (tmp_path / "r.svg").read_bytes()[:400]
+    assert main(["eval", str(flat_npz), "--codecs", "f16", "--plot", str(tmp_path / "r.jpg")]) == 2
+    assert "name it .png, .pdf or .svg" in capsys.readouterr().err

@@ -51,6 +51,7 @@ def eval_(
     fit_on_items: Annotated[bool, typer.Option(
         "--fit-on-items", help="Fit each codec on the evaluated items themselves and count it in the archive.")] = False,
     seed: Annotated[int, typer.Option(help="Seed for trainable codecs.")] = 0,
+    seeds: Annotated[str | None, typer.Option("--seeds", help="Several training seeds instead of --seed, e.g. `0,1,2`: each trainable codec is fitted and measured once per seed; the plot shows the spread as error bars.")] = None,
     as_json: JsonFlag = False,
     json_out: JsonOutOpt = None,
     plot: PlotOpt = None,
@@ -73,9 +74,12 @@ def eval_(
     """
     from ..eval import runner
     from ..eval.datasets import load_dataset
+    from ..eval.plot import plot_format
     from ..eval.report import print_report, write_json
 
     specs = [s for text in codecs for s in runner.split_specs(text)]
+    if plot is not None:
+        plot_format(plot)
     image_embedder, text_embedder = _embedders(model, weights, device, templates)
     ds = load_dataset(dataset, text_embedder=text_embedder, image_embedder=image_embedder)
     if ds.image_paths is not None:
@@ -92,8 +96,14 @@ def eval_(
     if train:
         train_X = read_all(train).features
         train_name = " + ".join(train)
-    report = runner.evaluate(ds, specs, train=train_X, train_name=train_name, fit_on_items=fit_on_items, seed=seed,
-                             progress=lambda s: stderr.print(f"  {s}", highlight=False, style="dim"))
+    say = lambda s: stderr.print(f"  {s}", highlight=False, style="dim")  # noqa: E731
+    first, *more = _ints(seeds, "--seeds") if seeds else [seed]
+    report = runner.evaluate(ds, specs, train=train_X, train_name=train_name, fit_on_items=fit_on_items, seed=first,
+                             progress=say)
+    seeded = [row["codec"] for row in report["rows"] if "seed" in row]
+    for s in more:  # codecs without a seed give the same figures at any seed: measured once
+        report["rows"] += runner.evaluate(ds, seeded, train=train_X, train_name=train_name,
+                                          fit_on_items=fit_on_items, seed=s, progress=say)["rows"]
     console = stderr if as_json else stdout  # --json keeps stdout for the JSON alone
     print_report(report, console)
     if pixel_codecs is not None:

@@ -39,6 +39,8 @@ class Codec(ABC):
     name: ClassVar[str]
     codec_id: ClassVar[bytes]
     spec_params: ClassVar[dict[str, type]] = {}
+    #: Parameters that set the rate: specs differing only in them are points of one rate-fidelity curve.
+    rate_params: ClassVar[tuple[str, ...]] = ()
     #: What each spec parameter means (shown by `semzip codecs`, with its default).
     param_help: ClassVar[dict[str, str]] = {}
     #: Specs used by the registry-wide tests, smallest rate first.

@@ -36,6 +36,7 @@ class PQCodec(Codec):
     codec_id = b"PQ  "
     spec_params = {"M": int, "K": int, "opq": bool, "raw": bool}
     later_params = {"raw": False}  # written only when 1: specs and hashes from before it stay canonical
+    rate_params = ("M",)
     param_help = {"M": "sub-spaces; must divide the width (rate: M x log2 K bits before entropy coding)",
                   "K": "centroids per sub-space, a power of two (16: 4-bit codes, fastest search; 256: 8-bit)",
                   "opq": "learn a rotation first (OPQ): better fidelity, a d x d matrix more in the codec file",

@@ -90,6 +90,7 @@ class PQVAECodec(Codec):
     codec_id = b"PQVE"
     spec_params = {"dim": int, "K": int, "grid": int, "C": int, "H": int, "blocks": int, "coarse": int, "bits": int}
     later_params = {"bits": 0}
+    rate_params = ("dim", "K", "grid", "C", "coarse", "bits")
     param_help = {"dim": "length of each latent sub-vector quantised against the shared codebook",
                   "K": "shared codebook size, a power of two (log2 K bits per sub-vector)",
                   "grid": "side of the latent grid the embedding is lifted to",

@@ -58,6 +58,7 @@ class SMICCodec(Codec):
     )
     idempotent = False  # greedy pursuit on a decoded vector may pick another atom of equal gain
     collection = True
+    rate_params = ("atoms", "k", "coef", "dbits", "bits", "cos")
     param_help = {"atoms": "dictionary size (0 = chosen at fit from the budget and the collection size)",
                   "k": "most atoms per item",
                   "coef": "bits per coefficient (0 = one learned value per step)",

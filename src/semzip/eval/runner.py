@@ -158,6 +158,8 @@ def evaluate(ds: EvalDataset, specs: Sequence[str | Codec], *, train: np.ndarray
                 rows.append({"codec": name, "family": parse_spec(name).name, "error": str(exc)})
                 continue
             row["fit_seconds"] = round(fit_s, 4) if isinstance(spec, str) else None
+            if isinstance(spec, str) and "seed" in codec.get_params():
+                row["seed"] = seed
             rows.append(row)
     return {
         "dataset": ds.name,
