@@ -281,3 +281,16 @@ def test_images_and_embeddings_are_told_apart(files, capsys, tmp_path):
     assert code == 2 and "is not an embedding file" in err
     code, _, err = run(capsys, "compress", tmp_path / "a.png", files / "train.npy", "--codec", "f16", "-o", tmp_path / "x.smz")
     assert code == 2 and "not both" in err
+
+
+def test_demo_counts_every_bit_and_keeps_its_promises(capsys, tmp_path):
+    code, out, _ = run(capsys, "demo", "--json", "--json-out", tmp_path / "d.json")
+    result = json.loads(out)
+    assert code == 0 and json.loads((tmp_path / "d.json").read_text()) == result
+    collection, shared = result["collection"], result["shared"]
+    assert collection[0]["i2t@1"] == 0.552 and collection[0]["t2i@1"] == 0.506  # the data's own uncompressed figures
+    assert [r["codec"] for r in collection[1:3]] == ["smic:bits=128", "smic:bits=256"]
+    assert collection[1]["bits_per_image"] <= 128 and collection[2]["bits_per_image"] <= 256
+    assert collection[4]["codec"].startswith("--bits 1024") and collection[4]["bits_per_image"] <= 1024
+    assert collection[3]["codec_bits_per_image"] > collection[3]["payload_bits_per_image"]  # the per-item codec's file
+    assert [r["codec"] for r in shared] == ["float32", "int8", "sign", "pq:M=64,K=16,opq=0", "pq:M=32,K=16,opq=0"]
