@@ -133,3 +133,103 @@ def test_cli_serve_refuses_a_missing_images_folder(tmp_path, capsys):
     write_archive(tmp_path / "a.smz", make_codec("f16").fit(X), X)
     assert main(["serve", str(tmp_path / "a.smz"), "--images", str(tmp_path / "nope")]) == 2
     assert "is not a folder" in capsys.readouterr().err
+
+
+def test_text_queries_use_the_given_weights_and_refuse_another_model(tmp_path, monkeypatch):
+    """serve --weights/--device/--model reach the model loader; a model of another space is refused."""
+    import types
+
+    from semzip import InputError
+
+    X = unit_rows(10, 32, seed=31)
+    write_archive(tmp_path / "a.smz", make_codec("int8").fit(X), X, model="ViT-B-32:openai")
+    loads = []
+
+    def load_model(name, weights=None, device="cpu"):
+        loads.append((name, weights, device))
+        return name
+
+    fake = types.SimpleNamespace(load_model=load_model, embed_texts=lambda texts, model, **kw: X[:1])
+    monkeypatch.setitem(sys.modules, "semzip.embed", fake)
+    with Collection([tmp_path / "a.smz"]) as coll:
+        app = SearchApp(coll, text={"weights": tmp_path / "w.safetensors", "device": "cpu"})
+        assert app.search("a cat", 1).ids[0]
+        assert loads == [("ViT-B-32:openai", tmp_path / "w.safetensors", "cpu")]
+        with pytest.raises(InputError, match="another space"):
+            SearchApp(coll, text={"model": "ViT-L-14:openai"}).search("a cat", 1)
+
+
+def _request(base, path, method="GET", host=None):
+    """(status, headers, body) of a raw request, with an optional Host header of our choosing."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    url = urlsplit(base)
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=10)
+    conn.putrequest(method, path, skip_host=host is not None)
+    if host is not None:
+        conn.putheader("Host", host)
+    conn.endheaders()
+    resp = conn.getresponse()
+    out = resp.status, dict(resp.getheaders()), resp.read()
+    conn.close()
+    return out
+
+
+def test_only_the_archives_own_images_are_served(server, tmp_path):
+    (tmp_path / "images" / "notes.txt").write_text("private")
+    (tmp_path / "images" / "page.html").write_text("<script>alert(1)</script>")
+    for name in ("notes.txt", "page.html", "pics/9.png"):
+        status, _, body = get(f"{server}/image?id={quote(name)}")
+        assert (status == 200) == (name == "pics/9.png"), name  # 9.png is an item; the others are not
+    for bad in ("%00", "a" * 300, "../secret.txt"):
+        assert get(f"{server}/image?id={bad}")[0] == 404
+
+
+def test_security_headers_host_check_and_head(server):
+    status, headers, body = _request(server, "/?q=like:pics/1.png")
+    assert status == 200 and "default-src 'none'" in headers["Content-Security-Policy"]
+    assert headers["X-Content-Type-Options"] == "nosniff"
+    port = server.rsplit(":", 1)[1]
+    for host in (f"evil.example:{port}", f"127.0.0.1.evil.example:{port}", "localhost:1"):
+        assert _request(server, "/", host=host)[0] == 421, host
+    assert _request(server, "/", host=f"localhost:{port}")[0] == 200
+    status, headers, body = _request(server, "/", method="HEAD")
+    assert status == 200 and body == b"" and int(headers["Content-Length"]) > 0
+
+
+def test_everything_from_the_archive_is_escaped_and_long_ids_work(tmp_path):
+    from PIL import Image
+
+    X = unit_rows(6, 32, seed=32)
+    long_id = "x" * 300 + ".png"  # longer than a file name may be: no thumbnail, but the page works
+    ids = ["<b>bold</b>.png", long_id, "a.png", "b.png", "c.png", "d.png"]
+    write_archive(tmp_path / "a.smz", make_codec("f16").fit(X), X, ids=ids, model="<img src=x onerror=alert(1)>")
+    (tmp_path / "images").mkdir()
+    Image.new("RGB", (4, 4)).save(tmp_path / "images" / "a.png")
+    with Collection([tmp_path / "a.smz"]) as coll:
+        app = SearchApp(coll, images=tmp_path / "images", k=6)
+        status, page = app.page("like:a.png", 6)
+    assert status == 200 and "<img src=x" not in page and "&lt;img src=x onerror=alert(1)&gt;" in page
+    assert "<b>bold</b>" not in page and "&lt;b&gt;bold&lt;/b&gt;.png" in page and long_id in page
+    assert 'name="viewport"' in page
+
+
+def test_idle_connections_are_closed(tmp_path):
+    import socket
+    import time
+
+    X = unit_rows(4, 32, seed=33)
+    write_archive(tmp_path / "a.smz", make_codec("f16").fit(X), X)
+    with Collection([tmp_path / "a.smz"]) as coll:
+        srv = make_server(SearchApp(coll), idle_timeout=0.5)
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+        try:
+            sock = socket.create_connection(srv.server_address[:2], timeout=5)
+            start = time.monotonic()
+            assert sock.recv(1) == b""  # closed by the server, not by our 5 s timeout
+            assert time.monotonic() - start < 4
+            sock.close()
+        finally:
+            srv.shutdown()
+            srv.server_close()

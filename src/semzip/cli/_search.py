@@ -18,7 +18,7 @@ from .._errors import InputError
 from .._inputs import read_embeddings, split_source
 from ..codecs import load_codec
 from ..collection import open_archives
-from . import app, stdout
+from . import app, stderr, stdout
 from ._embed import DeviceOpt, WeightsOpt
 
 QueryModelOpt = Annotated[str | None, typer.Option("--model", help="CLIP model that embeds text queries (open_clip ARCH:TAG); default: the archive's own. Needed when the archive's model is unknown.")]
@@ -204,7 +204,8 @@ def merge(
 def serve(
     archives: ArchivesArg,
     images: Annotated[Path | None, typer.Option("--images", help="Folder of the originals: ids that are paths under it get thumbnails.")] = None,
-    port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (0 = any free port).")] = 0,
+    port: Annotated[int, typer.Option(help="Port (0 = any free port).")] = 0,
+    host: Annotated[str, typer.Option("--host", help="Address to listen on; anything but loopback lets other machines query your archives.")] = "127.0.0.1",
     k: Annotated[int, typer.Option("-k", help="Hits shown per query.")] = 12,
     codec: CodecOpt = None,
     model: QueryModelOpt = None,
@@ -220,7 +221,10 @@ def serve(
     with open_archives(archives, codec=load_codec(codec) if codec else None) as arcs, \
             Collection(arcs, preload=True) as coll:
         text = {"model": model, "weights": weights, "device": device}
-        server = make_server(SearchApp(coll, images=images, k=k, text=text), port=port)
+        if host not in ("127.0.0.1", "localhost", "::1"):
+            stderr.print(f"warning: listening on {host}: anyone who can reach it can search these archives and "
+                         "see their images; there is no authentication", highlight=False)
+        server = make_server(SearchApp(coll, images=images, k=k, text=text), host=host, port=port)
         host, bound = server.server_address[:2]
         stdout.print(f"serving {coll.items} items at http://{host}:{bound}/  (Ctrl-C to stop)")
         try:
