@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from ._atomic import writer_lock
 from ._errors import InputError
 from .codecs import fit_codec
 from .container import Archive, write_archive
@@ -34,6 +35,11 @@ def compact_archive(path: str | Path, spec: str | Spec | None = None, *, seed: i
     is one more generation of lossy coding: `cos_to_previous` reports how far decodes moved.
     """
     target = Path(path)
+    with writer_lock(target):
+        return _compact(target, spec, seed, force, progress)
+
+
+def _compact(target: Path, spec: str | Spec | None, seed: int, force: bool, progress: bool) -> dict[str, Any]:
     with Archive.open(target) as arc:
         if not arc.codec_embedded:
             raise InputError(f"{str(target)!r} does not embed its codec; compact rewrites the codec into the "
@@ -46,7 +52,7 @@ def compact_archive(path: str | Path, spec: str | Spec | None = None, *, seed: i
         old_bits = 8 * target.stat().st_size
     new_spec = _refit_spec(old_spec) if spec is None else (parse_spec(spec) if isinstance(spec, str) else spec)
     codec = fit_codec(new_spec, old, seed=seed)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".compact", dir=target.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)  # a dead one is cleaned
     os.close(fd)
     try:
         write_archive(tmp, codec, old, ids=ids, model=model, pixels=pixels, block_items=block_items,
@@ -56,6 +62,7 @@ def compact_archive(path: str | Path, spec: str | Spec | None = None, *, seed: i
             new = arc.decode()
         replaced = force or new_bits < old_bits
         if replaced:
+            os.chmod(tmp, target.stat().st_mode & 0o777)  # the archive keeps its permissions
             os.replace(tmp, target)
     finally:
         with contextlib.suppress(FileNotFoundError):

@@ -22,7 +22,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from . import __version__
-from ._atomic import atomic_writer
+from ._atomic import atomic_writer, writer_lock
 from ._errors import CodecMismatchError, FormatError, InputError
 from ._progress import progress_bar
 from ._validate import check_embeddings
@@ -95,9 +95,10 @@ def append_archive(
 ) -> None:
     """Add items to an existing archive, coded with its codec; old blocks are copied verbatim.
 
-    The old file is replaced only once the new one is complete, so a failure leaves it intact.
+    The old file is replaced only once the new one is complete, so a failure leaves it intact; a
+    concurrent writer of the same archive is refused (BusyError), so no append loses another's items.
     """
-    with Archive.open(path, codec=codec) as old:
+    with writer_lock(path), Archive.open(path, codec=codec) as old:
         old.check_sections()
         X = check_embeddings(X, dim=old.dim)
         new_ids = _check_ids(ids, len(X), start=old.items)
