@@ -40,6 +40,14 @@ _PREAMBLE = struct.Struct("<8sHHI")  # magic, version, flags, section count
 _SECTION = struct.Struct("<4sQI")  # tag, payload length, CRC-32 of payload
 _INDEX = np.dtype([("offset", "<u8"), ("nbytes", "<u4"), ("items", "<u4"), ("crc", "<u4")])
 _REQUIRED = (b"HEAD", b"DATA", b"INDX", b"IDS_")
+#: Bounds a reader applies before trusting a header: its size, the counts it may claim, the bytes an
+#: id may take, and how much larger than the file its decoded items may be (a 16-bit SMIC archive of
+#: 512-d items is ~1000x; beyond this the counts are refused, not allocated).
+_MAX_HEAD_BYTES = 1 << 20
+_MAX_ITEMS = 1 << 40
+_MAX_DIM = 1 << 16
+_MAX_ID_BYTES = 4096
+_MAX_EXPANSION = 1 << 16
 _KNOWN = (*_REQUIRED, b"CODC", b"PIXL")
 
 
@@ -302,14 +310,28 @@ class Archive(ItemsById):
         return view
 
     def _head(self) -> dict:
+        """The HEAD section, checked field by field: a file from elsewhere is hostile until checked."""
+        raw = self._payload(b"HEAD")
+        if len(raw) > _MAX_HEAD_BYTES:
+            raise FormatError(f"archive header is {len(raw)} bytes; at most {_MAX_HEAD_BYTES} are read")
         try:
-            head = json.loads(bytes(self._payload(b"HEAD")))
-            if head["format"] != FORMAT_VERSION:
-                raise FormatError(f"unsupported archive version {head['format']}; this semzip reads {FORMAT_VERSION}")
-            int(head["items"]), int(head["dim"]), str(head["model"]), int(head["block_items"])
-            head["codec"]["id"], head["codec"]["spec"], head["codec"]["hash"]
-        except (ValueError, KeyError, TypeError) as exc:
-            raise FormatError(f"archive header is malformed ({exc!r})") from None
+            head = json.loads(bytes(raw), parse_constant=_no_constant)
+        except (ValueError, RecursionError) as exc:
+            raise FormatError(f"archive header is not valid JSON ({type(exc).__name__})") from None
+        if not isinstance(head, dict) or not isinstance(head.get("codec"), dict):
+            raise FormatError("archive header is malformed (not an object with a codec object)")
+        if head.get("format") != FORMAT_VERSION:
+            raise FormatError(f"unsupported archive version {head.get('format')!r}; this semzip reads {FORMAT_VERSION}")
+        for key, low, high in (("items", 1, _MAX_ITEMS), ("dim", 1, _MAX_DIM), ("block_items", 1, 1 << 24)):
+            value = head.get(key)
+            if type(value) is not int or not low <= value <= high:
+                raise FormatError(f"archive header field {key!r} must be an integer in [{low}, {high}], got {value!r}")
+        codec = head["codec"]
+        for where, value, limit in (("model", head.get("model"), 512), ("codec id", codec.get("id"), 4),
+                                    ("codec spec", codec.get("spec"), 4096), ("codec hash", codec.get("hash"), 64)):
+            if not isinstance(value, str) or not value or len(value) > limit or not value.isprintable():
+                raise FormatError(f"archive header {where} must be a printable string of at most {limit} "
+                                  f"characters, got {str(value)[:80]!r}")
         return head
 
     def _index(self) -> np.ndarray:
@@ -319,8 +341,15 @@ class Archive(ItemsById):
         index = np.frombuffer(raw, dtype=_INDEX).copy()
         data_len = self.sections[b"DATA"].length
         ends = index["offset"].astype(np.int64) + index["nbytes"]
-        if int(index["items"].sum()) != self.items or (index["items"] == 0).any():
+        if int(index["items"].sum(dtype=np.int64)) != self.items or (index["items"] == 0).any():
             raise FormatError("archive block table does not add up to the item count")
+        if len(index) and int(index["items"].max()) > int(self.head["block_items"]):
+            raise FormatError("archive block table has a block larger than the header's block size")
+        decoded = 4 * self.items * self.dim
+        if decoded > _MAX_EXPANSION * max(len(self._view), 1 << 16):
+            raise FormatError(f"archive claims {self.items} items of width {self.dim} ({decoded / 2**30:.1f} GiB "
+                              f"decoded) in {len(self._view)} bytes: more than {_MAX_EXPANSION}x expansion, so "
+                              "its counts are not to be trusted")
         if len(index) and (ends.max() > data_len or (index["offset"][1:] != ends[:-1]).any() or index["offset"][0]):
             raise FormatError("archive block table points outside the data section")
         return index
@@ -345,6 +374,9 @@ class Archive(ItemsById):
             embedded = codec_from_bytes(bytes(self._payload(b"CODC")))
             if embedded.state_hash != self.codec_hash:
                 raise FormatError("archive is damaged: embedded codec does not match the header's codec hash")
+            if embedded.n_features_in_ != self.dim:
+                raise FormatError(f"archive header says width {self.dim} but its codec codes width "
+                                  f"{embedded.n_features_in_}")
         if given is None:
             return embedded
         given._check_fitted()
@@ -514,6 +546,13 @@ def _check_ids(ids: Sequence[str] | None, n: int, start: int) -> list[str]:
         raise InputError(f"{len(ids)} ids given for {n} items")
     if any("\0" in i for i in ids):
         raise InputError("item ids must not contain NUL characters")
+    for i in ids:
+        try:
+            size = len(i.encode("utf-8"))
+        except UnicodeEncodeError:
+            raise InputError(f"item id {i!r} is not valid Unicode text (a lone surrogate?)") from None
+        if size > _MAX_ID_BYTES:
+            raise InputError(f"item id {i[:40]!r}... is {size} bytes; ids may have at most {_MAX_ID_BYTES}")
     if len(set(ids)) != n:
         seen: set[str] = set()
         dup = next(i for i in ids if i in seen or seen.add(i))
@@ -542,11 +581,21 @@ def _pack_ids(ids: list[str]) -> bytes:
     return zlib.compress("\0".join(ids).encode("utf-8"), 9)
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not allowed in an archive header")
+
+
 def _unpack_ids(raw: memoryview, n: int) -> list[str]:
     if len(raw) == 0:
         return [str(i) for i in range(n)]
+    limit = n * _MAX_ID_BYTES
     try:
-        ids = zlib.decompress(raw).decode("utf-8").split("\0")
+        inflater = zlib.decompressobj()
+        text = inflater.decompress(raw, limit)
+        if inflater.unconsumed_tail or not inflater.eof:
+            raise FormatError(f"archive id section inflates past {limit} bytes ({_MAX_ID_BYTES} per item), "
+                              "or is cut short")
+        ids = text.decode("utf-8").split("\0")
     except (zlib.error, UnicodeDecodeError):
         raise FormatError("archive id section is not valid zlib-compressed UTF-8") from None
     if len(ids) != n:

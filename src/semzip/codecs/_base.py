@@ -305,7 +305,8 @@ def read_state(data: bytes) -> tuple[bytes, str, int, str, dict[str, np.ndarray]
         arrays = load(bytes(data))
         header_len = int.from_bytes(bytes(data[:8]), "little")
         meta = json.loads(bytes(data[8 : 8 + header_len])).get("__metadata__") or {}
-    except (SafetensorError, ValueError, TypeError, OverflowError, UnicodeDecodeError) as exc:
+    except (SafetensorError, ValueError, TypeError, OverflowError, UnicodeDecodeError, RecursionError,
+            AttributeError, KeyError) as exc:
         raise FormatError(f"not a readable semzip codec file ({exc})") from None
     if meta.get("format") != _STATE_FORMAT:
         raise FormatError("not a semzip codec file (missing 'format: semzip-codec' metadata)")
@@ -317,7 +318,7 @@ def read_state(data: bytes) -> tuple[bytes, str, int, str, dict[str, np.ndarray]
         width = int(meta["n_features_in"])
         stored = meta["hash"]
         fit_info = json.loads(meta.get("fit_info", "{}"))
-    except (KeyError, ValueError, UnicodeEncodeError) as exc:
+    except (KeyError, ValueError, UnicodeEncodeError, RecursionError, TypeError, AttributeError) as exc:
         raise FormatError(f"codec file metadata is incomplete or malformed ({exc})") from None
     actual = _hash_state(codec_id, spec, width, arrays)
     if actual != stored:
