@@ -30,7 +30,6 @@ MANIFEST_NAME = "manifest.json"
 CODEC_NAME = "codec.smzc"
 MANIFEST_FORMAT = "semzip-collection"
 MANIFEST_VERSION = 1
-_SHARD_KEYS = ("index", "file", "start", "stop", "items", "first_id", "last_id", "bytes", "sha256", "skipped")
 
 
 def shard_name(index: int) -> str:
@@ -57,33 +56,124 @@ def manifest_path(path: str | Path) -> Path:
 
 
 def read_manifest(path: str | Path) -> dict[str, Any]:
-    """Load and check a manifest (a folder or its manifest.json); shards come back sorted by index."""
+    """Load a manifest (a folder or its manifest.json) and check it against the schema; shards come back
+    sorted by index. A manifest is as untrusted as the shards it names: every field is type- and range-
+    checked, shard files must be the plain `shard-NNNNN.smz` names inside the folder, and the counts
+    must add up (a shard dropped from a manifest that still says `complete` is refused)."""
     p = manifest_path(path)
     try:
-        manifest = json.loads(p.read_text(encoding="utf-8"))
+        if p.stat().st_size > _MAX_MANIFEST_BYTES:
+            raise FormatError(f"manifest {str(p)!r} is {p.stat().st_size} bytes; at most {_MAX_MANIFEST_BYTES} are read")
+        manifest = json.loads(p.read_text(encoding="utf-8"), parse_constant=_no_constant)
     except FileNotFoundError:
         raise InputError(f"no such manifest: {str(p)!r}") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise FormatError(f"cannot read manifest {str(p)!r}: {exc}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError, _Bad) as exc:
+        raise FormatError(f"cannot read manifest {str(p)!r}: {type(exc).__name__.lstrip('_')}: {exc}") from None
     try:
-        if manifest["format"] != MANIFEST_FORMAT:
-            raise FormatError(f"{str(p)!r} is not a semzip collection manifest (format {manifest['format']!r})")
-        if manifest["version"] != MANIFEST_VERSION:
-            raise FormatError(f"unsupported manifest version {manifest['version']}; this semzip reads {MANIFEST_VERSION}")
-        str(manifest["model"]), str(manifest["codec"]["hash"]), str(manifest["codec"]["spec"])
-        int(manifest["shard_items"]), int(manifest["shards_planned"]), bool(manifest["complete"])
-        shards = sorted(manifest["shards"], key=lambda s: int(s["index"]))
-        for s in shards:
-            missing = [k for k in _SHARD_KEYS if k not in s]
-            if missing:
-                raise FormatError(f"manifest {str(p)!r}: shard {s.get('index')} lacks {', '.join(missing)}")
-    except (KeyError, TypeError, ValueError) as exc:
-        raise FormatError(f"manifest {str(p)!r} is malformed ({exc!r})") from None
-    indices = [int(s["index"]) for s in shards]
-    if len(set(indices)) != len(indices):
-        raise FormatError(f"manifest {str(p)!r} lists a shard twice")
-    manifest["shards"] = shards
+        _check_manifest(manifest)
+    except _Bad as exc:
+        raise FormatError(f"manifest {str(p)!r}: {exc}") from None
+    manifest["shards"] = sorted(manifest["shards"], key=lambda s: s["index"])
     return manifest
+
+
+_MAX_MANIFEST_BYTES = 1 << 28
+_HEX64 = frozenset("0123456789abcdef")
+
+
+class _Bad(Exception):
+    """A manifest field that breaks the schema (turned into a FormatError naming the file)."""
+
+
+def _no_constant(name: str) -> None:
+    raise _Bad(f"{name} is not a number a manifest may hold")
+
+
+def _field(obj: Any, key: str, kind: type | tuple[type, ...], where: str = "") -> Any:
+    if not isinstance(obj, dict) or key not in obj:
+        raise _Bad(f"{where}lacks {key!r}")
+    value = obj[key]
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+        raise _Bad(f"{where}{key!r} is {value!r}, not {getattr(kind, '__name__', kind)}")
+    return value
+
+
+def _count(obj: Any, key: str, low: int, high: int, where: str = "") -> int:
+    value = _field(obj, key, int, where)
+    if not low <= value <= high:
+        raise _Bad(f"{where}{key!r} is {value}, outside {low}..{high}")
+    return value
+
+
+def _digest(value: Any) -> bool:
+    return isinstance(value, str) and len(value) == 64 and set(value) <= _HEX64
+
+
+def _check_manifest(m: Any) -> None:
+    """Raise `_Bad` naming the first field of `m` that breaks the manifest schema (version 1)."""
+    from .container import _MAX_DIM, _MAX_ITEMS
+
+    if not isinstance(m, dict):
+        raise _Bad("is not a JSON object")
+    if _field(m, "format", str) != MANIFEST_FORMAT:
+        raise _Bad(f"is not a semzip collection manifest (format {m['format']!r})")
+    if _field(m, "version", int) != MANIFEST_VERSION:
+        raise _Bad(f"unsupported manifest version {m['version']}; this semzip reads {MANIFEST_VERSION}")
+    if not _field(m, "model", str):
+        raise _Bad("'model' is empty")
+    _count(m, "dim", 1, _MAX_DIM)
+    codec = _field(m, "codec", dict)
+    if _field(codec, "file", str, "codec ") != CODEC_NAME:
+        raise _Bad(f"codec file is {codec['file']!r}; a collection's codec is {CODEC_NAME}")
+    _field(codec, "spec", str, "codec ")
+    if not _digest(_field(codec, "hash", str, "codec ")):
+        raise _Bad(f"codec hash {codec['hash']!r} is not a SHA-256 hex digest")
+    size = _count(m, "shard_items", 1, _MAX_ITEMS)
+    planned = _count(m, "shards_planned", 0, _MAX_ITEMS)
+    shards = _field(m, "shards", list)
+    source_items = m.get("source", {}).get("items") if isinstance(m.get("source"), dict) else None
+    if isinstance(source_items, int) and not isinstance(source_items, bool) and planned != -(-source_items // size):
+        raise _Bad(f"plans {planned} shards, but {source_items} inputs at {size} per shard need {-(-source_items // size)}")
+    seen: set[int] = set()
+    for s in shards:
+        _check_shard(s, size, planned, source_items)
+        if s["index"] in seen:
+            raise _Bad(f"lists shard {s['index']} twice")
+        seen.add(s["index"])
+    if _field(m, "complete", bool) != (len(shards) == planned):
+        raise _Bad(f"says complete={m['complete']} but lists {len(shards)} of {planned} shards")
+    if _count(m, "items", 0, _MAX_ITEMS) != sum(s["items"] for s in shards):
+        raise _Bad(f"says {m['items']} items but its shards hold {sum(s['items'] for s in shards)}")
+
+
+def _check_shard(s: Any, size: int, planned: int, source_items: Any) -> None:
+    if not isinstance(s, dict):
+        raise _Bad(f"a shard entry is {s!r}, not an object")
+    index = _count(s, "index", 0, max(planned - 1, 0))
+    where = f"shard {index} "
+    if index >= planned:
+        raise _Bad(f"{where}is beyond the {planned} planned")
+    start, stop = _field(s, "start", int, where), _field(s, "stop", int, where)
+    last = source_items if isinstance(source_items, int) else start + size
+    if start != index * size or stop != min(start + size, last) or stop <= start:
+        raise _Bad(f"{where}covers inputs [{start}, {stop}), not shard {index}'s range at {size} per shard")
+    items = _count(s, "items", 0, stop - start, where)
+    skipped = _field(s, "skipped", list, where)
+    if items + len(skipped) != stop - start or not all(
+            isinstance(k, list) and len(k) == 2 and all(isinstance(x, str) for x in k) for k in skipped):
+        raise _Bad(f"{where}accounts for {items} items and {len(skipped)} skipped inputs of {stop - start}")
+    name = s.get("file")
+    if items == 0:
+        if name is not None or s.get("sha256") is not None:
+            raise _Bad(f"{where}holds no items but names a file")
+        return
+    if name != shard_name(index):
+        raise _Bad(f"{where}file is {name!r}; shard {index} is {shard_name(index)!r} in the collection folder")
+    for key in ("first_id", "last_id"):
+        _field(s, key, str, where)
+    _count(s, "bytes", 1, 1 << 62, where)
+    if not _digest(s.get("sha256")):
+        raise _Bad(f"{where}sha256 {s.get('sha256')!r} is not a SHA-256 hex digest")
 
 
 def write_manifest(folder: str | Path, manifest: dict[str, Any]) -> None:
@@ -120,8 +210,11 @@ class ShardedArchive(ItemsById):
             raise FormatError(f"collection {str(folder)!r}: an item id appears in two shards")
 
     @classmethod
-    def open(cls, path: str | Path, codec: Codec | None = None, *, partial: bool = False) -> ShardedArchive:
-        """Open a collection folder (or its manifest.json) and check every shard against the manifest.
+    def open(cls, path: str | Path, codec: Codec | None = None, *, partial: bool = False,
+             check_hashes: bool = True) -> ShardedArchive:
+        """Open a collection folder (or its manifest.json) and check every shard against the manifest:
+        a plain file in the folder (no symlink), its size, SHA-256 (unless `check_hashes` is False, for a
+        quick look at a huge collection), item count and first and last id.
 
         An unfinished run is refused unless `partial`, which opens the shards finished so far.
         """
@@ -137,7 +230,7 @@ class ShardedArchive(ItemsById):
             for s in manifest["shards"]:
                 if s["file"] is None:  # every input of this shard failed to embed
                     continue
-                archives.append(_open_shard(folder, s, codec))
+                archives.append(_open_shard(folder, s, codec, check_hashes))
         except BaseException:
             for a in archives:
                 a.close()
@@ -253,17 +346,21 @@ class ShardedArchive(ItemsById):
         return out
 
 
-def _open_shard(folder: Path, record: dict[str, Any], codec: Codec) -> Archive:
-    path = folder / record["file"]
+def _open_shard(folder: Path, record: dict[str, Any], codec: Codec, check_hash: bool) -> Archive:
+    path = folder / record["file"]  # the schema allows only shard-NNNNN.smz names, so `path` is in `folder`
+    where = f"collection {str(folder)!r}: shard {record['file']}"
+    if path.is_symlink():
+        raise FormatError(f"{where} is a symlink; a collection's shards are plain files in its folder")
     if not path.is_file():
-        raise FormatError(f"collection {str(folder)!r}: shard {record['file']} is missing")
-    if path.stat().st_size != int(record["bytes"]):
-        raise FormatError(f"collection {str(folder)!r}: shard {record['file']} is {path.stat().st_size} bytes, "
-                          f"the manifest says {record['bytes']}")
+        raise FormatError(f"{where} is missing")
+    if path.stat().st_size != record["bytes"]:
+        raise FormatError(f"{where} is {path.stat().st_size} bytes, the manifest says {record['bytes']}")
+    if check_hash and file_sha256(path) != record["sha256"]:
+        raise FormatError(f"{where}: SHA-256 differs from the manifest (run `semzip verify` for details)")
     arc = Archive.open(path, codec=codec)
-    if arc.items != int(record["items"]) or arc.ids[0] != record["first_id"] or arc.ids[-1] != record["last_id"]:
+    if arc.items != record["items"] or arc.ids[0] != record["first_id"] or arc.ids[-1] != record["last_id"]:
         arc.close()
-        raise FormatError(f"collection {str(folder)!r}: shard {record['file']} does not hold the items the manifest lists")
+        raise FormatError(f"{where} does not hold the items the manifest lists")
     return arc
 
 

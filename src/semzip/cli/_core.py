@@ -321,7 +321,7 @@ def _codec_info(path: Path) -> dict[str, Any]:
 def _check(archive: Path, codec: Codec | None) -> tuple[list[str], int, int, bool]:
     """(problems, items, blocks, whether blocks were decoded) of an archive or sharded collection."""
     if is_manifest(archive):
-        with ShardedArchive.open(archive, codec=codec, partial=True) as coll:
+        with ShardedArchive.open(archive, codec=codec, partial=True, check_hashes=False) as coll:  # verify() reports
             return coll.verify(), coll.items, sum(len(a.index) for a in coll.archives), True
     with Archive.open(archive, codec=codec) as arc:
         return arc.verify(), arc.items, len(arc.index), arc.codec_embedded or codec is not None
