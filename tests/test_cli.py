@@ -236,6 +236,29 @@ def test_bad_ids_beside_embeddings_are_refused(files, capsys):
     assert run(capsys, "ls", t / "o.smz")[1].split() == ["x1", "x2"]
 
 
+def test_hostile_npz_inputs_are_refused_naming_the_member(files, capsys):
+    t = files
+    X = unit_rows(6, 64)
+    np.savez(t / "pickled.npz", features=X, ids=np.array(["a", 1, None, "b", "c", "d"], dtype=object))
+    np.savez(t / "surrogate.npz", features=X, ids=np.array(["a\ud800", "b", "c", "d", "e", "f"]))
+    np.savez(t / "pixels.npz", features=X, pixels=np.array([-1, 2, 3, 4, 5, 6]))
+    np.savez(t / "model.npz", features=X, model=np.array([1, 2]))
+    np.savez(t / "good.npz", features=X)
+    raw = bytearray((t / "good.npz").read_bytes())
+    raw[raw.index(b"\x93NUMPY") + 200] ^= 0xFF  # inside the stored member: its CRC no longer matches
+    (t / "crc.npz").write_bytes(bytes(raw))
+    np.savez_compressed(t / "deflated.npz", features=X)
+    raw = bytearray((t / "deflated.npz").read_bytes())
+    raw[60:90] = bytes(30)  # the deflate stream itself
+    (t / "deflated.npz").write_bytes(bytes(raw))
+    cases = {"pickled": "object (pickled) array", "surrogate": "lone surrogate", "pixels": "non-negative integer",
+             "model": "one non-empty string", "crc": "damaged", "deflated": "damaged"}
+    for name, message in cases.items():
+        code, _, err = run(capsys, "compress", t / f"{name}.npz", "--codec", "f16", "-o", t / "o.smz")
+        assert code == 2 and message in err and "Traceback" not in err, (name, err)
+        assert not (t / "o.smz").exists()
+
+
 def test_one_json_convention(files, capsys):
     """--json prints JSON alone on stdout for every command that reports something."""
     t = files

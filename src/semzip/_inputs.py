@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import zipfile
+import zlib
 from pathlib import Path
 from collections.abc import Sequence
 from typing import NamedTuple
@@ -48,23 +49,42 @@ def read_embeddings(arg: str) -> Embeddings:
             raise InputError(f"{str(path)!r} is a single array; drop ':{key}'")
         return Embeddings(check_embeddings(loaded, name=str(path)), None, None, None)
     with loaded:
-        matrices = [k for k in loaded.files if loaded[k].ndim == 2]
         if key is None:
             if "features" in loaded.files:
                 key = "features"
-            elif len(matrices) == 1:
-                key = matrices[0]
             else:
-                raise InputError(f"{str(path)!r} holds several arrays; name one as {path}:KEY "
-                                 f"(2-D arrays: {', '.join(matrices) or 'none'})")
+                matrices = [k for k in loaded.files if _member(loaded, k, path).ndim == 2]
+                if len(matrices) != 1:
+                    raise InputError(f"{str(path)!r} holds several arrays; name one as {path}:KEY "
+                                     f"(2-D arrays: {', '.join(matrices) or 'none'})")
+                key = matrices[0]
         if key not in loaded.files:
             raise InputError(f"{str(path)!r} has no array {key!r}; it has: {', '.join(loaded.files)}")
-        X = check_embeddings(loaded[key], name=f"{path}:{key}")
-        beside = {k: loaded[k] for k in ("ids", "pixels", "model") if k in loaded.files}
+        X = check_embeddings(_member(loaded, key, path), name=f"{path}:{key}")
+        beside = {k: _member(loaded, k, path) for k in ("ids", "pixels", "model") if k in loaded.files}
     ids = _ids(beside["ids"], len(X), f"{path}:ids") if "ids" in beside else None
-    pixels = beside["pixels"] if beside.get("pixels", np.empty(0)).shape == (len(X),) else None
-    model = str(beside["model"]) if beside.get("model", np.empty(1)).shape == () else None
-    return Embeddings(X, ids, model, pixels)
+    pixels = beside.get("pixels")
+    if pixels is not None and (pixels.shape != (len(X),) or pixels.dtype.kind not in "iu" or (pixels < 0).any()):
+        raise InputError(f"{path}:pixels must be one non-negative integer per row, shape ({len(X)},); "
+                         f"got {pixels.dtype} {pixels.shape}")
+    model = beside.get("model")
+    if model is not None and (model.shape != () or model.dtype.kind != "U" or not str(model)):
+        raise InputError(f"{path}:model must be one non-empty string (the embedding model's id); "
+                         f"got {model.dtype} {model.shape}")
+    return Embeddings(X, ids, None if model is None else str(model), pixels)
+
+
+def _member(npz: np.lib.npyio.NpzFile, key: str, path: Path) -> np.ndarray:
+    """One array of an .npz, or an InputError naming it (pickled objects, a bad CRC, a damaged member)."""
+    try:
+        return npz[key]
+    except ValueError as exc:
+        if "allow_pickle" in str(exc):
+            raise InputError(f"{path}:{key} is an object (pickled) array, which semzip does not load: "
+                             "store strings as a unicode array (np.array(ids, dtype=str))") from None
+        raise InputError(f"cannot read {path}:{key} ({exc})") from None
+    except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+        raise InputError(f"cannot read {path}:{key}: the .npz is damaged ({type(exc).__name__}: {exc})") from None
 
 
 def _ids(arr: np.ndarray, n: int, where: str) -> list[str]:
@@ -76,9 +96,15 @@ def _ids(arr: np.ndarray, n: int, where: str) -> list[str]:
             return [bytes(i).decode("utf-8") for i in arr]
         except UnicodeDecodeError as exc:
             raise InputError(f"{where}: bytes ids that are not UTF-8 ({exc})") from None
-    if arr.dtype.kind not in "UiuO":
+    if arr.dtype.kind not in "Uiu":
         raise InputError(f"{where}: ids must be strings or integers, got dtype {arr.dtype}")
-    return [str(i) for i in arr]
+    ids = [str(i) for i in arr]
+    for row, i in enumerate(ids):
+        try:
+            i.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InputError(f"{where}: id at row {row} ({i!r}) is not valid Unicode text (a lone surrogate)") from None
+    return ids
 
 
 def read_all(sources: Sequence[str]) -> Embeddings:
