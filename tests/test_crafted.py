@@ -1,14 +1,16 @@
-"""Crafted archives with valid checksums (tests/crafted.py): open, info, verify and decode either work
-or raise semzip's own error; never another exception, never a multi-GiB allocation."""
+"""Crafted archives and codec files with valid checksums (tests/crafted.py): open, info, verify and
+decode either work, giving finite vectors, or raise semzip's own error; never another exception,
+never a multi-GiB allocation."""
 
 import numpy as np
 import pytest
 
-from semzip import SemzipError, make_codec
+from semzip import FormatError, SemzipError, load_codec, make_codec
+from semzip.codecs import codec_from_bytes
 from semzip.container import Archive, write_archive
 
 from .conftest import unit_rows
-from .crafted import mutate
+from .crafted import _mutate_codec, mutate
 
 SPECS = ["f16", "sign", "pq:M=8,K=16,opq=0", "smic:atoms=16,k=2,coef=2,dbits=2,bits=0.0,cos=0.0"]
 CASES = 150
@@ -29,7 +31,38 @@ def test_crafted_archives_raise_only_semzip_errors(tmp_path, spec):
                 arc.info()
                 arc.verify()
                 Y = arc.decode()
-                assert Y.shape == (arc.items, arc.dim)
+                assert Y.shape == (arc.items, arc.dim) and np.isfinite(Y).all()
         except SemzipError:
             refused += 1
     assert refused > CASES // 4
+
+
+CODEC_SPECS = [*SPECS, "int8", "pq:M=8,K=16,opq=1", "pqvae:dim=8,K=16,grid=2,C=16,H=16,blocks=1"]
+
+
+@pytest.mark.parametrize("spec", CODEC_SPECS)
+def test_crafted_codec_files_are_refused_or_decode_finite(spec):
+    """Arrays with NaN/Inf/1e30, cut or re-typed arrays, absurd widths, hostile fit_info; hash fixed up."""
+    X = unit_rows(300, 64, seed=62)
+    valid = make_codec(spec).fit(X).to_bytes()
+    rng = np.random.default_rng(63)
+    refused = 0
+    for _ in range(CASES):
+        try:
+            codec = codec_from_bytes(_mutate_codec(rng, valid))
+            assert np.isfinite(codec.decode(codec.encode(X[:20]), 20)).all()
+        except SemzipError:
+            refused += 1
+    assert refused > CASES // 4
+
+
+def test_codec_file_with_bf16_or_oversized_is_refused(tmp_path):
+    from safetensors.numpy import save
+
+    with pytest.raises(FormatError):
+        codec_from_bytes(save({"a": np.zeros(4, np.float16)}, metadata={"format": "semzip-codec"}).replace(b"F16", b"BF16", 1))
+    big = tmp_path / "big.smzc"
+    with open(big, "wb") as fh:
+        fh.truncate((1 << 31) + 1)  # sparse: no disk used
+    with pytest.raises(FormatError, match="at most"):
+        load_codec(big)

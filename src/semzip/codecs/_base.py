@@ -296,6 +296,9 @@ def _hash_state(codec_id: bytes, spec: str, width: int, state: dict[str, np.ndar
     return h.hexdigest()
 
 
+_MAX_STATE_VALUE = 1e12  # far above any fitted state (unit-scale embeddings), far below float32 overflow
+
+
 def read_state(data: bytes) -> tuple[bytes, str, int, str, dict[str, np.ndarray], dict[str, Any]]:
     """Parse `.smzc` bytes: (codec_id, spec, width, hash, arrays, fit_info); FormatError on damage."""
     from safetensors import SafetensorError
@@ -323,4 +326,8 @@ def read_state(data: bytes) -> tuple[bytes, str, int, str, dict[str, np.ndarray]
     actual = _hash_state(codec_id, spec, width, arrays)
     if actual != stored:
         raise FormatError("codec file is damaged: its content hash does not match its arrays")
+    for name, arr in arrays.items():
+        if arr.dtype.kind == "f" and arr.size and not (np.isfinite(arr).all() and float(np.abs(arr).max()) <= _MAX_STATE_VALUE):
+            raise FormatError(f"codec file array {name!r} holds non-finite or absurd values (|x| > {_MAX_STATE_VALUE:g}); "
+                              "no fitted codec does, and it would decode to inf/NaN")
     return codec_id, spec, width, stored, arrays, fit_info

@@ -86,9 +86,16 @@ def save_codec(codec: Codec, path: str | Path) -> None:
     atomic_write_bytes(path, codec.to_bytes())
 
 
+_MAX_CODEC_BYTES = 1 << 31
+
+
 def load_codec(path: str | Path) -> Codec:
-    """Read a `.smzc` file written by `save_codec`."""
+    """Read a `.smzc` file written by `save_codec` (at most 2 GiB; fitted codecs are a few MB)."""
     try:
+        size = Path(path).stat().st_size
+        if size > _MAX_CODEC_BYTES:
+            raise FormatError(f"codec file {str(path)!r} is {size} bytes; semzip reads codec files of at most "
+                              f"{_MAX_CODEC_BYTES} bytes")
         data = Path(path).read_bytes()
     except OSError as exc:
         raise InputError(f"cannot read codec file {str(path)!r}: {exc.strerror}") from None
