@@ -82,7 +82,7 @@ def mutate(rng: np.random.Generator, data: bytes) -> bytes:
             parts[i][1] = rng.bytes(int(rng.integers(0, 64)))
     elif kind == 3 and b"CODC" in tags:  # the embedded codec: arrays and metadata
         i = tags.index(b"CODC")
-        parts[i][1] = _mutate_codec(rng, parts[i][1])
+        parts[i][1] = mutate_codec(rng, parts[i][1])
     elif kind == 4:  # block bytes
         i = tags.index(b"DATA")
         payload = bytearray(parts[i][1])
@@ -139,7 +139,7 @@ def _dumps(rng: np.random.Generator, head: dict) -> bytes:
     return text.encode()
 
 
-def _mutate_codec(rng: np.random.Generator, blob: bytes) -> bytes:
+def mutate_codec(rng: np.random.Generator, blob: bytes) -> bytes:
     """A .smzc with one array's bytes, dtype or shape, or a metadata field changed, hash fixed up."""
     from safetensors.numpy import load, save
 

@@ -10,24 +10,26 @@ from semzip.codecs import codec_from_bytes
 from semzip.container import Archive, write_archive
 
 from .conftest import unit_rows
-from .crafted import _mutate_codec, mutate
+from .crafted import mutate_codec, mutate
 
 SPECS = ["f16", "sign", "pq:M=8,K=16,opq=0", "smic:atoms=16,k=2,coef=2,dbits=2,bits=0.0,cos=0.0"]
 CASES = 150
 
 
+@pytest.mark.parametrize("embed", [True, False], ids=["embedded", "shared"])
 @pytest.mark.parametrize("spec", SPECS)
-def test_crafted_archives_raise_only_semzip_errors(tmp_path, spec):
+def test_crafted_archives_raise_only_semzip_errors(tmp_path, spec, embed):
     X = unit_rows(300, 64, seed=60)
     path = tmp_path / "a.smz"
-    write_archive(path, make_codec(spec).fit(X), X[:40], ids=[f"i{i}" for i in range(40)], block_items=16)
+    codec = make_codec(spec).fit(X)
+    write_archive(path, codec, X[:40], ids=[f"i{i}" for i in range(40)], block_items=16, embed_codec=embed)
     valid = path.read_bytes()
     rng = np.random.default_rng(61)
     refused = 0
     for _ in range(CASES):
         path.write_bytes(mutate(rng, valid))
         try:
-            with Archive.open(path) as arc:
+            with Archive.open(path, codec=None if embed else codec) as arc:
                 arc.info()
                 arc.verify()
                 Y = arc.decode()
@@ -49,7 +51,7 @@ def test_crafted_codec_files_are_refused_or_decode_finite(spec):
     refused = 0
     for _ in range(CASES):
         try:
-            codec = codec_from_bytes(_mutate_codec(rng, valid))
+            codec = codec_from_bytes(mutate_codec(rng, valid))
             assert np.isfinite(codec.decode(codec.encode(X[:20]), 20)).all()
         except SemzipError:
             refused += 1
@@ -66,3 +68,21 @@ def test_codec_file_with_bf16_or_oversized_is_refused(tmp_path):
         fh.truncate((1 << 31) + 1)  # sparse: no disk used
     with pytest.raises(FormatError, match="at most"):
         load_codec(big)
+
+
+def test_header_width_other_than_the_shared_codecs_is_refused(tmp_path):
+    import json
+
+    from .crafted import join, split
+
+    X = unit_rows(100, 64, seed=64)
+    codec = make_codec("pq:M=8,K=16,opq=0").fit(X)
+    path = tmp_path / "a.smz"
+    write_archive(path, codec, X[:20], embed_codec=False)
+    head, sections = split(path.read_bytes())
+    parts = dict(sections)
+    h = json.loads(parts[b"HEAD"])
+    h["dim"] = 7
+    path.write_bytes(join(head, [(t, json.dumps(h).encode() if t == b"HEAD" else p) for t, p in sections]))
+    with pytest.raises(FormatError, match="header says width 7 but its codec codes width 64"):
+        Archive.open(path, codec=codec)

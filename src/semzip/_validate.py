@@ -6,6 +6,9 @@ import numpy as np
 
 from ._errors import InputError
 
+MAX_DIM = 1 << 16  # widest vector an archive or codec file may declare (CLIP widths are 512..1664)
+MAX_ITEMS = 1 << 40  # most items an archive or collection may declare
+
 
 def check_embeddings(X: object, *, dim: int | None = None, name: str = "embeddings") -> np.ndarray:
     """Return `X` as a C-contiguous float32 (n, d) array, or raise InputError saying what is wrong.
@@ -25,6 +28,8 @@ def check_embeddings(X: object, *, dim: int | None = None, name: str = "embeddin
         raise InputError(f"{name}: empty input (0 items)")
     if arr.shape[1] == 0:
         raise InputError(f"{name}: zero-width vectors")
+    if arr.shape[1] > MAX_DIM:
+        raise InputError(f"{name}: width {arr.shape[1]} is beyond the {MAX_DIM} semzip stores")
     if dim is not None and arr.shape[1] != dim:
         raise InputError(f"{name}: width {arr.shape[1]} does not match the codec's width {dim}")
     out = np.ascontiguousarray(arr, dtype=np.float32)

@@ -23,6 +23,7 @@ import numpy as np
 from . import __version__
 from ._atomic import atomic_write_bytes
 from ._errors import CodecMismatchError, FormatError, InputError
+from ._validate import MAX_DIM, MAX_ITEMS
 from .codecs import Codec, Codes, load_codec
 from .container import Archive, ItemsById
 
@@ -111,8 +112,6 @@ def _digest(value: Any) -> bool:
 
 def _check_manifest(m: Any) -> None:
     """Raise `_Bad` naming the first field of `m` that breaks the manifest schema (version 1)."""
-    from .container import _MAX_DIM, _MAX_ITEMS
-
     if not isinstance(m, dict):
         raise _Bad("is not a JSON object")
     if _field(m, "format", str) != MANIFEST_FORMAT:
@@ -121,15 +120,15 @@ def _check_manifest(m: Any) -> None:
         raise _Bad(f"unsupported manifest version {m['version']}; this semzip reads {MANIFEST_VERSION}")
     if not _field(m, "model", str):
         raise _Bad("'model' is empty")
-    _count(m, "dim", 1, _MAX_DIM)
+    _count(m, "dim", 1, MAX_DIM)
     codec = _field(m, "codec", dict)
     if _field(codec, "file", str, "codec ") != CODEC_NAME:
         raise _Bad(f"codec file is {codec['file']!r}; a collection's codec is {CODEC_NAME}")
     _field(codec, "spec", str, "codec ")
     if not _digest(_field(codec, "hash", str, "codec ")):
         raise _Bad(f"codec hash {codec['hash']!r} is not a SHA-256 hex digest")
-    size = _count(m, "shard_items", 1, _MAX_ITEMS)
-    planned = _count(m, "shards_planned", 0, _MAX_ITEMS)
+    size = _count(m, "shard_items", 1, MAX_ITEMS)
+    planned = _count(m, "shards_planned", 0, MAX_ITEMS)
     shards = _field(m, "shards", list)
     source_items = m.get("source", {}).get("items") if isinstance(m.get("source"), dict) else None
     if isinstance(source_items, int) and not isinstance(source_items, bool) and planned != -(-source_items // size):
@@ -142,7 +141,7 @@ def _check_manifest(m: Any) -> None:
         seen.add(s["index"])
     if _field(m, "complete", bool) != (len(shards) == planned):
         raise _Bad(f"says complete={m['complete']} but lists {len(shards)} of {planned} shards")
-    if _count(m, "items", 0, _MAX_ITEMS) != sum(s["items"] for s in shards):
+    if _count(m, "items", 0, MAX_ITEMS) != sum(s["items"] for s in shards):
         raise _Bad(f"says {m['items']} items but its shards hold {sum(s['items'] for s in shards)}")
 
 

@@ -25,7 +25,7 @@ from . import __version__
 from ._atomic import atomic_writer, writer_lock
 from ._errors import CodecMismatchError, FormatError, InputError
 from ._progress import progress_bar
-from ._validate import check_embeddings
+from ._validate import MAX_DIM, MAX_ITEMS, check_embeddings
 from .codecs import Codec, Codes, codec_from_bytes
 
 MAGIC = b"\x89SMZ\r\n\x1a\n"
@@ -44,8 +44,6 @@ _REQUIRED = (b"HEAD", b"DATA", b"INDX", b"IDS_")
 #: id may take, and how much larger than the file its decoded items may be (a 16-bit SMIC archive of
 #: 512-d items is ~1000x; beyond this the counts are refused, not allocated).
 _MAX_HEAD_BYTES = 1 << 20
-_MAX_ITEMS = 1 << 40
-_MAX_DIM = 1 << 16
 _MAX_ID_BYTES = 4096
 _MAX_EXPANSION = 1 << 16
 _KNOWN = (*_REQUIRED, b"CODC", b"PIXL")
@@ -322,7 +320,7 @@ class Archive(ItemsById):
             raise FormatError("archive header is malformed (not an object with a codec object)")
         if head.get("format") != FORMAT_VERSION:
             raise FormatError(f"unsupported archive version {head.get('format')!r}; this semzip reads {FORMAT_VERSION}")
-        for key, low, high in (("items", 1, _MAX_ITEMS), ("dim", 1, _MAX_DIM), ("block_items", 1, 1 << 24)):
+        for key, low, high in (("items", 1, MAX_ITEMS), ("dim", 1, MAX_DIM), ("block_items", 1, 1 << 24)):
             value = head.get(key)
             if type(value) is not int or not low <= value <= high:
                 raise FormatError(f"archive header field {key!r} must be an integer in [{low}, {high}], got {value!r}")
@@ -369,23 +367,23 @@ class Archive(ItemsById):
         return np.frombuffer(raw, dtype="<u8").astype(np.uint64)
 
     def _resolve_codec(self, given: Codec | None) -> Codec | None:
-        embedded = None
+        """The codec to decode with (given, else embedded), checked against the header's hash and width."""
+        codec = given
         if self.codec_embedded:
             embedded = codec_from_bytes(bytes(self._payload(b"CODC")))
             if embedded.state_hash != self.codec_hash:
                 raise FormatError("archive is damaged: embedded codec does not match the header's codec hash")
-            if embedded.n_features_in_ != self.dim:
-                raise FormatError(f"archive header says width {self.dim} but its codec codes width "
-                                  f"{embedded.n_features_in_}")
-        if given is None:
-            return embedded
-        given._check_fitted()
-        if given.state_hash != self.codec_hash:
-            raise CodecMismatchError(
-                f"wrong codec: archive was written with {self.codec_spec} (hash {self.codec_hash[:12]}), "
-                f"given {given.spec} (hash {given.state_hash[:12]})"
-            )
-        return given
+            codec = codec or embedded
+        if given is not None:
+            given._check_fitted()
+            if given.state_hash != self.codec_hash:
+                raise CodecMismatchError(
+                    f"wrong codec: archive was written with {self.codec_spec} (hash {self.codec_hash[:12]}), "
+                    f"given {given.spec} (hash {given.state_hash[:12]})"
+                )
+        if codec is not None and codec.n_features_in_ != self.dim:
+            raise FormatError(f"archive header says width {self.dim} but its codec codes width {codec.n_features_in_}")
+        return codec
 
     @property
     def codec(self) -> Codec:

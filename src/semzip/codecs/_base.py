@@ -19,7 +19,7 @@ import numpy as np
 
 from .._errors import FormatError, NotFittedError, SpecError
 from .._exact import ExactMatrix
-from .._validate import check_embeddings
+from .._validate import MAX_DIM, check_embeddings
 from ..spec import Spec, Value, format_spec
 
 Codes = dict[str, np.ndarray]
@@ -320,6 +320,8 @@ def read_state(data: bytes) -> tuple[bytes, str, int, str, dict[str, np.ndarray]
         spec = meta["spec"]
         width = int(meta["n_features_in"])
         stored = meta["hash"]
+        if not 1 <= width <= MAX_DIM:
+            raise ValueError(f"width {width} outside 1..{MAX_DIM}")
         fit_info = json.loads(meta.get("fit_info", "{}"))
     except (KeyError, ValueError, UnicodeEncodeError, RecursionError, TypeError, AttributeError) as exc:
         raise FormatError(f"codec file metadata is incomplete or malformed ({exc})") from None
