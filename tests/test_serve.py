@@ -1,5 +1,6 @@
 """`semzip serve`: the page and JSON API over HTTP, and end to end in headless Chromium when installed."""
 
+import contextlib
 import json
 import shutil
 import subprocess
@@ -31,8 +32,15 @@ def server(tmp_path):
     for name in IDS[:10]:  # only some originals on disk: the others get no thumbnail
         Image.new("RGB", (8, 8), (200, 30, 30)).save(tmp_path / "images" / name)
     (tmp_path / "secret.txt").write_text("outside the images folder")
-    with Collection([tmp_path / "a.smz"], preload=True) as coll:
-        srv = make_server(SearchApp(coll, images=tmp_path / "images", k=5))
+    with _serving(tmp_path / "a.smz", tmp_path / "images", k=5) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def _serving(archive, images, k):
+    """`semzip serve` of one archive on a free loopback port, in a thread; yields its URL."""
+    with Collection([archive], preload=True) as coll:
+        srv = make_server(SearchApp(coll, images=images, k=k))
         thread = threading.Thread(target=srv.serve_forever, daemon=True)
         thread.start()
         host, port = srv.server_address[:2]
@@ -112,13 +120,20 @@ def _chromium():
     return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 
 
-@pytest.mark.skipif(_chromium() is None, reason="headless Chromium not installed (apt-get install chromium)")
-def test_end_to_end_in_headless_chromium(server, tmp_path):
-    url = f"{server}/?q={quote('like:pics/5.png')}&k=4"
+def _dump_dom(url, profile):
+    """The page's DOM after Chromium loaded it and ran its scripts."""
     cmd = [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
            "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
-           f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom", url]
-    dom = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=True).stdout
+           f"--user-data-dir={profile}", "--dump-dom", url]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=True).stdout
+
+
+NEEDS_CHROMIUM = pytest.mark.skipif(_chromium() is None, reason="headless Chromium not installed (apt-get install chromium)")
+
+
+@NEEDS_CHROMIUM
+def test_end_to_end_in_headless_chromium(server, tmp_path):
+    dom = _dump_dom(f"{server}/?q={quote('like:pics/5.png')}&k=4", tmp_path / "profile")
     assert 'id="hits"' in dom
     hits = dom.split('class="hit"')[1:]
     assert len(hits) == 4 and 'data-id="pics/5.png"' in hits[0]
@@ -213,6 +228,22 @@ def test_everything_from_the_archive_is_escaped_and_long_ids_work(tmp_path):
     assert status == 200 and "<img src=x" not in page and "&lt;img src=x onerror=alert(1)&gt;" in page
     assert "<b>bold</b>" not in page and "&lt;b&gt;bold&lt;/b&gt;.png" in page and long_id in page
     assert 'name="viewport"' in page
+
+
+@NEEDS_CHROMIUM
+def test_hostile_model_and_ids_stay_text_in_chromium(tmp_path):
+    """Markup in the archive's model id and item ids is shown as text: Chromium builds no element
+    from it and runs none of its handlers (the CSP would also block them; this tests the escaping)."""
+    X = unit_rows(4, 32, seed=33)
+    attack = "<img src=x onerror=\"document.body.setAttribute('data-pwned', 1)\">"
+    ids = [f"{attack}{i}" for i in range(3)] + ["</script><script>document.title='pwned'</script>"]
+    write_archive(tmp_path / "a.smz", make_codec("f16").fit(X), X, ids=ids, model=attack)
+    (tmp_path / "images").mkdir()
+    with _serving(tmp_path / "a.smz", tmp_path / "images", k=4) as url:
+        dom = _dump_dom(f"{url}/?q={quote('like:' + ids[0])}&k=4", tmp_path / "profile")
+    assert 'id="hits"' in dom and len(dom.split('class="hit"')) == 5
+    assert 'data-pwned="1"' not in dom and "pwned</title>" not in dom and '<img src="x"' not in dom
+    assert "&lt;img src=x onerror=" in dom and "&lt;/script&gt;&lt;script&gt;" in dom
 
 
 def test_idle_connections_are_closed(tmp_path):
