@@ -111,3 +111,15 @@ def test_compact_keeps_the_archives_mode(tmp_path):
     assert compact_archive(target, "f16", force=True)["replaced"]
     assert target.stat().st_mode & 0o777 == 0o640
     assert [p.name for p in tmp_path.iterdir()] == ["a.smz"]
+
+
+def test_sigkill_at_random_moments_damages_nothing(tmp_path):
+    """40 SIGKILLs spread over compress (over an existing archive), append, compact and merge
+    (benchmarks/kill_writers.py runs hundreds, and `compress --ray`): see tests/killing.py."""
+    from . import killing
+
+    base = killing.prepare(tmp_path, items=10_000)
+    results = killing.campaign(base, tmp_path / "work", kills=40, seed=1)
+    assert killing.failures(results) == []
+    assert sum(bool(r["killed"]) for r in results) >= 10  # most delays land inside the run
+    assert {r["outcome"] for r in results} == {"original", "complete"}

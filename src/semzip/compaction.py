@@ -53,10 +53,12 @@ def _compact(target: Path, spec: str | Spec | None, seed: int, force: bool, prog
     new_spec = _refit_spec(old_spec) if spec is None else (parse_spec(spec) if isinstance(spec, str) else spec)
     codec = fit_codec(new_spec, old, seed=seed)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)  # a dead one is cleaned
-    os.close(fd)
     try:
-        write_archive(tmp, codec, old, ids=ids, model=model, pixels=pixels, block_items=block_items,
-                      progress=progress)
+        with os.fdopen(fd, "wb") as fh:  # written in place, not through a second temp the cleaner cannot see
+            write_archive(fh, codec, old, ids=ids, model=model, pixels=pixels, block_items=block_items,
+                          progress=progress)
+            fh.flush()
+            os.fsync(fh.fileno())
         new_bits = 8 * Path(tmp).stat().st_size
         with Archive.open(tmp) as arc:
             new = arc.decode()

@@ -51,7 +51,7 @@ _KNOWN = (*_REQUIRED, b"CODC", b"PIXL")
 
 # ---- writing ---------------------------------------------------------------------------------------
 def write_archive(
-    path: str | Path,
+    path: str | Path | BinaryIO,
     codec: Codec,
     X: Any,
     *,
@@ -66,7 +66,8 @@ def write_archive(
 
     `embed_codec=False` writes a shared-codec archive that names the codec by hash only; decoding
     it then needs the same codec file. `pixels` (n,) records each source image's pixel count so
-    bits per pixel can be reported.
+    bits per pixel can be reported. `path` may also be an open binary file, for a caller that stages
+    the write itself (compaction) and so owns its atomicity.
     """
     codec._check_fitted()
     X = check_embeddings(X, dim=codec.n_features_in_)
@@ -85,7 +86,7 @@ def write_archive(
         "block_items": block_items,
         "writer": f"semzip {__version__}",
     }
-    with atomic_writer(path) as fh:
+    with atomic_writer(path) if isinstance(path, str | Path) else contextlib.nullcontext(path) as fh:
         _Writer(fh).write(head, codec.to_bytes() if embed_codec else None, [], codec, X, ids, pixels,
                           block_items, progress)
 
