@@ -1,7 +1,7 @@
 """SIGKILL at random moments in semzip's writers, and what must hold afterwards.
 
 A child process imports the CLI, says it is ready, and runs one writing command (compress over an
-existing archive, append, compact, merge); the parent kills it with SIGKILL after a random delay
+existing archive, append, compact, merge, delete); the parent kills it with SIGKILL after a random delay
 drawn over the command's uninterrupted run time. Afterwards every original must be intact (byte
 for byte, or replaced by the complete result) and every output absent or complete; the next
 uninterrupted run of the same command must succeed and leave no temp file of the dead writer.
@@ -24,12 +24,13 @@ from pathlib import Path
 import numpy as np
 
 CHILD = "import sys; from semzip.cli import main; print('ready', flush=True); sys.exit(main(sys.argv[1:]))"
-OPS = ("compress", "append", "compact", "merge")
+OPS = ("compress", "append", "compact", "merge", "delete")
 RAY_OP = "ray"  # compress --ray into a sharded collection: slow to start, so run apart from OPS
 
 
 def prepare(folder: Path, items: int = 20_000) -> Path:
-    """Inputs and original archives in `folder/base`: x.npy, more.npy, pq.smzc, a.smz, b.smz, old.smz."""
+    """Inputs and original archives in `folder/base`: x.npy, more.npy, pq.smzc, a.smz, b.smz, old.smz, and
+    gone.txt (every third id of a.smz, for delete)."""
     from semzip import make_codec, save_codec
     from semzip.container import write_archive
 
@@ -45,6 +46,7 @@ def prepare(folder: Path, items: int = 20_000) -> Path:
     write_archive(base / "a.smz", codec, X, ids=[f"a{i}" for i in range(items)])
     write_archive(base / "b.smz", codec, X[: items // 2], ids=[f"b{i}" for i in range(items // 2)])
     write_archive(base / "old.smz", make_codec("sign").fit(X[:100]), X[:100])
+    (base / "gone.txt").write_text("\n".join(f"a{i}" for i in range(0, items, 3)))
     return base
 
 
@@ -54,6 +56,7 @@ def argv(op: str, work: Path) -> list[str]:
         "append": ["append", str(work / "a.smz"), str(work / "more.npy"), "--id-prefix", "m"],
         "compact": ["compact", str(work / "a.smz"), "--force"],
         "merge": ["merge", str(work / "a.smz"), str(work / "b.smz"), "-o", str(work / "m.smz")],
+        "delete": ["delete", str(work / "a.smz"), "--ids", str(work / "gone.txt")],
         RAY_OP: ["compress", str(work / "x.npy"), "--codec", str(work / "pq.smzc"), "--ray", "--workers", "2",
                  "--shard-items", "2500", "-o", str(work / "coll")],
     }[op]
@@ -68,7 +71,8 @@ def check(op: str, base: Path, work: Path) -> str:
     if op == RAY_OP:
         return _check_collection(work / "coll", items)
     target, want = {"compress": ("old.smz", items), "append": ("a.smz", items + items // 2),
-                    "compact": ("a.smz", items), "merge": ("m.smz", items + items // 2)}[op]
+                    "compact": ("a.smz", items), "merge": ("m.smz", items + items // 2),
+                    "delete": ("a.smz", items - len(range(0, items, 3)))}[op]
     for name in ("x.npy", "more.npy", "pq.smzc", "b.smz") + (("a.smz",) if op in ("compress", "merge") else ()):
         if (work / name).read_bytes() != (base / name).read_bytes():
             return f"input {name} changed"

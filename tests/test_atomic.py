@@ -114,7 +114,7 @@ def test_compact_keeps_the_archives_mode(tmp_path):
 
 
 def test_sigkill_at_random_moments_damages_nothing(tmp_path):
-    """40 SIGKILLs spread over compress (over an existing archive), append, compact and merge
+    """40 SIGKILLs spread over compress (over an existing archive), append, compact, merge and delete
     (benchmarks/kill_writers.py runs hundreds, and `compress --ray`): see tests/killing.py."""
     from . import killing
 

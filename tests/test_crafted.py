@@ -13,7 +13,7 @@ from .conftest import unit_rows
 from .crafted import mutate_codec, mutate
 
 SPECS = ["f16", "sign", "pq:M=8,K=16,opq=0", "smic:atoms=16,k=2,coef=2,dbits=2,bits=0.0,cos=0.0"]
-CASES = 150
+CASES = 200  # x (4 specs x 2 + 7 codec families) = 3,000 crafted files per run
 
 
 @pytest.mark.parametrize("embed", [True, False], ids=["embedded", "shared"])

@@ -165,13 +165,62 @@ def merge_archives(sources: Sequence[str | Path], output: str | Path) -> None:
                               np.empty((0, first.dim), np.float32), ids, pixels, int(first.head["block_items"]), False)
 
 
+def delete_items(path: str | Path, ids: Sequence[str], codec: Codec | None = None) -> dict[str, int]:
+    """Remove items by id, rewriting the archive atomically; returns items deleted and kept, bytes
+    before and after, and whether the default ids 0..n-1, free until now, must be stored (they have gaps).
+
+    Blocks without a deleted item are copied verbatim; a block holding one is unpacked to codes and
+    re-packed without it, so every kept item keeps its exact code and decodes to the same vector (no
+    re-quantisation). Nothing is left behind to filter (no tombstones): every reader, search and
+    merge sees only the kept items. Unknown ids and deleting every item are refused; a shared-codec
+    archive needs its codec to re-pack blocks.
+    """
+    with writer_lock(path), Archive.open(path, codec=codec) as old:
+        old.check_sections()
+        unique = list(dict.fromkeys(ids))
+        if not unique:
+            raise InputError("no ids to delete")
+        where = {i: p for p, i in enumerate(old.ids)}
+        unknown = [i for i in unique if i not in where]
+        if unknown:
+            raise InputError(f"{len(unknown)} id(s) not in {str(path)!r}: {', '.join(map(repr, unknown[:5]))} "
+                             "(nothing was deleted)")
+        if len(unique) == old.items:
+            raise InputError(f"deleting all {old.items} items would leave no archive; remove the file instead")
+        drop = np.zeros(old.items, dtype=bool)
+        drop[[where[i] for i in unique]] = True
+        pieces: list[tuple[memoryview | bytes, np.ndarray]] = []
+        for b, row in enumerate(old.index):
+            start, n = int(old._starts[b]), int(row["items"])
+            gone = drop[start : start + n]
+            if not gone.any():
+                payload: memoryview | bytes = old.block_payload(b)
+            elif gone.all():
+                continue
+            else:
+                codes = old.block_codes(b)
+                payload = old.codec.pack({k: v[~gone] for k, v in codes.items()})
+            one = np.array([(0, len(payload), n - int(gone.sum()), zlib.crc32(payload))], dtype=_INDEX)
+            pieces.append((payload, one))
+        keep = ~drop
+        kept_ids = [i for i, k in zip(old.ids, keep) if k]
+        pixels = None if old.pixels is None else old.pixels[keep]
+        head = dict(old.head, items=len(kept_ids), writer=f"semzip {__version__}")
+        before = Path(path).stat().st_size
+        with atomic_writer(path) as fh:
+            _Writer(fh).write(head, old.codec_section, pieces, None, np.empty((0, old.dim), np.float32),
+                              kept_ids, pixels, int(old.head["block_items"]), False)
+    return {"deleted": len(unique), "items": len(kept_ids), "bytes_before": before, "bytes_after": Path(path).stat().st_size,
+            "ids_now_stored": not _pack_ids(old.ids) and bool(_pack_ids(kept_ids))}
+
+
 class _Writer:
     """Streams one archive: sections in order, DATA's header patched once its length is known."""
 
     def __init__(self, fh: BinaryIO) -> None:
         self.fh = fh
 
-    def write(self, head: dict, codec_bytes: bytes | None, old: list[tuple[memoryview, np.ndarray]],
+    def write(self, head: dict, codec_bytes: bytes | None, old: list[tuple[memoryview | bytes, np.ndarray]],
               codec: Codec | None, X: np.ndarray, ids: list[str], pixels: np.ndarray | None, block_items: int,
               progress: bool) -> None:
         count = len(_REQUIRED) + (codec_bytes is not None) + (pixels is not None)
@@ -189,7 +238,7 @@ class _Writer:
         self.fh.write(_SECTION.pack(tag, len(payload), zlib.crc32(payload)))
         self.fh.write(payload)
 
-    def _data(self, old: list[tuple[memoryview, np.ndarray]], codec: Codec | None, X: np.ndarray,
+    def _data(self, old: list[tuple[memoryview | bytes, np.ndarray]], codec: Codec | None, X: np.ndarray,
               block_items: int, progress: bool) -> np.ndarray:
         header_at = self.fh.tell()
         self.fh.write(_SECTION.pack(b"DATA", 0, 0))

@@ -218,6 +218,42 @@ def append(
 
 
 @app.command()
+def delete(
+    archive: Annotated[Path, typer.Argument(help="Archive to delete items from (replaced atomically).")],
+    ids: Annotated[list[str] | None, typer.Argument(help="Ids of the items to delete.", show_default=False)] = None,
+    ids_file: Annotated[Path | None, typer.Option("--ids", help="Text file of ids to delete, one per line.")] = None,
+    codec: CodecFileOpt = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Delete items by id. Other items keep their exact codes (blocks without a deleted item are
+    copied, the others re-packed), so they decode as before; the bits of deleted items are freed.
+
+    Unknown ids are refused and nothing changes. Example: `semzip delete photos.smz img7.jpg img9.jpg`
+    or `semzip delete photos.smz --ids gone.txt`. Sharded collections are not supported (version 1).
+    """
+    from ..container import delete_items
+
+    if is_manifest(archive):
+        raise InputError(f"{str(archive)!r} is a sharded collection; delete works on single archives "
+                         "(a collection's manifest pins each shard's items and hash)")
+    wanted = list(ids or [])
+    if ids_file is not None:
+        try:
+            wanted += [line for line in ids_file.read_text(encoding="utf-8").splitlines() if line]
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InputError(f"cannot read ids file {str(ids_file)!r} ({exc})") from None
+    if not wanted:
+        raise InputError("name the items to delete: ids as arguments, or --ids FILE")
+    result = delete_items(archive, wanted, codec=_codec_file(codec))
+    if as_json:
+        print_json({"path": str(archive), **result})
+        return
+    stdout.print(f"deleted {result['deleted']} items from {archive}: {result['items']} remain, "
+                 f"{result['bytes_before']} -> {result['bytes_after']} bytes"
+                 + (" (the default ids 0..n-1 now have gaps, so they are stored)" if result["ids_now_stored"] else ""))
+
+
+@app.command()
 def decompress(
     archive: Annotated[Path, typer.Argument(help="Archive to decode, or a sharded collection (folder or manifest.json).")],
     output: OutOpt,
