@@ -63,9 +63,12 @@ def eval_(
         "--pixel-codecs", help="Also code the images with these pixel codecs (jpeg,webp,avif), re-embed them and "
                                "compare at equal accuracy; image folders with --model only.")] = None,
     qualities: QualitiesOpt = "1,5,10,20,30,50,75",
+    vocab: Annotated[str | None, typer.Option(
+        "--vocab", help="Text embeddings of a tag vocabulary (`text_lvis.npz`, `t.npz:key`): adds tags5, the share of "
+                        "each item's 5 nearest words that survive compression.")] = None,
 ) -> None:
     """Semantic fidelity against counted rate for each codec: cosine, 10-NN overlap, zero-shot,
-    nearest-centroid and retrieval, each also as a share of the uncompressed figure.
+    nearest-centroid, retrieval and (with --vocab) tags@5, each also as a share of the uncompressed figure.
 
     Each codec writes a real archive; its payload and total bits per item (and bits per pixel when
     pixel counts are known) are read back from the file.
@@ -84,6 +87,13 @@ def eval_(
     ds = load_dataset(dataset, text_embedder=text_embedder, image_embedder=image_embedder)
     if ds.image_paths is not None:
         ds.model = model  # the archives record the model that embedded the images
+    if vocab is not None:
+        words = read_all([vocab])
+        if words.model and ds.model and words.model != ds.model:
+            raise InputError(f"--vocab was embedded with {words.model}, the items with {ds.model}: not comparable")
+        ds.tag_vocab = words.features
+        if ds.tag_vocab.shape[1] != ds.items.shape[1]:
+            raise InputError(f"--vocab embeddings are {ds.tag_vocab.shape[1]}-d but the items are {ds.items.shape[1]}-d")
     if ds.skipped:
         stderr.print(f"note: {len(ds.skipped)} unreadable image(s) left out: {', '.join(ds.skipped[:5])}"
                      + (" ..." if len(ds.skipped) > 5 else ""), highlight=False)

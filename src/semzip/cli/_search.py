@@ -1,4 +1,4 @@
-"""Search commands: search, classify, merge, serve (compressed-domain; see docs/SEARCH.md)."""
+"""Search commands: search, classify, tags, merge, serve (compressed-domain; see docs/SEARCH.md)."""
 
 from __future__ import annotations
 
@@ -154,6 +154,74 @@ def classify(
     stdout.print(table)
     if output is not None:
         stdout.print(f"labels of {len(ids)} items -> {output}")
+
+
+@app.command()
+def tags(
+    archives: ArchivesArg,
+    vocab: Annotated[str, typer.Option("--vocab", help="Text embeddings of the vocabulary, one per word: `t.npz` (its 2-D array, or `t.npz:key`) or `t.npy`, e.g. ../shared/data/clip-vit-b-32/text_lvis.npz.")],
+    names: Annotated[str | None, typer.Option("--names", help="The words: a key of the --vocab .npz, or a text file with one per line. Default: the .npz's `classnames`, `names` or `labels`.")] = None,
+    k: Annotated[int, typer.Option("-k", help="Tags per item.")] = 5,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write every item's tags: CSV (id,rank,tag,score), or JSON if it ends in .json.")] = None,
+    raw: RawOpt = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON: every item's tags and scores.")] = False,
+    codec: CodecOpt = None,
+) -> None:
+    """Tag every item with the k words of a vocabulary nearest to it, scored on the codes (nothing is decoded).
+
+    Example: `semzip tags photos.smz --vocab text_lvis.npz -k 5 -o tags.csv`. The vocabulary must
+    come from the text tower of the model that embedded the items; `semzip eval --vocab` measures
+    how many tags survive compression (tags5).
+    """
+    from ..search import Collection
+
+    words = read_embeddings(vocab)
+    labels = _read_labels(vocab, names) if names is not None else _default_names(vocab)
+    with open_archives(archives, codec=load_codec(codec) if codec else None) as arcs, Collection(arcs) as coll:
+        if words.features.shape[1] != coll.dim:
+            raise InputError(f"--vocab embeddings are {words.features.shape[1]}-d but the archive holds {coll.dim}-d items")
+        if words.model and coll.model not in ("unknown", words.model):
+            raise InputError(f"--vocab was embedded with {words.model}, the archive with {coll.model}: not comparable")
+        top, scores = coll.tags(words.features, labels, k=k, normalize=not raw)
+        ids = [i for a in coll.archives for i in a.ids]
+    rows = [{"id": i, "tags": [{"tag": str(t), "score": round(float(s), 4)} for t, s in zip(ts, ss)]}
+            for i, ts, ss in zip(ids, top, scores)]
+    if output is not None:
+        _write_tags(output, rows)
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    table = Table("id", f"top {k} tags", title=f"{len(ids)} items, {len(labels)} words", title_justify="left")
+    for row in rows[:20]:
+        table.add_row(row["id"], ", ".join(t["tag"] for t in row["tags"]))
+    stdout.print(table)
+    if len(rows) > 20:
+        stdout.print(f"... and {len(rows) - 20} more" + ("" if output else " (-o tags.csv writes them all)"))
+    if output is not None:
+        stdout.print(f"tags of {len(ids)} items -> {output}")
+
+
+def _default_names(vocab: str) -> list[str]:
+    path, _ = split_source(vocab)
+    if path.suffix == ".npz":
+        with np.load(path, allow_pickle=False) as data:
+            for key in ("classnames", "names", "labels"):
+                if key in data.files:
+                    return _read_labels(vocab, key)
+    raise InputError(f"name the words of {vocab!r}: --names KEY (of its .npz) or --names words.txt")
+
+
+def _write_tags(path: Path, rows: list[dict]) -> None:
+    if path.suffix == ".json":
+        data = json.dumps(rows).encode()
+    else:
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(["id", "rank", "tag", "score"])
+        writer.writerows((r["id"], rank, t["tag"], t["score"]) for r in rows for rank, t in enumerate(r["tags"], 1))
+        data = buf.getvalue().encode()
+    with atomic_writer(path) as fh:
+        fh.write(data)
 
 
 def _read_labels(embeddings_arg: str, labels_from: str) -> list[str]:

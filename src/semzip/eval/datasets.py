@@ -33,7 +33,8 @@ class EvalDataset:
     `text_features` are class text embeddings indexed by `labels` (zero-shot); `centroid_*` is an
     uncompressed labelled split whose class means classify the items (nearest centroid); `captions`
     are text embeddings paired row by row with the items (retrieval); `fit_features` is the data the
-    dataset offers for training codecs without touching the items (None: no such split).
+    dataset offers for training codecs without touching the items (None: no such split);
+    `tag_vocab` is a vocabulary of text embeddings whose nearest words tag each item (tags@5).
     """
 
     name: str
@@ -50,6 +51,7 @@ class EvalDataset:
     model: str | None = None
     image_paths: list[Path] | None = None
     skipped: list[str] | None = None  # images of the folder that could not be read, left out
+    tag_vocab: np.ndarray | None = None
 
     @property
     def tasks(self) -> list[str]:
@@ -61,6 +63,8 @@ class EvalDataset:
             out.append("nearest-centroid")
         if self.captions is not None:
             out.append("retrieval")
+        if self.tag_vocab is not None:
+            out.append("tags")
         return out
 
 

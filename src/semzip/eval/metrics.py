@@ -86,6 +86,24 @@ def knn_overlap(decoded: object, reference: object, k: int = 10, block: int = 10
     return total / (n * k)
 
 
+def tag_overlap(decoded: object, reference: object, vocab: object, k: int = 5, block: int = 1024) -> float:
+    """Mean fraction of each item's k tags (its k nearest vocabulary text embeddings, cosine) from the
+    decoded vector that are also its k tags from the original: what a person reading tags would see."""
+    ref = _unit(reference, "reference embeddings")
+    dec = _unit(decoded, "decoded embeddings", dim=ref.shape[1])
+    words = _unit(vocab, "tag vocabulary", dim=ref.shape[1])
+    if len(dec) != len(ref):
+        raise InputError(f"{len(dec)} decoded vs {len(ref)} reference vectors")
+    if not 1 <= k <= len(words):
+        raise InputError(f"tag overlap needs 1 <= k <= vocabulary size; got k={k} for {len(words)} words")
+    total = 0
+    for start in range(0, len(ref), block):
+        a = np.argpartition(-(ref[start : start + block] @ words.T), k - 1, axis=1)[:, :k]
+        b = np.argpartition(-(dec[start : start + block] @ words.T), k - 1, axis=1)[:, :k]
+        total += sum(len(np.intersect1d(x, y, assume_unique=True)) for x, y in zip(a, b))
+    return total / (len(ref) * k)
+
+
 def _neighbours(sims: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:
     sims[np.arange(len(rows)), rows] = -np.inf  # an item is not its own neighbour
     return np.argpartition(-sims, k - 1, axis=1)[:, :k]

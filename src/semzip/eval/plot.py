@@ -19,6 +19,7 @@ METRIC_LABELS = {
     "zs_top5": "zero-shot top-5",
     "centroid_top1": "nearest-centroid top-1",
     "knn10": "10-NN overlap with uncompressed",
+    "tags5": "tags@5 overlap with uncompressed",
     "cosine": "mean cosine to original",
     "i2t@1": "image→text R@1",
     "t2i@1": "text→image R@1",

@@ -14,7 +14,7 @@ from .._atomic import atomic_writer
 from .runner import METRIC_TITLES
 
 #: Metrics shown in the terminal table (the JSON has all of them, R@5 and R@10 included).
-TABLE_METRICS = ("cosine", "knn10", "zs_top1", "zs_top5", "centroid_top1", "i2t@1", "t2i@1")
+TABLE_METRICS = ("cosine", "knn10", "tags5", "zs_top1", "zs_top5", "centroid_top1", "i2t@1", "t2i@1")
 
 
 def _cell(value: float | None, relative: float | None = None) -> str:

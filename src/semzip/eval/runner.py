@@ -21,7 +21,8 @@ from ..codecs import Codec, fit_codec
 from ..container import DEFAULT_MODEL, Archive, write_archive
 from ..spec import format_spec, parse_spec
 from .datasets import EvalDataset
-from .metrics import cosine_to_reference, knn_overlap, nearest_centroid_topk, retrieval_recall, zero_shot_topk
+from .metrics import (cosine_to_reference, knn_overlap, nearest_centroid_topk, retrieval_recall, tag_overlap,
+                      zero_shot_topk)
 
 #: Neighbourhood size of the k-NN overlap metric.
 KNN_K = 10
@@ -32,6 +33,7 @@ RECALL_KS = (1, 5, 10)
 METRIC_TITLES = {
     "cosine": "cos",
     "knn10": "kNN10",
+    "tags5": "tags@5",
     "zs_top1": "zs@1",
     "zs_top5": "zs@5",
     "centroid_top1": "ncm@1",
@@ -70,6 +72,8 @@ def task_metrics(ds: EvalDataset, X: np.ndarray) -> dict[str, float]:
         out["centroid_top1"] = nearest_centroid_topk(ds.centroid_features, ds.centroid_labels, X, ds.labels, k=1)
     if ds.captions is not None:
         out.update(retrieval_recall(X, ds.captions, ks=tuple(k for k in RECALL_KS if k < len(X))))
+    if ds.tag_vocab is not None:
+        out["tags5"] = tag_overlap(X, ds.items, ds.tag_vocab, k=5)
     return out
 
 

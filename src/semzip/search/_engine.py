@@ -250,19 +250,32 @@ class Collection:
         """Zero-shot labels of every item, in collection order: (labels (n,) str, scores (n,) float32).
 
         Each item gets the label whose text embedding has the highest score with it (cosine when
-        `normalize`); scores come from the codes, as in `search`.
+        `normalize`; ties go to the earlier label); scores come from the codes, as in `search`.
+        """
+        names, scores = self.tags(text_embeddings, labels, k=1, normalize=normalize)
+        return names[:, 0], scores[:, 0]
+
+    def tags(self, text_embeddings: Any, labels: Sequence[str], k: int = 5, *,
+             normalize: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """The k best labels of every item, best first: (labels (n, k) str, scores (n, k) float32).
+
+        A vocabulary of text embeddings (one per label, e.g. LVIS class names) scored against the
+        codes as in `classify`; ties go to the earlier label, so tags depend on the codes alone.
         """
         T = _queries(text_embeddings, self.dim, normalize, name="text embeddings")
         labels = [str(x) for x in labels]
         if len(labels) != len(T):
             raise InputError(f"{len(labels)} labels given for {len(T)} text embeddings")
-        best = np.empty(self.items, dtype=np.int64)
-        score = np.empty(self.items, dtype=np.float32)
+        if not 1 <= k <= len(labels):
+            raise InputError(f"k must be between 1 and the {len(labels)} labels, got {k}")
+        best = np.empty((self.items, k), dtype=np.int64)
+        score = np.empty((self.items, k), dtype=np.float32)
         offsets = np.cumsum([0] + [a.items for a in self.archives])
         for s, first, S in self._scores(T, normalize):
             at = offsets[s] + first
-            best[at : at + len(S)] = S.argmax(axis=1)
-            score[at : at + len(S)] = S.max(axis=1)
+            order = np.argsort(-S, axis=1, kind="stable")[:, :k]
+            best[at : at + len(S)] = order
+            score[at : at + len(S)] = np.take_along_axis(S, order, axis=1)
         return np.asarray(labels)[best], score
 
 
