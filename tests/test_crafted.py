@@ -86,3 +86,16 @@ def test_header_width_other_than_the_shared_codecs_is_refused(tmp_path):
     path.write_bytes(join(head, [(t, json.dumps(h).encode() if t == b"HEAD" else p) for t, p in sections]))
     with pytest.raises(FormatError, match="header says width 7 but its codec codes width 64"):
         Archive.open(path, codec=codec)
+
+
+def test_codec_fit_info_with_infinity_is_refused():
+    """`semzip info --json` prints fit_info; Infinity is not JSON, so such a file is refused on load."""
+    import json
+
+    from safetensors.numpy import load, save
+
+    blob = make_codec("sign").fit(unit_rows(50, 8)).to_bytes()
+    meta = json.loads(blob[8 : 8 + int.from_bytes(blob[:8], "little")])["__metadata__"]
+    meta["fit_info"] = '{"loss": Infinity}'
+    with pytest.raises(FormatError, match="Infinity in fit_info"):
+        codec_from_bytes(save(dict(load(blob)), metadata=meta))

@@ -296,6 +296,10 @@ def _hash_state(codec_id: bytes, spec: str, width: int, state: dict[str, np.ndar
     return h.hexdigest()
 
 
+def _refuse_constant(name: str) -> None:
+    raise ValueError(f"{name} in fit_info (not JSON; `semzip info --json` could not print it)")
+
+
 _MAX_STATE_VALUE = 1e12  # far above any fitted state (unit-scale embeddings), far below float32 overflow
 
 
@@ -322,7 +326,7 @@ def read_state(data: bytes) -> tuple[bytes, str, int, str, dict[str, np.ndarray]
         stored = meta["hash"]
         if not 1 <= width <= MAX_DIM:
             raise ValueError(f"width {width} outside 1..{MAX_DIM}")
-        fit_info = json.loads(meta.get("fit_info", "{}"))
+        fit_info = json.loads(meta.get("fit_info", "{}"), parse_constant=_refuse_constant)
     except (KeyError, ValueError, UnicodeEncodeError, RecursionError, TypeError, AttributeError) as exc:
         raise FormatError(f"codec file metadata is incomplete or malformed ({exc})") from None
     actual = _hash_state(codec_id, spec, width, arrays)
