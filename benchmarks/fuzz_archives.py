@@ -32,7 +32,8 @@ from rich.table import Table
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 SPECS = ["f16", "int8", "sign", "pq:M=8,K=16,opq=1", "smic:atoms=16,k=2,coef=2,dbits=2,bits=0.0,cos=0.0",
-         "smic:atoms=16,k=1,coef=0,dbits=2,bits=0.0,cos=0.0", "pqvae:dim=8,K=16,grid=2,C=16,H=16,blocks=1"]
+         "smic:atoms=16,k=1,coef=0,dbits=2,bits=0.0,cos=0.0", "pqvae:dim=8,K=16,grid=2,C=16,H=16,blocks=1",
+         "rq:M=4,K=16,beam=4"]
 BOUND = 64  # stated bound: peak traced allocation <= BOUND x file size + 16 MiB (codec state, decode buffers)
 SLACK = 16 << 20
 

@@ -12,8 +12,8 @@ from semzip.container import Archive, write_archive
 from .conftest import unit_rows
 from .crafted import mutate_codec, mutate
 
-SPECS = ["f16", "sign", "pq:M=8,K=16,opq=0", "smic:atoms=16,k=2,coef=2,dbits=2,bits=0.0,cos=0.0"]
-CASES = 200  # x (4 specs x 2 + 7 codec families) = 3,000 crafted files per run
+SPECS = ["f16", "sign", "pq:M=8,K=16,opq=0", "smic:atoms=16,k=2,coef=2,dbits=2,bits=0.0,cos=0.0", "rq:M=4,K=16,beam=4"]
+CASES = 200  # x (5 specs x 2 + 8 codec families) = 3,600 crafted files per run
 
 
 @pytest.mark.parametrize("embed", [True, False], ids=["embedded", "shared"])

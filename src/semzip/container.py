@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import mmap
 import struct
 import zlib
@@ -61,6 +62,7 @@ def write_archive(
     pixels: Any = None,
     block_items: int = DEFAULT_BLOCK_ITEMS,
     progress: bool = False,
+    budget_bits: float | None = None,
 ) -> None:
     """Encode X (n, d) with a fitted codec and write a new archive at `path` atomically.
 
@@ -68,6 +70,11 @@ def write_archive(
     it then needs the same codec file. `pixels` (n,) records each source image's pixel count so
     bits per pixel can be reported. `path` may also be an open binary file, for a caller that stages
     the write itself (compaction) and so owns its atomicity.
+
+    `budget_bits` B is a rate guarantee: the payload (every block's bytes, block overhead included)
+    is at most B bits per item, or InputError and nothing is written. A progressive codec (`rq`)
+    meets it by coding each item with the stages worth their bits, each block within what the
+    blocks before it left of B x items; any other codec is measured and refused when over.
     """
     codec._check_fitted()
     X = check_embeddings(X, dim=codec.n_features_in_)
@@ -77,6 +84,8 @@ def write_archive(
     _check_model(model)
     if not 1 <= block_items <= 1 << 24:
         raise InputError(f"block_items must be in [1, 2**24], got {block_items}")
+    if budget_bits is not None and not (math.isfinite(budget_bits) and budget_bits > 0):
+        raise InputError(f"a bit budget must be a positive number of bits per item, got {budget_bits}")
     head = {
         "format": FORMAT_VERSION,
         "items": n,
@@ -87,8 +96,8 @@ def write_archive(
         "writer": f"semzip {__version__}",
     }
     with atomic_writer(path) if isinstance(path, str | Path) else contextlib.nullcontext(path) as fh:
-        _Writer(fh).write(head, codec.to_bytes() if embed_codec else None, [], codec, X, ids, pixels,
-                          block_items, progress)
+        _Writer(fh, budget_bits).write(head, codec.to_bytes() if embed_codec else None, [], codec, X, ids, pixels,
+                                       block_items, progress)
 
 
 def append_archive(
@@ -214,11 +223,43 @@ def delete_items(path: str | Path, ids: Sequence[str], codec: Codec | None = Non
             "ids_now_stored": not _pack_ids(old.ids) and bool(_pack_ids(kept_ids))}
 
 
-class _Writer:
-    """Streams one archive: sections in order, DATA's header patched once its length is known."""
+def truncate_archive(path: str | Path, output: str | Path, budget_bits: float, codec: Codec | None = None) -> None:
+    """Write `output`: the archive at `path` with each item's code cut to a prefix of its stages, so that
+    the payload is at most `budget_bits` per item; needs a progressive codec (`rq`) and no originals.
 
-    def __init__(self, fh: BinaryIO) -> None:
+    What a thin link sends first: the sender keeps the full archive and sends cuts of it; items,
+    ids, model and codec are unchanged, each block fits what the blocks before it left of the budget.
+    """
+    if Path(output).exists() and Path(output).resolve() == Path(path).resolve():
+        raise InputError(f"output {str(output)!r} is the archive itself: write the cut to another file")
+    if not (math.isfinite(budget_bits) and budget_bits > 0):
+        raise InputError(f"a bit budget must be a positive number of bits per item, got {budget_bits}")
+    with Archive.open(path, codec=codec) as old:
+        if not old.codec.progressive:
+            raise InputError(f"{old.codec_spec} codes are not progressive (a prefix of a code is no code); "
+                             "only rq archives can be cut to a lower rate")
+        old.check_sections()
+        pieces: list[tuple[memoryview | bytes, np.ndarray]] = []
+        spent = 0
+        for b, row in enumerate(old.index):
+            n = int(row["items"])
+            share = budget_bits * (int(old._starts[b]) + n) - spent
+            payload = old.codec.truncate_within(old.block_codes(b), share)  # type: ignore[attr-defined]
+            spent += 8 * len(payload)
+            pieces.append((payload, np.array([(0, len(payload), n, zlib.crc32(payload))], dtype=_INDEX)))
+        head = dict(old.head, writer=f"semzip {__version__}")
+        with atomic_writer(output) as fh:
+            _Writer(fh).write(head, old.codec_section, pieces, None, np.empty((0, old.dim), np.float32),
+                              list(old.ids), old.pixels, int(old.head["block_items"]), False)
+
+
+class _Writer:
+    """Streams one archive: sections in order, DATA's header patched once its length is known; new
+    blocks within `budget_bits` per item when given (see `write_archive`)."""
+
+    def __init__(self, fh: BinaryIO, budget_bits: float | None = None) -> None:
         self.fh = fh
+        self.budget = budget_bits
 
     def write(self, head: dict, codec_bytes: bytes | None, old: list[tuple[memoryview | bytes, np.ndarray]],
               codec: Codec | None, X: np.ndarray, ids: list[str], pixels: np.ndarray | None, block_items: int,
@@ -252,16 +293,25 @@ class _Writer:
             offset += len(data)
         starts = range(0, len(X), block_items)
         new = np.zeros(len(starts), dtype=_INDEX)
+        spent = 0
         with progress_bar("encoding", total=len(X), enabled=progress) as advance:
             for b, start in enumerate(starts):
                 block = X[start : start + block_items]
-                payload = codec.encode(block)  # type: ignore[union-attr]  # None only when X is empty
+                if self.budget is not None and codec.progressive:  # type: ignore[union-attr]
+                    payload = codec.encode_within(block, self.budget * (start + len(block)) - spent)  # type: ignore[union-attr]
+                else:
+                    payload = codec.encode(block)  # type: ignore[union-attr]  # None only when X is empty
+                spent += 8 * len(payload)
                 block_crc = zlib.crc32(payload)
                 new[b] = (offset, len(payload), len(block), block_crc)
                 self.fh.write(payload)
                 crc = zlib.crc32(payload, crc)
                 offset += len(payload)
                 advance(len(block))
+        if self.budget is not None and spent > self.budget * len(X):
+            raise InputError(f"{codec.spec} spends {spent / len(X):.1f} payload bits per item on this input, over the "  # type: ignore[union-attr]
+                             f"budget of {self.budget:g}; nothing was written. A progressive codec (rq) meets any "
+                             "budget it can reach: e.g. --codec rq:M=32,K=256 --bits B")
         end = self.fh.tell()
         self.fh.seek(header_at)
         self.fh.write(_SECTION.pack(b"DATA", offset, crc))

@@ -27,14 +27,19 @@ SPECS = {
     "pq": "pq:M=8,K=16,opq=1",
     "smic": "smic:atoms=32,k=3,coef=3,dbits=4,bits=0.0,cos=0.0",
     "pqvae": "pqvae:dim=8,K=16,grid=2,C=16,H=16,blocks=1,coarse=3,bits=96",
+    "rq": "rq:M=6,K=16,beam=4",
 }
+#: Progressive codecs' goldens are written to a budget (bits per item), so items keep different stage counts.
+BUDGETS = {"rq": 30.0}
 #: The first goldens code random unit vectors; later ones clustered vectors, so that their index
 #: statistics are skewed and blocks are ANS-coded (pinning constriction's quantised tables too).
-ITEMS = {name: "items.npy" for name in ("f16", "int8", "sign", "pq")} | {"smic": "items_clustered.npy",
-                                                                         "pqvae": "items_clustered.npy"}
+ITEMS = {name: "items.npy" for name in ("f16", "int8", "sign", "pq")} | {
+    name: "items_clustered.npy" for name in ("smic", "pqvae", "rq")}
 
 #: Entropy-coded codecs and the item count of their ANS golden.
-ANS_GOLDENS, ANS_REPEAT = ("pq", "smic", "pqvae"), 64
+ANS_GOLDENS, ANS_REPEAT = ("pq", "smic", "pqvae", "rq"), 64
+#: Where the symbol stream's mode word sits in a block payload (rq's layout word comes first).
+MODE_AT = {"rq": 4}
 
 
 def repeated(codes: dict[str, np.ndarray], i: int) -> dict[str, np.ndarray]:
@@ -69,7 +74,8 @@ def write_derived(name: str) -> None:
             runs = [repeated(first, i) for i in range(int(arc.index[0]["items"]))]
             best = min(runs, key=lambda run: len(arc.codec.pack(run)))
             data = arc.codec.pack(best)
-            assert data[:4] == b"\0\0\0\0", f"{name}: the repeated codes were not ANS-coded"
+            at = MODE_AT.get(name, 0)
+            assert data[at : at + 4] == b"\0\0\0\0", f"{name}: the repeated codes were not ANS-coded"
             (HERE / f"v1_{name}.ans.bin").write_bytes(data)
             np.savez(HERE / f"v1_{name}.ans.npz", **best)
 
@@ -78,7 +84,8 @@ def write_new(name: str) -> None:
     train, items = training_data(ITEMS[name])
     np.save(HERE / ITEMS[name], items)
     codec = make_codec(SPECS[name]).fit(train)
-    write_archive(HERE / f"v1_{name}.smz", codec, items, ids=[f"item-{i}" for i in range(20)], block_items=8)
+    write_archive(HERE / f"v1_{name}.smz", codec, items, ids=[f"item-{i}" for i in range(20)], block_items=8,
+                  budget_bits=BUDGETS.get(name))
     if name == "pq":
         save_codec(codec, HERE / "v1_pq_shared.smzc")
         write_archive(HERE / "v1_pq_shared.smz", codec, items, embed_codec=False, pixels=np.arange(20) * 1000 + 1)

@@ -63,7 +63,7 @@ def compress(
     inputs: Annotated[list[str], typer.Argument(help="Embeddings (`x.npy`, `x.npz:key`; several are concatenated in order), or image files and folders to embed first.")],
     output: OutOpt,
     codec: Annotated[str | None, typer.Option("--codec", help="A fitted codec file (.smzc), or a spec to fit on INPUT itself.", rich_help_panel="Codec")] = None,
-    bits: Annotated[float | None, typer.Option("--bits", help="Instead of --codec: a budget in bits per item with everything counted (codec, ids, headers); the codec family and size of best fidelity on INPUT within it is chosen, and the choice explained.", rich_help_panel="Codec")] = None,
+    bits: Annotated[float | None, typer.Option("--bits", help="Alone: a budget in bits per item with everything counted (codec, ids, headers); the codec family and size of best fidelity on INPUT within it is chosen, and the choice explained. With --codec: a payload budget (coded items, block overhead included) that the archive keeps on any input, or is refused; a progressive codec (rq) spends it where it helps most.", rich_help_panel="Codec")] = None,
     shared: Annotated[bool, typer.Option("--shared", help="Name the codec by hash instead of embedding it; decoding then needs the .smzc file.", rich_help_panel="Codec")] = False,
     model: Annotated[str | None, typer.Option(help=f"Embedding model id stored in the archive (open_clip ARCH:TAG; default: the one recorded by `semzip embed`, else {UNKNOWN_MODEL!r}); for an image folder, the model that embeds it (default {DEFAULT_MODEL}).", rich_help_panel="Items")] = None,
     ids_file: IdsOpt = None,
@@ -92,12 +92,15 @@ def compress(
     that may fit on the collection, writes a real archive with each, and keeps the best mean cosine to
     the originals among those whose counted bits per item are within the budget.
 
+    With a codec and a budget, `semzip compress photos.npz --codec rq.smzc --bits 64 -o p.smz` keeps
+    the payload at most 64 bits per item on any input: the progressive `rq` codec gives each item the
+    residual stages worth their bits; other codecs are measured and refused when over the budget.
+
     With `--ray`, INPUT may also be an object-store prefix (`s3://bucket/photos/`) and OUTPUT is a folder
     of shard archives plus `manifest.json`; re-running the same command resumes an interrupted run.
     """
-    if (codec is None) == (bits is None):
-        raise InputError("give --codec (a codec file or spec) or --bits (a budget in bits per item), not "
-                         + ("both" if codec is not None else "neither"))
+    if codec is None and bits is None:
+        raise InputError("give --codec (a codec file or spec), --bits (a budget in bits per item), or both")
     images = _are_images(inputs)
     if ray:
         if codec is None or len(inputs) > 1 or ids_file or id_prefix:
@@ -123,7 +126,7 @@ def compress(
         return
     fitted = _resolve_codec(codec, X, shared, progress=not as_json)
     write_archive(output, fitted, X, ids=ids, model=model, embed_codec=not shared, pixels=pixels,
-                  block_items=block_items, progress=not as_json)
+                  block_items=block_items, progress=not as_json, budget_bits=bits)
     _summary(output, as_json)
 
 
@@ -251,6 +254,26 @@ def delete(
     stdout.print(f"deleted {result['deleted']} items from {archive}: {result['items']} remain, "
                  f"{result['bytes_before']} -> {result['bytes_after']} bytes"
                  + (" (the default ids 0..n-1 now have gaps, so they are stored)" if result["ids_now_stored"] else ""))
+
+
+@app.command()
+def truncate(
+    archive: Annotated[Path, typer.Argument(help="Archive written with a progressive codec (rq).")],
+    output: OutOpt,
+    bits: Annotated[float, typer.Option("--bits", help="Payload budget in bits per item (coded items, block overhead included).")],
+    codec: CodecFileOpt = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Cut an rq archive to a lower rate without the originals: each item keeps the prefix of its
+    residual stages worth its bits. Send the cut over a thin link first, a larger cut later.
+
+    Example: `semzip compress x.npz --codec rq.smzc --bits 256 -o full.smz`, then
+    `semzip truncate full.smz --bits 32 -o first.smz`.
+    """
+    from ..container import truncate_archive
+
+    truncate_archive(archive, output, bits, codec=_codec_file(codec))
+    _summary(output, as_json)
 
 
 @app.command()

@@ -11,7 +11,7 @@ from ._registry import (
     register,
     save_codec,
 )
-from . import pq, pqvae, scalar, smic  # noqa: E402,F401  (import registers the built-in codecs)
+from . import pq, pqvae, rq, scalar, smic  # noqa: E402,F401  (import registers the built-in codecs)
 
 __all__ = [
     "Codec",

@@ -47,6 +47,9 @@ class Codec(ABC):
     example_specs: ClassVar[tuple[str, ...]] = ()
     #: True when quantize(reconstruct(codes)) == codes is guaranteed.
     idempotent: ClassVar[bool] = True
+    #: True for codecs whose items' codes can stop at any stage: they meet a bit budget by
+    #: `encode_within(X, max_bits)` (see codecs/rq.py); `container.write_archive(budget_bits=B)` uses it.
+    progressive: ClassVar[bool] = False
     #: True for codecs learned on the collection they code (their state is its dictionary, paid by its items).
     collection: ClassVar[bool] = False
     #: Parameters added after a codec first shipped, with the value that means "absent": left out of
