@@ -1,12 +1,10 @@
 """semzip: semantic compression of images as CLIP embeddings."""
 
-__version__ = "0.1.0"
-
-# __version__ comes first: container.py imports it while the package initialises.
-from ._errors import CodecMismatchError, FormatError, InputError, NotFittedError, SemzipError, SpecError, WriteError  # noqa: E402
-from .codecs import Codec, available_codecs, fit_codec, load_codec, make_codec, save_codec  # noqa: E402
-from .container import Archive, append_archive, write_archive  # noqa: E402
-from .spec import Spec, format_spec, parse_spec  # noqa: E402
+from ._version import __version__
+from ._errors import CodecMismatchError, FormatError, InputError, NotFittedError, SemzipError, SpecError, WriteError
+from .codecs import Codec, available_codecs, fit_codec, load_codec, make_codec, save_codec
+from .container import Archive, append_archive, write_archive
+from .spec import Spec, format_spec, parse_spec
 
 __all__ = [
     "Archive",

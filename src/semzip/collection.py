@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__
+from ._version import WRITER
 from ._atomic import atomic_write_bytes
 from ._errors import CodecMismatchError, FormatError, InputError
 from ._validate import MAX_DIM, MAX_ITEMS
@@ -180,7 +180,7 @@ def write_manifest(folder: str | Path, manifest: dict[str, Any]) -> None:
     manifest["shards"] = sorted(manifest["shards"], key=lambda s: int(s["index"]))
     manifest["items"] = sum(int(s["items"]) for s in manifest["shards"])
     manifest["complete"] = len(manifest["shards"]) == int(manifest["shards_planned"])
-    manifest["writer"] = f"semzip {__version__}"
+    manifest["writer"] = WRITER
     atomic_write_bytes(Path(folder) / MANIFEST_NAME, json.dumps(manifest, indent=1, sort_keys=True).encode())
 
 

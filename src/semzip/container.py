@@ -22,7 +22,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from . import __version__
+from ._version import WRITER
 from ._atomic import atomic_writer, writer_lock
 from ._errors import CodecMismatchError, FormatError, InputError
 from ._progress import progress_bar
@@ -93,7 +93,7 @@ def write_archive(
         "model": model,
         "codec": {"id": codec.codec_id.decode("ascii"), "spec": str(codec.spec), "hash": codec.state_hash},
         "block_items": block_items,
-        "writer": f"semzip {__version__}",
+        "writer": WRITER,
     }
     with atomic_writer(path) if isinstance(path, str | Path) else contextlib.nullcontext(path) as fh:
         _Writer(fh, budget_bits).write(head, codec.to_bytes() if embed_codec else None, [], codec, X, ids, pixels,
@@ -129,7 +129,7 @@ def append_archive(
                 old.pixels if old.pixels is not None else np.zeros(old.items, np.uint64),
                 new_pixels if new_pixels is not None else np.zeros(len(X), np.uint64),
             ])
-        head = dict(old.head, items=old.items + len(X), writer=f"semzip {__version__}")
+        head = dict(old.head, items=old.items + len(X), writer=WRITER)
         with atomic_writer(path) as fh:
             _Writer(fh).write(head, old.codec_section, [(old.data, old.index)], old.codec, X,
                               list(old.ids) + new_ids, all_pixels, int(old.head["block_items"]), progress)
@@ -168,7 +168,7 @@ def merge_archives(sources: Sequence[str | Path], output: str | Path) -> None:
         if any(a.pixels is not None for a in arcs):
             pixels = np.concatenate([a.pixels if a.pixels is not None else np.zeros(a.items, np.uint64) for a in arcs])
         codec_bytes = next((a.codec_section for a in arcs if a.codec_embedded), None)
-        head = dict(first.head, items=len(ids), writer=f"semzip {__version__}")
+        head = dict(first.head, items=len(ids), writer=WRITER)
         with atomic_writer(output) as fh:
             _Writer(fh).write(head, codec_bytes, [(a.data, a.index) for a in arcs], None,
                               np.empty((0, first.dim), np.float32), ids, pixels, int(first.head["block_items"]), False)
@@ -214,7 +214,7 @@ def delete_items(path: str | Path, ids: Sequence[str], codec: Codec | None = Non
         keep = ~drop
         kept_ids = [i for i, k in zip(old.ids, keep) if k]
         pixels = None if old.pixels is None else old.pixels[keep]
-        head = dict(old.head, items=len(kept_ids), writer=f"semzip {__version__}")
+        head = dict(old.head, items=len(kept_ids), writer=WRITER)
         before = Path(path).stat().st_size
         with atomic_writer(path) as fh:
             _Writer(fh).write(head, old.codec_section, pieces, None, np.empty((0, old.dim), np.float32),
@@ -247,7 +247,7 @@ def truncate_archive(path: str | Path, output: str | Path, budget_bits: float, c
             payload = old.codec.truncate_within(old.block_codes(b), share)  # type: ignore[attr-defined]
             spent += 8 * len(payload)
             pieces.append((payload, np.array([(0, len(payload), n, zlib.crc32(payload))], dtype=_INDEX)))
-        head = dict(old.head, writer=f"semzip {__version__}")
+        head = dict(old.head, writer=WRITER)
         with atomic_writer(output) as fh:
             _Writer(fh).write(head, old.codec_section, pieces, None, np.empty((0, old.dim), np.float32),
                               list(old.ids), old.pixels, int(old.head["block_items"]), False)

@@ -42,7 +42,7 @@ def print_json(data: Any) -> None:
 
 def _print_version(value: bool) -> None:
     if value:
-        from .. import __version__
+        from .._version import __version__
 
         stdout.print(f"semzip {__version__}")
         raise typer.Exit()

@@ -11,10 +11,10 @@ import typer
 from rich.table import Table
 
 from .._atomic import atomic_writer
-from .._errors import InputError, SpecError
+from .._errors import InputError
 from .._inputs import item_ids, read_all, split_source
 from ..spec import format_spec, parse_spec
-from ..codecs import Codec, available_codecs, codec_class, fit_codec, load_codec, make_codec, save_codec
+from ..codecs import Codec, available_codecs, codec_class, fit_codec, load_codec, make_codec, resolve_codec, save_codec
 from ..collection import ShardedArchive, is_manifest, open_collection
 from ..container import DEFAULT_BLOCK_ITEMS, DEFAULT_MODEL, UNKNOWN_MODEL, Archive, append_archive, write_archive
 from . import JsonFlag, JsonOutOpt, _embed, _scale, app, print_json, stderr, stdout
@@ -149,16 +149,12 @@ def _refuse_overwriting_inputs(inputs: list[str], output: Path) -> None:
 
 
 def _resolve_codec(codec: str, X: np.ndarray, shared: bool, progress: bool) -> Codec:
-    path = Path(codec)
-    if path.suffix == ".smzc" or path.is_file():
-        return load_codec(path)
+    resolved = resolve_codec(codec)
+    if resolved.is_fitted:
+        return resolved
     if shared:
         raise InputError("--shared needs a codec file: a codec fitted here would exist nowhere else")
-    try:
-        fresh = make_codec(codec)
-    except SpecError as exc:
-        raise SpecError(f"--codec {codec!r} is neither a codec file nor a valid spec: {exc}") from None
-    return fit_codec(fresh, X, progress=progress)
+    return fit_codec(resolved, X, progress=progress)
 
 
 def _compress_to_budget(X: np.ndarray, bits: float, output: Path, *, shared: bool, as_json: bool,

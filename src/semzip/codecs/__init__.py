@@ -9,6 +9,7 @@ from ._registry import (
     load_codec,
     make_codec,
     register,
+    resolve_codec,
     save_codec,
 )
 from . import pq, pqvae, rq, scalar, smic  # noqa: E402,F401  (import registers the built-in codecs)
@@ -23,5 +24,6 @@ __all__ = [
     "load_codec",
     "make_codec",
     "register",
+    "resolve_codec",
     "save_codec",
 ]

@@ -81,6 +81,20 @@ def codec_from_bytes(data: bytes) -> Codec:
     return codec
 
 
+def resolve_codec(arg: str | Path | Codec) -> Codec:
+    """What a `--codec` argument names: a codec object as given, a `.smzc` file (or any existing file)
+    loaded and fitted, else a spec made into an unfitted codec; one message for neither."""
+    if isinstance(arg, Codec):
+        return arg
+    path = Path(str(arg))
+    if path.suffix == ".smzc" or path.is_file():
+        return load_codec(path)
+    try:
+        return make_codec(str(arg))
+    except SpecError as exc:
+        raise SpecError(f"codec {str(arg)!r} is neither a codec file nor a valid spec: {exc}") from None
+
+
 def save_codec(codec: Codec, path: str | Path) -> None:
     """Write a fitted codec to a `.smzc` file atomically."""
     atomic_write_bytes(path, codec.to_bytes())

@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from .._errors import CodecMismatchError, InputError, SemzipError, SpecError
-from ..codecs import Codec, fit_codec, load_codec, make_codec, save_codec
+from .._errors import CodecMismatchError, InputError, SemzipError
+from ..codecs import Codec, fit_codec, load_codec, resolve_codec, save_codec
 from ..collection import (
     CODEC_NAME,
     MANIFEST_FORMAT,
@@ -163,31 +163,22 @@ def _check_resume(folder: Path, manifest: dict[str, Any], described: dict[str, A
     saved = load_codec(folder / CODEC_NAME)
     if saved.state_hash != manifest["codec"]["hash"]:
         raise CodecMismatchError(f"{folder / CODEC_NAME} does not match the manifest's codec hash")
-    if isinstance(codec_arg, Codec) or _is_codec_file(codec_arg):
-        given = codec_arg if isinstance(codec_arg, Codec) else load_codec(codec_arg)
+    given = resolve_codec(codec_arg)
+    if given.is_fitted:
         if given.state_hash != saved.state_hash:
             raise CodecMismatchError(f"{where} with codec {saved.spec} (hash {saved.state_hash[:12]}); the given "
                                      f"codec has hash {given.state_hash[:12]}: use the same codec or a new folder")
-    elif parse_spec(str(codec_arg)) != parse_spec(manifest["codec"]["spec"]):
+    elif given.spec != parse_spec(manifest["codec"]["spec"]):
         raise CodecMismatchError(f"{where} with codec spec {manifest['codec']['spec']!r}, not {str(codec_arg)!r}")
-
-
-def _is_codec_file(arg: Any) -> bool:
-    path = Path(str(arg))
-    return path.suffix == ".smzc" or path.is_file()
 
 
 def _fit_or_load(codec_arg: Any, src: Source, fit_items: int, seed: int, settings: dict[str, Any], ray: Any,
                  workers: int, cpus: float, gpus: float) -> Codec:
+    codec = resolve_codec(codec_arg)
     if isinstance(codec_arg, Codec):
-        codec_arg._check_fitted()
-        return codec_arg
-    if _is_codec_file(codec_arg):
-        return load_codec(codec_arg)
-    try:
-        codec = make_codec(str(codec_arg))
-    except SpecError as exc:
-        raise SpecError(f"codec {str(codec_arg)!r} is neither a codec file nor a valid spec: {exc}") from None
+        codec._check_fitted()
+    if codec.is_fitted:
+        return codec
     n = len(src)
     positions = np.sort(np.random.default_rng(seed).choice(n, size=min(n, fit_items), replace=False))
     if isinstance(src, EmbeddingSource):
