@@ -63,7 +63,7 @@ def run(args: argparse.Namespace, console: Console) -> list[dict]:
         for seed in range(args.seeds if trainable else 1):
             codec = make_codec(spec)
             if trainable:
-                codec.seed = seed
+                codec.set_params(seed=seed)
             t = time.perf_counter()
             codec.fit(pool)
             fit_s = time.perf_counter() - t

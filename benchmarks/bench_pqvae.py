@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
             codec = make_codec(spec)
             if args.only and codec.name != args.only:
                 continue
-            codec.seed = args.seed
+            codec.set_params(seed=args.seed)
             if codec.name == "pqvae":
                 codec.threads, codec.progress = args.threads, False
             t0 = time.perf_counter()

@@ -220,3 +220,16 @@ def test_half_precision_codecs_refuse_what_float16_cannot_hold(spec):
     codec = make_codec(spec).fit(unit_rows(20, 64))
     with pytest.raises(InputError, match="does not fit float16"):
         codec.encode(X)
+
+
+def test_set_params_follows_scikit_learn_and_guards_fitted_state():
+    codec = make_codec("pq:M=4,K=16,opq=0")
+    assert codec.set_params(seed=3, M=8) is codec and codec.get_params()["seed"] == 3 and codec.M == 8
+    with pytest.raises(SpecError, match="no parameter bogus"):
+        codec.set_params(bogus=1)
+    with pytest.raises(SpecError, match="pq:M must be"):
+        codec.set_params(M=0)
+    codec.set_params(M=4).fit(unit_rows(300, 64))
+    codec.set_params(threads=1)  # a training option: allowed after the fit
+    with pytest.raises(SpecError, match="cannot change M of a fitted"):
+        codec.set_params(M=8)

@@ -29,9 +29,7 @@ def _data(n: int = 600, d: int = 32, seed: int = 0) -> np.ndarray:
 
 
 def _fit(spec: str = SPEC, X: np.ndarray | None = None, **options):
-    codec = make_codec(spec)
-    for key, value in ({"epochs": 30, "progress": False} | options).items():
-        setattr(codec, key, value)
+    codec = make_codec(spec).set_params(**({"epochs": 30, "progress": False} | options))
     return codec.fit(_data() if X is None else X)
 
 

@@ -240,7 +240,7 @@ class ShardedArchive(ItemsById):
     def _codec_for(folder: Path, manifest: dict[str, Any], given: Codec | None) -> Codec:
         want = manifest["codec"]["hash"]
         if given is not None:
-            given._check_fitted()
+            given.check_is_fitted()
             if given.state_hash != want:
                 raise CodecMismatchError(f"wrong codec: collection {str(folder)!r} was written with "
                                          f"{manifest['codec']['spec']} (hash {want[:12]}), given {given.spec} "

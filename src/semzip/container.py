@@ -76,7 +76,7 @@ def write_archive(
     meets it by coding each item with the stages worth their bits, each block within what the
     blocks before it left of B x items; any other codec is measured and refused when over.
     """
-    codec._check_fitted()
+    codec.check_is_fitted()
     X = check_embeddings(X, dim=codec.n_features_in_)
     n = len(X)
     ids = _check_ids(ids, n, start=0)
@@ -475,7 +475,7 @@ class Archive(ItemsById):
                 raise FormatError("archive is damaged: embedded codec does not match the header's codec hash")
             codec = codec or embedded
         if given is not None:
-            given._check_fitted()
+            given.check_is_fitted()
             if given.state_hash != self.codec_hash:
                 raise CodecMismatchError(
                     f"wrong codec: archive was written with {self.codec_spec} (hash {self.codec_hash[:12]}), "

@@ -62,7 +62,7 @@ def atom_concepts(codec: Any, vocab: Any, names: Sequence[str], top: int = 5) ->
 
     if not isinstance(codec, SMICCodec):
         raise InputError(f"atom concepts need a smic codec, got {codec.spec}")
-    codec._check_fitted()
+    codec.check_is_fitted()
     T = check_embeddings(vocab, dim=codec.n_features_in_, name="vocabulary embeddings")
     names = [str(n) for n in names]
     if len(names) != len(T):

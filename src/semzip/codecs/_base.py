@@ -97,6 +97,21 @@ class Codec(ABC):
         sig = inspect.signature(type(self).__init__)
         return {p: getattr(self, p) for p in sig.parameters if p != "self"}
 
+    def set_params(self, **params: Any) -> Self:
+        """Set constructor arguments, as scikit-learn's `set_params`; returns self. Spec parameters of
+        a fitted codec are refused (its state was learned for them): make and fit a new codec."""
+        known = self.get_params()
+        unknown = sorted(set(params) - set(known))
+        if unknown:
+            raise SpecError(f"codec {self.name!r} has no parameter {', '.join(unknown)}; it has: {', '.join(known)}")
+        if self.is_fitted and set(params) & set(self.spec_params):
+            raise SpecError(f"cannot change {', '.join(sorted(set(params) & set(self.spec_params)))} of a fitted "
+                            f"{format_spec(self.spec)}: make and fit a new codec")
+        for name, value in params.items():
+            setattr(self, name, value)
+        self._check_params()
+        return self
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({format_spec(self.spec)!r})"
 
@@ -113,7 +128,8 @@ class Codec(ABC):
     def is_fitted(self) -> bool:
         return hasattr(self, "n_features_in_")
 
-    def _check_fitted(self) -> None:
+    def check_is_fitted(self) -> None:
+        """NotFittedError unless the codec is fitted (scikit-learn's `check_is_fitted`, as a method)."""
         if not self.is_fitted:
             raise NotFittedError(
                 f"codec {format_spec(self.spec)!r} is not fitted: call fit(X) or load a fitted .smzc file"
@@ -121,7 +137,7 @@ class Codec(ABC):
 
     def quantize(self, X: Any) -> Codes:
         """Codes of X; X must have the width the codec was fitted on."""
-        self._check_fitted()
+        self.check_is_fitted()
         return self._quantize(check_embeddings(X, dim=self.n_features_in_))
 
     def encode(self, X: Any) -> bytes:
@@ -130,7 +146,7 @@ class Codec(ABC):
 
     def decode(self, data: bytes | memoryview, n: int) -> np.ndarray:
         """float32 (n, d) vectors from `n` items' bytes written by `encode`."""
-        self._check_fitted()
+        self.check_is_fitted()
         return self.reconstruct(self.unpack(data, n))
 
     def estimated_bits(self, X: Any) -> np.ndarray:
@@ -147,7 +163,7 @@ class Codec(ABC):
         score is a function of its code and the queries alone (not of the block it is scored in), so
         identical codes tie exactly and the engine's tie order (collection order) is well defined.
         """
-        self._check_fitted()
+        self.check_is_fitted()
         return self._scorer(check_embeddings(queries, dim=self.n_features_in_, name="queries"))
 
     def scores(self, codes: Codes, queries: Any) -> np.ndarray:
@@ -174,7 +190,7 @@ class Codec(ABC):
         blocks (and kept by `Collection(preload=True)`); it must offer `items` (int) and `codes()`
         (the run's codes, for searches that need every score, such as `classify`).
         """
-        self._check_fitted()
+        self.check_is_fitted()
         return self._fast_index(codes) if self.has_fast_index else None
 
     def fast_ranker(self, queries: Any, normalize: bool) -> Callable[[Any, int, np.ndarray], tuple[np.ndarray, np.ndarray]] | None:
@@ -185,7 +201,7 @@ class Codec(ABC):
         `keep` items are known), with exact scores; rows are padded with position -1, score -inf.
         So a running top-k merged with `f`'s rows equals exact search, without scoring every item.
         """
-        self._check_fitted()
+        self.check_is_fitted()
         if not self.has_fast_index:
             return None
         return self._fast_ranker(check_embeddings(queries, dim=self.n_features_in_, name="queries"), normalize)
@@ -236,14 +252,14 @@ class Codec(ABC):
     @property
     def state_hash(self) -> str:
         """SHA-256 (hex) of everything that affects the bitstream: id, spec, width and arrays."""
-        self._check_fitted()
+        self.check_is_fitted()
         return _hash_state(self.codec_id, format_spec(self.spec), self.n_features_in_, self.get_state())
 
     def to_bytes(self) -> bytes:
         """The `.smzc` serialisation: safetensors with JSON metadata; see docs/FORMAT.md."""
         from safetensors.numpy import save
 
-        self._check_fitted()
+        self.check_is_fitted()
         state = self.get_state()
         meta = {
             "format": _STATE_FORMAT,

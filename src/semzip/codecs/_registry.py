@@ -60,9 +60,7 @@ def fit_codec(spec: str | Spec | Codec, X: Any, *, seed: int = 0, threads: int =
 
     codec = spec if isinstance(spec, Codec) else make_codec(spec)
     params = codec.get_params()
-    for name, value in (("seed", seed), ("threads", threads), ("progress", progress)):
-        if name in params:
-            setattr(codec, name, value)
+    codec.set_params(**{k: v for k, v in (("seed", seed), ("threads", threads), ("progress", progress)) if k in params})
     label = f"fitting {format_spec(codec.spec)} on {len(X)} vectors"
     with limited_threads(threads), status(label, enabled=progress and "progress" not in params):
         return codec.fit(X)

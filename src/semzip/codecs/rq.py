@@ -134,7 +134,7 @@ class RQCodec(Codec):
         """Bytes of X's codes in at most `max_bits` bits (the block's share of a budget), measured:
         stages are allocated for the target, the block packed and the target tightened by any excess
         (the stage counts' cost, rounding) until it fits; InputError when one stage each does not."""
-        self._check_fitted()
+        self.check_is_fitted()
         X = check_embeddings(X, dim=self.n_features_in_)
         codes = self._beam_codes(X)
         return self._pack_within(codes, self._gains(codes, X), max_bits)

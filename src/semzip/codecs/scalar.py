@@ -60,7 +60,7 @@ class Float16Codec(_Parameterless):
 
     @property
     def fixed_bits(self) -> float:
-        self._check_fitted()
+        self.check_is_fitted()
         return 16.0 * self.n_features_in_
 
     def _quantize(self, X: np.ndarray) -> Codes:
@@ -88,7 +88,7 @@ class Int8Codec(_Parameterless):
 
     @property
     def fixed_bits(self) -> float:
-        self._check_fitted()
+        self.check_is_fitted()
         return 8.0 * self.n_features_in_ + 16.0
 
     def _quantize(self, X: np.ndarray) -> Codes:
@@ -137,7 +137,7 @@ class SignCodec(_Parameterless):
 
     @property
     def fixed_bits(self) -> float:
-        self._check_fitted()
+        self.check_is_fitted()
         return float(self.n_features_in_)
 
     def _quantize(self, X: np.ndarray) -> Codes:

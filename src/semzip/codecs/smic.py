@@ -104,7 +104,7 @@ class SMICCodec(Codec):
 
     @property
     def fixed_bits(self) -> float:
-        self._check_fitted()
+        self.check_is_fitted()
         count = (self.k - 1).bit_length() if self.k > 1 else 0
         return float(count + self.k * ((self.atoms_ - 1).bit_length() + self.coef))
 

@@ -176,7 +176,7 @@ def _fit_or_load(codec_arg: Any, src: Source, fit_items: int, seed: int, setting
                  workers: int, cpus: float, gpus: float) -> Codec:
     codec = resolve_codec(codec_arg)
     if isinstance(codec_arg, Codec):
-        codec._check_fitted()
+        codec.check_is_fitted()
     if codec.is_fitted:
         return codec
     n = len(src)
