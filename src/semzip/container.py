@@ -84,8 +84,8 @@ def write_archive(
     _check_model(model)
     if not 1 <= block_items <= 1 << 24:
         raise InputError(f"block_items must be in [1, 2**24], got {block_items}")
-    if budget_bits is not None and not (math.isfinite(budget_bits) and budget_bits > 0):
-        raise InputError(f"a bit budget must be a positive number of bits per item, got {budget_bits}")
+    if budget_bits is not None:
+        _check_budget(budget_bits)
     head = {
         "format": FORMAT_VERSION,
         "items": n,
@@ -209,8 +209,7 @@ def delete_items(path: str | Path, ids: Sequence[str], codec: Codec | None = Non
             else:
                 codes = old.block_codes(b)
                 payload = old.codec.pack({k: v[~gone] for k, v in codes.items()})
-            one = np.array([(0, len(payload), n - int(gone.sum()), zlib.crc32(payload))], dtype=_INDEX)
-            pieces.append((payload, one))
+            pieces.append(_piece(payload, n - int(gone.sum())))
         keep = ~drop
         kept_ids = [i for i, k in zip(old.ids, keep) if k]
         pixels = None if old.pixels is None else old.pixels[keep]
@@ -220,7 +219,7 @@ def delete_items(path: str | Path, ids: Sequence[str], codec: Codec | None = Non
             _Writer(fh).write(head, old.codec_section, pieces, None, np.empty((0, old.dim), np.float32),
                               kept_ids, pixels, int(old.head["block_items"]), False)
     return {"deleted": len(unique), "items": len(kept_ids), "bytes_before": before, "bytes_after": Path(path).stat().st_size,
-            "ids_now_stored": not _pack_ids(old.ids) and bool(_pack_ids(kept_ids))}
+            "ids_now_stored": _default_ids(old.ids) and not _default_ids(kept_ids)}
 
 
 def truncate_archive(path: str | Path, output: str | Path, budget_bits: float, codec: Codec | None = None) -> None:
@@ -232,8 +231,7 @@ def truncate_archive(path: str | Path, output: str | Path, budget_bits: float, c
     """
     if Path(output).exists() and Path(output).resolve() == Path(path).resolve():
         raise InputError(f"output {str(output)!r} is the archive itself: write the cut to another file")
-    if not (math.isfinite(budget_bits) and budget_bits > 0):
-        raise InputError(f"a bit budget must be a positive number of bits per item, got {budget_bits}")
+    _check_budget(budget_bits)
     with Archive.open(path, codec=codec) as old:
         if not old.codec.progressive:
             raise InputError(f"{old.codec_spec} codes are not progressive (a prefix of a code is no code); "
@@ -246,11 +244,21 @@ def truncate_archive(path: str | Path, output: str | Path, budget_bits: float, c
             share = budget_bits * (int(old._starts[b]) + n) - spent
             payload = old.codec.truncate_within(old.block_codes(b), share)  # type: ignore[attr-defined]
             spent += 8 * len(payload)
-            pieces.append((payload, np.array([(0, len(payload), n, zlib.crc32(payload))], dtype=_INDEX)))
+            pieces.append(_piece(payload, n))
         head = dict(old.head, writer=WRITER)
         with atomic_writer(output) as fh:
             _Writer(fh).write(head, old.codec_section, pieces, None, np.empty((0, old.dim), np.float32),
                               list(old.ids), old.pixels, int(old.head["block_items"]), False)
+
+
+def _piece(payload: memoryview | bytes, items: int) -> tuple[memoryview | bytes, np.ndarray]:
+    """One block as `_Writer` copies it: its bytes and its index row (offset relative to the bytes)."""
+    return payload, np.array([(0, len(payload), items, zlib.crc32(payload))], dtype=_INDEX)
+
+
+def _check_budget(bits: float) -> None:
+    if not (math.isfinite(bits) and bits > 0):
+        raise InputError(f"a bit budget must be a positive number of bits per item, got {bits}")
 
 
 class _Writer:
@@ -672,9 +680,14 @@ def _check_model(model: str) -> None:
         raise InputError(f"model id must be a printable string such as {DEFAULT_MODEL!r}, got {model!r}")
 
 
+def _default_ids(ids: list[str]) -> bool:
+    """True for the ids "0", "1", ... that an archive stores in no bytes."""
+    return ids == [str(i) for i in range(len(ids))]
+
+
 def _pack_ids(ids: list[str]) -> bytes:
     """Empty for the default ids "0", "1", ...; else the ids joined by NUL, UTF-8, zlib level 9."""
-    if ids == [str(i) for i in range(len(ids))]:
+    if _default_ids(ids):
         return b""
     return zlib.compress("\0".join(ids).encode("utf-8"), 9)
 
