@@ -3,7 +3,7 @@
 Stage m quantises what stages 0..m-1 left (faiss `ResidualQuantizer`, progressive training, beam
 search to encode), so every prefix of an item's code is itself a code: an item can stop after any
 stage and still decode. Each item of a block carries its own number of stages, chosen to meet a
-budget (`budget_bits`, mean payload bits per item, block overhead included) by Lagrangian
+budget (`encode_within`; `write_archive(budget_bits=B)`, block overhead included) by Lagrangian
 rate-distortion allocation: the stages that remove the most squared error per bit are kept, over
 the whole block. The bytes written are then measured and the allocation tightened until the block
 fits, so the budget holds on any input (familiar, unfamiliar, random) or the block is refused.
@@ -47,12 +47,11 @@ class RQCodec(Codec):
     progressive = True
     idempotent = False  # beam search may code a reconstruction with another, no worse, code
 
-    def __init__(self, M: int = 32, K: int = 256, beam: int = 8, *, budget_bits: float | None = None,
-                 seed: int = 0, niter: int = 20, max_train: int = 50_000, threads: int = 1) -> None:
+    def __init__(self, M: int = 32, K: int = 256, beam: int = 8, *, seed: int = 0, niter: int = 20,
+                 max_train: int = 50_000, threads: int = 1) -> None:
         self.M = M
         self.K = K
         self.beam = beam
-        self.budget_bits = budget_bits
         self.seed = seed
         self.niter = niter
         self.max_train = max_train
@@ -118,17 +117,7 @@ class RQCodec(Codec):
 
     # ---- coding ----------------------------------------------------------------------------------
     def _quantize(self, X: np.ndarray) -> Codes:
-        codes = self._beam_codes(X)
-        stages = np.full(len(X), self.M, dtype=np.uint8)
-        if self.budget_bits is not None:  # the estimate; encode() also measures and tightens
-            stages = self._allocate_from(self._gains(codes, X), codes, self.budget_bits * len(X))
-        return {"codes": codes, "stages": stages}
-
-    def encode(self, X: object) -> bytes:
-        """Bytes of X's codes; with `budget_bits`, at most budget_bits x n bits, measured, or InputError."""
-        if self.budget_bits is None:
-            return self.pack(self.quantize(X))
-        return self.encode_within(X, self.budget_bits * len(np.asarray(X)))
+        return {"codes": self._beam_codes(X), "stages": np.full(len(X), self.M, dtype=np.uint8)}
 
     def encode_within(self, X: object, max_bits: float) -> bytes:
         """Bytes of X's codes in at most `max_bits` bits (the block's share of a budget), measured:
