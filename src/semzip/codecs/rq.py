@@ -274,10 +274,7 @@ class RQCodec(Codec):
         return FrequencyTable(self.table_.counts[m : m + 1])
 
     def estimated_bits(self, X: object) -> np.ndarray:
-        codes = self.quantize(X)
-        bits = self._symbol_bits(codes["codes"])
-        keep = np.arange(self.M)[None, :] < codes["stages"][:, None]
-        return (bits * keep).sum(axis=1)
+        return self._symbol_bits(self.quantize(X)["codes"]).sum(axis=1)  # every stage, as quantize gives
 
     # ---- state -----------------------------------------------------------------------------------
     def get_state(self) -> dict[str, np.ndarray]:
