@@ -7,6 +7,8 @@ own modules, each registering on `app`.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import sys
 from pathlib import Path
@@ -15,7 +17,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from .._errors import SemzipError
+from .._errors import InputError, SemzipError
 
 app = typer.Typer(
     name="semzip",
@@ -40,6 +42,34 @@ def print_json(data: Any) -> None:
     typer.echo(json.dumps(data, indent=2))
 
 
+def write_rows(path: Path, rows: list[dict], header: list[str], csv_rows: Any) -> None:
+    """Results to a file, atomically: `rows` as JSON when the name ends in .json, else CSV with
+    `header` and `csv_rows` (an iterable of tuples)."""
+    from .._atomic import atomic_writer
+
+    if path.suffix == ".json":
+        data = json.dumps(rows).encode()
+    else:
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(header)
+        writer.writerows(csv_rows)
+        data = buf.getvalue().encode()
+    with atomic_writer(path) as fh:
+        fh.write(data)
+
+
+def chosen_ids(ids: list[str] | None, ids_file: Path | None) -> list[str]:
+    """Item ids named on the command line and in a text file (one per line), in that order."""
+    wanted = list(ids or [])
+    if ids_file is not None:
+        try:
+            wanted += [line for line in ids_file.read_text(encoding="utf-8").splitlines() if line]
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InputError(f"cannot read ids file {str(ids_file)!r} ({exc})") from None
+    return wanted
+
+
 def _print_version(value: bool) -> None:
     if value:
         from .._version import __version__
@@ -59,7 +89,7 @@ def _options(
 
     set_quiet(quiet)
 
-from . import _core, _embed, _eval, _search, _smic  # noqa: E402,F401  (register commands)
+from . import _core, _decode, _embed, _eval, _search, _smic  # noqa: E402,F401  (register commands)
 
 
 #: Help labels of parameter types, as a person reads them (typer shows Python annotations).

@@ -17,7 +17,7 @@ from ..spec import format_spec, parse_spec
 from ..codecs import Codec, available_codecs, codec_class, fit_codec, load_codec, make_codec, resolve_codec, save_codec
 from ..collection import ShardedArchive, is_manifest, open_collection
 from ..container import DEFAULT_BLOCK_ITEMS, DEFAULT_MODEL, UNKNOWN_MODEL, Archive, append_archive, write_archive
-from . import JsonFlag, JsonOutOpt, _embed, _scale, app, print_json, stderr, stdout
+from . import JsonFlag, JsonOutOpt, _embed, _scale, app, chosen_ids, print_json, stderr, stdout
 
 OutOpt = Annotated[Path, typer.Option("--output", "-o", help="File to write (replaced atomically).")]
 CodecFileOpt = Annotated[
@@ -235,12 +235,7 @@ def delete(
     if is_manifest(archive):
         raise InputError(f"{str(archive)!r} is a sharded collection; delete works on single archives "
                          "(a collection's manifest pins each shard's items and hash)")
-    wanted = list(ids or [])
-    if ids_file is not None:
-        try:
-            wanted += [line for line in ids_file.read_text(encoding="utf-8").splitlines() if line]
-        except (OSError, UnicodeDecodeError) as exc:
-            raise InputError(f"cannot read ids file {str(ids_file)!r} ({exc})") from None
+    wanted = chosen_ids(ids, ids_file)
     if not wanted:
         raise InputError("name the items to delete: ids as arguments, or --ids FILE")
     result = delete_items(archive, wanted, codec=_codec_file(codec))

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import zipfile
 from pathlib import Path
@@ -13,12 +11,11 @@ import numpy as np
 import typer
 from rich.table import Table
 
-from .._atomic import atomic_writer
 from .._errors import InputError
 from .._inputs import read_embeddings, split_source
 from ..codecs import load_codec
 from ..collection import open_archives
-from . import app, stderr, stdout
+from . import app, stderr, stdout, write_rows
 from ._embed import DeviceOpt, WeightsOpt
 
 QueryModelOpt = Annotated[str | None, typer.Option("--model", help="CLIP model that embeds text queries (open_clip ARCH:TAG); default: the archive's own. Needed when the archive's model is unknown.")]
@@ -137,7 +134,8 @@ def classify(
     summary = {"items": len(ids), "classes": len(names),
                "counts": {str(n): int(c) for n, c in sorted(counts.items(), key=lambda x: -x[1])}}
     if output is not None:
-        _write_predictions(output, ids, predicted, scores)
+        write_rows(output, [{"id": i, "label": str(p), "score": float(s)} for i, p, s in zip(ids, predicted, scores)],
+                   ["id", "label", "score"], ((i, p, f"{s:.6f}") for i, p, s in zip(ids, predicted, scores)))
     if as_json:
         summary["predictions"] = [{"id": i, "label": str(p), "score": round(float(s), 4)}
                                   for i, p, s in zip(ids, predicted, scores)]
@@ -187,7 +185,8 @@ def tags(
     rows = [{"id": i, "tags": [{"tag": str(t), "score": round(float(s), 4)} for t, s in zip(ts, ss)]}
             for i, ts, ss in zip(ids, top, scores)]
     if output is not None:
-        _write_tags(output, rows)
+        write_rows(output, rows, ["id", "rank", "tag", "score"],
+                   ((r["id"], rank, t["tag"], t["score"]) for r in rows for rank, t in enumerate(r["tags"], 1)))
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
@@ -211,19 +210,6 @@ def _default_names(vocab: str) -> list[str]:
     raise InputError(f"name the words of {vocab!r}: --names KEY (of its .npz) or --names words.txt")
 
 
-def _write_tags(path: Path, rows: list[dict]) -> None:
-    if path.suffix == ".json":
-        data = json.dumps(rows).encode()
-    else:
-        buf = io.StringIO()
-        writer = csv.writer(buf, lineterminator="\n")
-        writer.writerow(["id", "rank", "tag", "score"])
-        writer.writerows((r["id"], rank, t["tag"], t["score"]) for r in rows for rank, t in enumerate(r["tags"], 1))
-        data = buf.getvalue().encode()
-    with atomic_writer(path) as fh:
-        fh.write(data)
-
-
 def _read_labels(embeddings_arg: str, labels_from: str) -> list[str]:
     path, _ = split_source(embeddings_arg)
     if path.suffix == ".npz" and not Path(labels_from).is_file():
@@ -238,20 +224,6 @@ def _read_labels(embeddings_arg: str, labels_from: str) -> list[str]:
     if not file.is_file():
         raise InputError(f"--labels-from {labels_from!r} is neither a key of {str(path)!r} nor a text file")
     return [line.strip() for line in file.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
-def _write_predictions(path: Path, ids: list[str], predicted: np.ndarray, scores: np.ndarray) -> None:
-    if path.suffix == ".json":
-        rows = [{"id": i, "label": str(p), "score": float(s)} for i, p, s in zip(ids, predicted, scores)]
-        data = json.dumps(rows).encode()
-    else:
-        buf = io.StringIO()
-        writer = csv.writer(buf, lineterminator="\n")
-        writer.writerow(["id", "label", "score"])
-        writer.writerows((i, p, f"{s:.6f}") for i, p, s in zip(ids, predicted, scores))
-        data = buf.getvalue().encode()
-    with atomic_writer(path) as fh:
-        fh.write(data)
 
 
 @app.command()

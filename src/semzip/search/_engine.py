@@ -137,6 +137,19 @@ class Collection:
         s, _ = self.locate(item_id)
         return self.archives[s].get(item_id)
 
+    def vectors(self, ids: Sequence[str] | None = None) -> tuple[list[str], np.ndarray]:
+        """(ids, float32 (n, d) decoded vectors) of the given items, or of all in collection order;
+        each block is decoded once. Unknown ids are an InputError."""
+        if ids is None:
+            return [i for a in self.archives for i in a.ids], np.concatenate([a.decode() for a in self.archives])
+        ids = [str(i) for i in ids]
+        where = np.array([self.locate(i) for i in ids], dtype=np.int64).reshape(-1, 2)
+        out = np.empty((len(ids), self.dim), dtype=np.float32)
+        for s in np.unique(where[:, 0]).tolist():
+            sel = where[:, 0] == s
+            out[sel] = self.archives[s].rows(where[sel, 1])
+        return ids, out
+
     def _read_runs(self, s: int, normalize: bool, fast: bool) -> Iterator[_Run]:
         """Archive s read from disk as runs of ~_CHUNK_ITEMS items (_FAST_CHUNK_ITEMS, as fast
         indexes, when `fast` and the codec has one), with norms when `normalize`."""

@@ -92,18 +92,11 @@ class SearchApp:
             return self.collection.search(vector, k)
 
     def image_path(self, item_id: str) -> Path | None:
-        """The original image of an item of the collection when `images` holds it: never a path outside
-        `images`, never a file that is not an item's, never a file without an image suffix."""
-        from ..embed import IMAGE_SUFFIXES
+        """The original image of an item of the collection when `images` holds it (never a file that
+        is not an item's; see `semzip.decode.item_image`)."""
+        from ..decode._images import item_image
 
-        if self.images is None or item_id not in self._ids:
-            return None
-        try:
-            path = (self.images / item_id).resolve()
-            found = path.is_relative_to(self.images) and path.is_file()
-        except (OSError, ValueError):  # a NUL, a component too long for the file system
-            return None
-        return path if found and path.suffix.lower() in IMAGE_SUFFIXES else None
+        return item_image(self.images, item_id) if item_id in self._ids else None
 
     def page(self, q: str, k: int) -> tuple[HTTPStatus, str]:
         about = (f"{self.collection.items} items in {len(self.collection.archives)} archive(s), "
