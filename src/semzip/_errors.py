@@ -43,3 +43,10 @@ class CodecMismatchError(SemzipError):
     """An archive was opened with a codec other than the one it was written with."""
 
     exit_code = 4
+
+
+class ModelError(SemzipError):
+    """A model that cannot be loaded (CLIP, captioner, generator): unknown name, missing backend, no
+    weights, bad weights file. The message says how to get what is missing."""
+
+    exit_code = 6  # 5 is the CLI's code for OS errors

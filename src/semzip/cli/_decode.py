@@ -10,6 +10,7 @@ from rich.table import Table
 
 from .._errors import InputError
 from ..codecs import load_codec
+from .._inputs import read_all
 from ..collection import open_archives
 from . import app, chosen_ids, print_json, stdout, write_rows
 from ._search import ArchivesArg, CodecOpt
@@ -71,3 +72,110 @@ def nearest(
     for what, path in (("neighbours", output), ("contact sheet", sheet)):
         if path is not None:
             stdout.print(f"{what} -> {path}")
+
+
+TorchDeviceOpt = Annotated[str, typer.Option("--device", help="`cpu`, `cuda`, `cuda:N`, `mps`, or `auto` (a GPU when there is one).")]
+Gpt2Opt = Annotated[str | None, typer.Option("--gpt2", help="GPT-2 by hub id (`gpt2`, downloaded once into the Hugging Face cache) or a local folder.")]
+
+
+def _decoded(archives: list[Path], codec: Path | None, ids: list[str]) -> tuple[list[str], object, str]:
+    """(ids, decoded float32 vectors, model) of the chosen items (all when `ids` is empty)."""
+    from ..search import Collection
+
+    with open_archives(archives, codec=load_codec(codec) if codec else None) as arcs, Collection(arcs) as coll:
+        names, X = coll.vectors(ids or None)
+        return names, X, coll.model
+
+
+@app.command()
+def caption(
+    archives: ArchivesArg,
+    captioner: Annotated[Path, typer.Option("--captioner", help="A folder from `semzip fit-captioner`, or a ClipCap checkpoint (coco_weights.pt).")],
+    gpt2: Gpt2Opt = None,
+    prefix_scale: Annotated[float | None, typer.Option("--prefix-scale", help="Multiply the unit vectors before the mapper: the norm of the embeddings a checkpoint was trained on (ClipCap's MLP weights: unnormalised CLIP). Default: the captioner's (1 for fit-captioner).")] = None,
+    beam: Annotated[int, typer.Option("--beam", help="Beam width (1 = greedy).")] = 1,
+    max_tokens: Annotated[int, typer.Option("--max-tokens", help="Longest caption, in GPT-2 tokens.")] = 40,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Items captioned at once.")] = 32,
+    item: IdOpt = None,
+    ids_file: IdsFileOpt = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the captions: CSV (id,caption), or JSON if it ends in .json.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    codec: CodecOpt = None,
+    device: TorchDeviceOpt = "cpu",
+) -> None:
+    """Caption compressed items with a ClipCap-style captioner (decoded embedding -> GPT-2 prefix -> text).
+
+    Example: `semzip caption photos.smz --captioner cap/ -o captions.csv`. A captioner is trained with
+    `semzip fit-captioner`, or is ClipCap's published COCO checkpoint for ViT-B/32 with `--gpt2 gpt2`
+    (docs/DECODE.md). Needs torch and transformers (`pip install 'semzip[decode]'`).
+    """
+    from ..decode.caption import Captioner
+    from ..embed._load import resolve_device
+
+    names, X, model = _decoded(archives, codec, chosen_ids(item, ids_file))
+    cap = Captioner.load(captioner, gpt2=gpt2, prefix_scale=prefix_scale, device=resolve_device(device))
+    if cap.config.get("model") and model != "unknown" and cap.config["model"] != model:
+        raise InputError(f"the captioner was trained on {cap.config['model']} embeddings, the archive holds {model}")
+    texts = cap.caption(X, beam=beam, max_tokens=max_tokens, batch_size=batch_size, progress=not as_json)
+    rows = [{"id": i, "caption": t} for i, t in zip(names, texts)]
+    if output is not None:
+        write_rows(output, rows, ["id", "caption"], ((r["id"], r["caption"]) for r in rows))
+    if as_json:
+        print_json(rows)
+        return
+    table = Table("id", "caption", title=f"{len(rows)} items", title_justify="left")
+    for row in rows[:20]:
+        table.add_row(row["id"], row["caption"])
+    stdout.print(table)
+    if len(rows) > 20:
+        stdout.print(f"... and {len(rows) - 20} more" + ("" if output else " (-o captions.csv writes them all)"))
+    if output is not None:
+        stdout.print(f"captions -> {output}")
+
+
+@app.command("fit-captioner")
+def fit_captioner(
+    inputs: Annotated[list[str], typer.Argument(help="Embeddings (`x.npz`, `x.npz:key`, `x.npy`) or an archive (.smz: trained on its decoded vectors, so on what the codec keeps).")],
+    captions: Annotated[Path, typer.Option("--captions", help="Captions: .txt (one per line, row order), .json (list, or {id: caption or [captions]}) or .csv (`caption` and optional `id` columns).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Captioner folder to write (replaced as a whole).")],
+    gpt2: Annotated[str, typer.Option("--gpt2", help="GPT-2 to start from: hub id or local folder.")] = "gpt2",
+    layout: Annotated[str, typer.Option("--layout", help="Mapper: `mlp` (ClipCap's, GPT-2 usually fine-tuned) or `transformer` (GPT-2 frozen).")] = "mlp",
+    prefix_length: Annotated[int, typer.Option("--prefix-length", help="GPT-2 tokens the embedding becomes.")] = 10,
+    clip_length: Annotated[int, typer.Option("--clip-length", help="Transformer mapper: tokens the embedding is first split into.")] = 10,
+    layers: Annotated[int, typer.Option("--layers", help="Transformer mapper: layers.")] = 8,
+    finetune_gpt2: Annotated[bool, typer.Option("--finetune-gpt2", help="Train GPT-2 too (ClipCap's MLP recipe); the folder then holds its weights.")] = False,
+    epochs: Annotated[int, typer.Option("--epochs")] = 10,
+    batch_size: Annotated[int, typer.Option("--batch-size")] = 32,
+    lr: Annotated[float, typer.Option("--lr", help="AdamW learning rate (ClipCap: 2e-5), linear warm-up over the first tenth.")] = 2e-5,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    device: TorchDeviceOpt = "cpu",
+    codec: CodecOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON: the training record.")] = False,
+) -> None:
+    """Train a ClipCap-style captioner on (embedding, caption) pairs, for `semzip caption`.
+
+    Example: `semzip fit-captioner coco.npz --captions coco_captions.csv -o cap/ --finetune-gpt2 --epochs 10`.
+    Rows of the inputs pair with captions by id (JSON object, CSV `id` column) or by order.
+    """
+    from ..decode.caption import fit_captioner as fit, read_captions
+    from ..embed._load import resolve_device
+
+    if any(s.endswith(".smz") for s in inputs):
+        if len(inputs) != 1:
+            raise InputError("give one archive, or embedding files (not both)")
+        ids, X, model = _decoded([Path(inputs[0])], codec, [])
+    else:
+        emb = read_all(inputs)
+        ids, X, model = emb.ids, emb.features, emb.model
+    rows, texts = read_captions(captions, ids, len(X))
+    cap = fit(X[rows], texts, gpt2=gpt2, layout=layout, prefix_length=prefix_length, clip_length=clip_length,
+              num_layers=layers, finetune_gpt2=finetune_gpt2, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
+              device=resolve_device(device), model=None if model in (None, "unknown") else model, progress=not as_json)
+    cap.save(output)
+    record = {"path": str(output), **{k: cap.config[k] for k in ("layout", "dim", "prefix_length", "model", "fit")}}
+    if as_json:
+        print_json(record)
+        return
+    losses = cap.config["fit"]["loss_per_epoch"]
+    stdout.print(f"captioner ({layout}) trained on {len(texts)} pairs for {epochs} epochs, loss {losses[0]} -> "
+                 f"{losses[-1]} -> {output}")

@@ -20,19 +20,13 @@ import types
 from pathlib import Path
 from typing import Any
 
-from .._errors import SemzipError
+from .._errors import ModelError
 
 _ALIAS = "_semzip_open_clip"
 INSTALL_HINT = (
     "pip install 'semzip[clip]' && pip install --no-deps 'open_clip_torch>=3.3,<4' "
     "(install torch for your platform first; --no-deps applies to open_clip alone, see docs/EMBED.md)"
 )
-
-
-class ModelError(SemzipError):
-    """A CLIP model that cannot be loaded: unknown name, missing backend, no weights, bad weights file."""
-
-    exit_code = 6  # 5 is the CLI's code for OS errors
 
 
 @functools.cache

@@ -1,0 +1,43 @@
+"""Hugging Face models (GPT-2, diffusers pipelines) by hub id or local folder, with a clear error offline."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+from .._errors import ModelError
+
+T = TypeVar("T")
+
+
+def from_hub(load: Callable[..., T], name: str, what: str) -> T:
+    """`load(name)` for a local folder, else from the Hugging Face cache, else downloaded; offline or
+    unreachable with nothing cached is a ModelError saying how to get the files (`what` names them)."""
+    from huggingface_hub import constants
+
+    from ..embed._load import _probe
+
+    path = Path(name).expanduser()
+    if path.is_dir():
+        try:
+            return load(str(path))
+        except (OSError, ValueError, KeyError) as exc:
+            raise ModelError(f"cannot load {what} from {str(path)!r} ({type(exc).__name__}: {exc})") from None
+    if name.startswith(("/", ".", "~")):
+        raise ModelError(f"{what}: no such folder {name!r}")
+    try:
+        return load(name, local_files_only=True)
+    except (OSError, ValueError):
+        pass
+    how = f"On a machine with network: `hf download {name}` (fills the cache), or pass a local folder"
+    if constants.HF_HUB_OFFLINE:
+        raise ModelError(f"{what} {name!r} is not in the Hugging Face cache and HF_HUB_OFFLINE is set. {how}")
+    unreachable = _probe(constants.ENDPOINT)
+    if unreachable:
+        raise ModelError(f"{what} {name!r} is not in the Hugging Face cache and the hub is unreachable "
+                         f"({unreachable}). {how}")
+    try:
+        return load(name)
+    except Exception as exc:  # noqa: BLE001 - every hub failure becomes this one error
+        raise ModelError(f"cannot download {what} {name!r} ({type(exc).__name__}: {exc}). {how}") from None
