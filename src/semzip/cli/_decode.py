@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import io
+import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
+from .._atomic import atomic_writer
 from .._errors import InputError
 from ..codecs import load_codec
 from .._inputs import read_all
@@ -179,3 +182,72 @@ def fit_captioner(
     losses = cap.config["fit"]["loss_per_epoch"]
     stdout.print(f"captioner ({layout}) trained on {len(texts)} pairs for {epochs} epochs, loss {losses[0]} -> "
                  f"{losses[-1]} -> {output}")
+
+
+@app.command()
+def generate(
+    archives: ArchivesArg,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the images (NNNNN_ID.png) and index.json (id -> file, seed, settings).")],
+    decoder: Annotated[str, typer.Option("--decoder", help="stable-unclip-small (ViT-L-14:openai embeddings), stable-unclip (ViT-H-14:laion2b_s32b_b79k), kandinsky-2.2 (ViT-bigG-14:laion2b_s39b_b160k).")],
+    weights: Annotated[Path | None, typer.Option("--weights", help="Local pipeline folder (diffusers layout) instead of the decoder's hub repository.")] = None,
+    item: IdOpt = None,
+    ids_file: IdsFileOpt = None,
+    steps: Annotated[int, typer.Option("--steps", help="Denoising steps.")] = 25,
+    seed: Annotated[int, typer.Option("--seed", help="Item i of the selection is drawn with seed + i.")] = 0,
+    guidance: Annotated[float | None, typer.Option("--guidance", help="Classifier-free guidance scale (default: unCLIP 10, Kandinsky 4).")] = None,
+    size: Annotated[int | None, typer.Option("--size", help="Output side in pixels (default: the decoder's).")] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Images generated at once.")] = 4,
+    add: Annotated[str | None, typer.Option("--add", help="Semantic arithmetic: add this item's embedding (x + alpha * f(ID)).")] = None,
+    subtract: Annotated[str | None, typer.Option("--subtract", help="Subtract this item's embedding (x - alpha * f(ID)).")] = None,
+    alpha: Annotated[float, typer.Option("--alpha", help="Weight of --add / --subtract.")] = 1.0,
+    scale: Annotated[float | None, typer.Option("--scale", help="Norm the unit vectors are given (default: unCLIP's from its normaliser statistics, Kandinsky 1).")] = None,
+    images: Annotated[Path | None, typer.Option("--images", help="Folder of the originals, for the contact sheet.")] = None,
+    sheet: Annotated[Path | None, typer.Option("--sheet", help="Write a contact sheet PNG: original (when under --images) | generated.")] = None,
+    codec: CodecOpt = None,
+    device: TorchDeviceOpt = "cpu",
+    as_json: Annotated[bool, typer.Option("--json", help="Print index.json's content.")] = False,
+) -> None:
+    """Generate images from compressed items through a diffusers pipeline conditioned on CLIP image embeddings.
+
+    Example: `semzip generate photos.smz -o gen/ --decoder stable-unclip-small --id cat.jpg --steps 25`,
+    or semantic arithmetic as in SMIC: `--id dog.jpg --add beach.jpg --alpha 0.7`. The archive must hold
+    embeddings of the decoder's CLIP model (a mismatch is refused). Weights come from the Hugging Face
+    cache or are downloaded once; offline without them it fails at once saying how to get them.
+    Needs torch and diffusers (`pip install 'semzip[decode]'`); a GPU (`--device cuda`) is much faster.
+    """
+    from ..decode._images import contact_sheet, item_image
+    from ..decode.generate import check_model, decoder as find_decoder, load_generator, mix, safe_names
+    from ..embed._load import resolve_device
+
+    spec = find_decoder(decoder)
+    if output.exists() and not output.is_dir():
+        raise InputError(f"--output {str(output)!r} exists and is not a folder")
+    names, X, model = _decoded(archives, codec, chosen_ids(item, ids_file))
+    check_model(spec, model)
+    extra = [i for i in (add, subtract) if i is not None]
+    if extra:
+        _, E = _decoded(archives, codec, extra)[:2]
+        X = mix(X, add=E[0] if add is not None else None, subtract=E[-1] if subtract is not None else None, alpha=alpha)
+    gen = load_generator(decoder, weights=str(weights) if weights else None, device=resolve_device(device), scale=scale)
+    pictures = gen.generate(X, steps=steps, seed=seed, guidance=guidance, size=size, batch_size=batch_size,
+                            progress=not as_json)
+    output.mkdir(parents=True, exist_ok=True)
+    files = safe_names(names)
+    for picture, name in zip(pictures, files):
+        buf = io.BytesIO()
+        picture.save(buf, "PNG")
+        with atomic_writer(output / name) as fh:
+            fh.write(buf.getvalue())
+    index = {"decoder": spec.name, "model": model, "steps": steps, "guidance": guidance, "scale": gen.scale,
+             "add": add, "subtract": subtract, "alpha": alpha if extra else None,
+             "items": [{"id": i, "file": f, "seed": seed + n} for n, (i, f) in enumerate(zip(names, files))]}
+    with atomic_writer(output / "index.json") as fh:
+        fh.write(json.dumps(index, indent=2).encode())
+    if sheet is not None:
+        contact_sheet([(i, [(item_image(images, i), "original"), (p, spec.name)]) for i, p in
+                       list(zip(names, pictures))[:24]], sheet)
+    if as_json:
+        print_json(index)
+        return
+    stdout.print(f"{len(pictures)} images ({spec.name}, {steps} steps) -> {output}/"
+                 + (f", contact sheet -> {sheet}" if sheet else ""))
