@@ -1,15 +1,19 @@
 """`semzip serve`: the page and JSON API over HTTP, and end to end in headless Chromium when installed."""
 
 import contextlib
+import io
 import json
+import os
 import shutil
 import subprocess
 import sys
 import threading
 import urllib.error
 import urllib.request
+from pathlib import Path
 from urllib.parse import quote
 
+import numpy as np
 import pytest
 
 from semzip import make_codec
@@ -69,7 +73,7 @@ def test_page_shows_hits_with_thumbnails(server):
     assert status == 200 and kind.startswith("text/html")
     assert page.count('class="hit"') == 5
     assert 'data-id="pics/3.png"' in page.split('class="hit"')[1]  # the item itself ranks first
-    assert '<img src="/image?id=pics/3.png"' in page
+    assert '<img src="/thumb?id=pics/3.png"' in page and 'href="/image?id=pics/3.png"' in page
     assert "http" not in page.replace(server, "")  # no external assets
 
 
@@ -138,7 +142,7 @@ def test_end_to_end_in_headless_chromium(server, tmp_path):
     hits = dom.split('class="hit"')[1:]
     assert len(hits) == 4 and 'data-id="pics/5.png"' in hits[0]
     assert '<input name="q" value="like:pics/5.png"' in dom
-    assert 'src="/image?id=pics/5.png"' in hits[0]
+    assert 'src="/thumb?id=pics/5.png"' in hits[0]
 
 
 def test_cli_serve_refuses_a_missing_images_folder(tmp_path, capsys):
@@ -168,7 +172,7 @@ def test_text_queries_use_the_given_weights_and_refuse_another_model(tmp_path, m
     monkeypatch.setitem(sys.modules, "semzip.embed", fake)
     with Collection([tmp_path / "a.smz"]) as coll:
         app = SearchApp(coll, text={"weights": tmp_path / "w.safetensors", "device": "cpu"})
-        assert app.search("a cat", 1).ids[0]
+        assert app.search("a cat", 1)[0]["id"]
         assert loads == [("ViT-B-32:openai", tmp_path / "w.safetensors", "cpu")]
         with pytest.raises(InputError, match="another space"):
             SearchApp(coll, text={"model": "ViT-L-14:openai"}).search("a cat", 1)
@@ -264,3 +268,115 @@ def test_idle_connections_are_closed(tmp_path):
         finally:
             srv.shutdown()
             srv.server_close()
+
+
+@pytest.fixture
+def product(tmp_path):
+    """A served archive with everything a hit can show: originals, tags, captions, generated images."""
+    from PIL import Image
+
+    X = unit_rows(40, 32, seed=30)
+    write_archive(tmp_path / "a.smz", make_codec("int8").fit(X), X, ids=IDS, model="ViT-B-32:openai")
+    (tmp_path / "images" / "pics").mkdir(parents=True)
+    for i, name in enumerate(IDS[:20]):
+        Image.new("RGB", (300 + i, 200), (6 * i, 120, 255 - 6 * i)).save(tmp_path / "images" / name)
+    (tmp_path / "gen").mkdir()
+    Image.new("RGB", (16, 16), "green").save(tmp_path / "gen" / "00000_g.png")
+    (tmp_path / "gen" / "index.json").write_text(json.dumps({"items": [
+        {"id": "pics/5.png", "file": "00000_g.png"}, {"id": "pics/6.png", "file": "../../secret.png"},
+        {"id": "not-an-item", "file": "00000_g.png"}]}))
+    words = [f"word{i}" for i in range(8)]
+    vocab = (X[:8], words)
+    captions = {"pics/5.png": "a <b>bold</b> caption"}
+    with Collection([tmp_path / "a.smz"], preload=True) as coll:
+        app = SearchApp(coll, images=tmp_path / "images", k=5, vocab=vocab, captions=captions, generated=tmp_path / "gen")
+        srv = make_server(app)
+        thread = threading.Thread(target=srv.serve_forever, daemon=True)
+        thread.start()
+        host, port = srv.server_address[:2]
+        try:
+            yield f"http://{host}:{port}", app, X
+        finally:
+            srv.shutdown()
+            srv.server_close()
+
+
+def test_hits_link_more_like_this_and_show_tags_captions_generated(product):
+    url, app, X = product
+    page = get(f"{url}/?q={quote('like:pics/5.png')}")[2].decode()
+    first = page.split('class="hit"')[1]
+    assert f'href="/?q={quote("like:pics/5.png")}&amp;k=5"' in first and 'title="more like this"' in first
+    assert 'src="/generated?id=pics/5.png"' in first and "a &lt;b&gt;bold&lt;/b&gt; caption" in first
+    S = (X[5] / np.linalg.norm(X[5])) @ (X[:8] / np.linalg.norm(X[:8], axis=1, keepdims=True)).T
+    hits = json.loads(get(f"{url}/api/search?q={quote('like:pics/5.png')}")[2])["hits"]
+    assert hits[0]["tags"][0] == f"word{int(np.argmax(S))}" and len(hits[0]["tags"]) == 3  # int8 keeps the best
+    assert hits[0]["caption"] == "a <b>bold</b> caption" and hits[0]["generated"] and hits[0]["image"]
+    assert get(f"{url}/generated?id=pics/5.png")[0] == 200
+    assert get(f"{url}/generated?id=pics/6.png")[0] == 404  # its index entry points outside the folder
+    assert get(f"{url}/generated?id=not-an-item")[0] == 404  # not an item of the collection
+
+
+def test_pages_go_on_and_stop(product):
+    url, app, _ = product
+    whole = [h["id"] for h in app.search("like:pics/3.png", 15)]
+    pages = [[h["id"] for h in json.loads(get(f"{url}/api/search?q={quote('like:pics/3.png')}&k=5&page={p}")[2])["hits"]]
+             for p in range(3)]
+    assert pages[0] + pages[1] + pages[2] == whole
+    html1 = get(f"{url}/?q={quote('like:pics/3.png')}&k=5&page=1")[2].decode()
+    assert '<ol id="hits" start="6">' in html1 and 'rel="prev"' in html1 and 'rel="next"' in html1
+    last = get(f"{url}/?q={quote('like:pics/3.png')}&k=5&page=7")[2].decode()  # items 36-40 of 40
+    assert last.count('class="hit"') == 5 and 'rel="next"' not in last
+    status, _, body = get(f"{url}/api/search?q={quote('like:pics/3.png')}&k=200&page=9")
+    assert status == 400 and "pages reach at most" in json.loads(body)["error"]
+
+
+def test_thumbnails_are_small_cached_jpegs_and_ids_without_images_read_as_text(product):
+    from PIL import Image
+
+    from semzip.decode import _images
+
+    url, _, _ = product
+    before = _images._jpeg.cache_info().hits
+    for _ in range(2):
+        status, kind, body = get(f"{url}/thumb?id=pics/4.png")
+        assert status == 200 and kind == "image/jpeg"
+    assert _images._jpeg.cache_info().hits == before + 1
+    with Image.open(io.BytesIO(body)) as im:
+        assert max(im.size) <= _images.THUMB_PX and im.format == "JPEG"
+    assert get(f"{url}/thumb?id=pics/30.png")[0] == 404
+    page = get(f"{url}/?q={quote('like:pics/30.png')}&k=40")[2].decode()
+    assert '<div class="noimg">pics/30.png</div>' in page
+
+
+@NEEDS_CHROMIUM
+def test_type_a_query_click_a_hit_and_page_on_in_chromium(product, tmp_path):
+    """In headless Chromium: type a query and submit, click the second hit (more like it), page on,
+    and the page fits a 390 px phone; a screenshot is written (to $SEMZIP_SCREENSHOT when set)."""
+    from .browser import Browser
+
+    url, app, _ = product
+    browser = Browser(tmp_path / "profile")
+    try:
+        browser.goto(url + "/")
+        browser.act("document.querySelector('input[name=q]').value = 'like:pics/5.png';"
+                    "document.querySelector('form').requestSubmit()")
+        shown = browser.js("[...document.querySelectorAll('.hit')].map(h => h.dataset.id)")
+        assert shown == [h["id"] for h in app.search("like:pics/5.png", 5)]
+        assert browser.js("[...document.querySelectorAll('.hit img')].every(i => i.complete && i.naturalWidth > 0)")
+        png = browser.screenshot()
+        assert png.startswith(b"\x89PNG")
+        if os.environ.get("SEMZIP_SCREENSHOT"):
+            Path(os.environ["SEMZIP_SCREENSHOT"]).write_bytes(png)
+        browser.act("document.querySelectorAll('.hit a.more')[1].click()")
+        assert browser.js("new URLSearchParams(location.search).get('q')") == f"like:{shown[1]}"
+        assert browser.js("document.querySelector('.hit').dataset.id") == shown[1]
+        browser.act("document.querySelector('a[rel=next]').click()")
+        assert browser.js("document.querySelector('#hits').start") == 6
+        assert browser.js("[...document.querySelectorAll('.hit')].map(h => h.dataset.id)") == \
+            [h["id"] for h in app.search(f"like:{shown[1]}", 5, page=1)]
+        browser.call("Emulation.setDeviceMetricsOverride", session=True, width=390, height=800,
+                     deviceScaleFactor=1, mobile=True)
+        browser.goto(f"{url}/?q={quote('like:pics/5.png')}")
+        assert browser.js("document.documentElement.scrollWidth") <= 390
+    finally:
+        browser.close()

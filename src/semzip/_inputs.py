@@ -14,6 +14,11 @@ from ._errors import InputError
 from ._validate import check_embeddings
 
 
+# Image files a folder walk picks up; a file named explicitly is tried whatever its name.
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".gif", ".tif", ".tiff",
+                            ".bmp", ".dib", ".ppm", ".pgm", ".pbm", ".heic", ".heif", ".avif"})
+
+
 def split_source(arg: str) -> tuple[Path, str | None]:
     """'file.npz:key' -> (Path('file.npz'), 'key'); other arguments name a file and no key."""
     head, sep, key = arg.rpartition(":")

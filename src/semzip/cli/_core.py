@@ -132,7 +132,7 @@ def compress(
 
 def _are_images(inputs: list[str]) -> bool:
     """True when INPUT names image files and/or folders (embedded first), False for embedding files."""
-    from ..embed import IMAGE_SUFFIXES
+    from .._inputs import IMAGE_SUFFIXES
 
     kinds = {Path(i).is_dir() or Path(i).suffix.lower() in IMAGE_SUFFIXES for i in inputs}
     if len(kinds) > 1:

@@ -246,25 +246,44 @@ def serve(
     images: Annotated[Path | None, typer.Option("--images", help="Folder of the originals: ids that are paths under it get thumbnails.")] = None,
     port: Annotated[int, typer.Option(help="Port (0 = any free port).")] = 0,
     host: Annotated[str, typer.Option("--host", help="Address to listen on; anything but loopback lets other machines query your archives.")] = "127.0.0.1",
-    k: Annotated[int, typer.Option("-k", help="Hits shown per query.")] = 12,
+    k: Annotated[int, typer.Option("-k", help="Hits shown per page.")] = 12,
+    vocab: Annotated[str | None, typer.Option("--vocab", help="Text embeddings of a vocabulary (as in `semzip tags`): each hit shows its 3 best tags.", rich_help_panel="Shown with each hit")] = None,
+    names: Annotated[str | None, typer.Option("--names", help="The --vocab words: a key of its .npz or a text file.", rich_help_panel="Shown with each hit")] = None,
+    captions: Annotated[Path | None, typer.Option("--captions", help="Captions from `semzip caption -o` (CSV or JSON, by id).", rich_help_panel="Shown with each hit")] = None,
+    generated: Annotated[Path | None, typer.Option("--generated", help="A folder from `semzip generate`: each hit shows its generated image.", rich_help_panel="Shown with each hit")] = None,
     codec: CodecOpt = None,
     model: QueryModelOpt = None,
     weights: WeightsOpt = None,
     device: DeviceOpt = "cpu",
 ) -> None:
-    """A local search page at http://127.0.0.1:PORT/ (queries `like:ID`, or text with a CLIP model). Ctrl-C stops it."""
+    """A local search page at http://127.0.0.1:PORT/ (queries `like:ID`, or text with a CLIP model). Ctrl-C stops it.
+
+    Click a hit for more like it; pages go on below the hits. Example: `semzip serve photos.smz
+    --images photos/ --vocab text_lvis.npz --captions captions.csv --generated gen/`.
+    """
+    from ..decode.caption import read_captions
     from ..search import Collection
     from ..search._serve import SearchApp, make_server
 
-    if images is not None and not images.is_dir():
-        raise InputError(f"--images {str(images)!r} is not a folder")
+    for name, folder in (("--images", images), ("--generated", generated)):
+        if folder is not None and not folder.is_dir():
+            raise InputError(f"{name} {str(folder)!r} is not a folder")
     with open_archives(archives, codec=load_codec(codec) if codec else None) as arcs, \
             Collection(arcs, preload=True) as coll:
         text = {"model": model, "weights": weights, "device": device}
+        words = None
+        if vocab is not None:
+            words = (read_embeddings(vocab).features, _read_labels(vocab, names) if names else _default_names(vocab))
+        said = None
+        if captions is not None:
+            ids = [i for a in coll.archives for i in a.ids]
+            rows, texts = read_captions(captions, ids, len(ids))
+            said = {ids[r]: t for r, t in zip(rows, texts)}
+        page_app = SearchApp(coll, images=images, k=k, text=text, vocab=words, captions=said, generated=generated)
         if host not in ("127.0.0.1", "localhost", "::1"):
             stderr.print(f"warning: listening on {host}: anyone who can reach it can search these archives and "
                          "see their images; there is no authentication", highlight=False)
-        server = make_server(SearchApp(coll, images=images, k=k, text=text), host=host, port=port)
+        server = make_server(page_app, host=host, port=port)
         host, bound = server.server_address[:2]
         stdout.print(f"serving {coll.items} items at http://{host}:{bound}/  (Ctrl-C to stop)")
         try:

@@ -10,6 +10,7 @@ from typing import Any
 
 from .._atomic import atomic_writer
 from .._errors import InputError
+from .._inputs import IMAGE_SUFFIXES
 
 #: Longest side of a thumbnail, in pixels.
 THUMB_PX = 256
@@ -18,8 +19,6 @@ THUMB_PX = 256
 def item_image(images: Path | None, item_id: str) -> Path | None:
     """The original of an item whose id is an image path under `images`: never a path outside it,
     never a file without an image suffix (ids come from archives, which come from elsewhere)."""
-    from ..embed import IMAGE_SUFFIXES
-
     if images is None:
         return None
     try:

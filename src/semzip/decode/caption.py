@@ -289,7 +289,7 @@ def _loss(mapper: Any, gpt: Any, X: np.ndarray, tokens: list[list[int]], pad: in
 
 def read_captions(path: str | Path, ids: Sequence[str] | None, n: int) -> tuple[list[int], list[str]]:
     """(row, caption) pairs for n embeddings from a file: .txt (one caption per line, row order),
-    .json (a list in row order, or {id: caption or [captions]}), .csv (a `caption` column, and an `id`
+    .json (a list in row order, {id: caption or [captions]}, or `semzip caption`'s [{id, caption}]), .csv (a `caption` column, and an `id`
     column matched to `ids`, else row order). Several captions of one image give several pairs."""
     import csv
 
@@ -310,7 +310,12 @@ def read_captions(path: str | Path, ids: Sequence[str] | None, n: int) -> tuple[
                 data = [row["caption"] for row in table]
         else:
             data = [line.strip() for line in text.splitlines() if line.strip()]
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        if isinstance(data, list) and data and all(isinstance(r, dict) for r in data):  # `semzip caption -o x.json`
+            rows_by_id: dict = {}
+            for r in data:
+                rows_by_id.setdefault(str(r["id"]), []).append(r["caption"])
+            data = rows_by_id
+    except (OSError, UnicodeDecodeError, ValueError, KeyError) as exc:
         raise InputError(f"cannot read captions from {str(path)!r} ({exc})") from None
     if isinstance(data, dict):
         if ids is None:

@@ -19,11 +19,9 @@ from pathlib import Path
 import numpy as np
 
 from .._errors import InputError
+from .._inputs import IMAGE_SUFFIXES
 from ._load import Preprocess
 
-# Suffixes a folder walk picks up; a file named explicitly is tried whatever its name.
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".gif", ".tif", ".tiff",
-                            ".bmp", ".dib", ".ppm", ".pgm", ".pbm", ".heic", ".heif", ".avif"})
 
 
 @functools.cache

@@ -16,7 +16,8 @@ import numpy as np
 
 from .._errors import InputError
 from .._validate import check_embeddings
-from ..embed._images import IMAGE_SUFFIXES, image_files
+from .._inputs import IMAGE_SUFFIXES
+from ..embed._images import image_files
 
 #: Image files -> L2-normalised float32 (n, d) embeddings, one row per path, in order.
 #: Embeds image files: (n, d) rows in input order, or (rows, kept) where `kept` are the positions of

@@ -145,7 +145,7 @@ def _filesystem(uri: str) -> tuple[Any, str]:
 def _list_uri(root: str) -> tuple[list[str], list[str]]:
     from pyarrow import fs
 
-    from ..embed import IMAGE_SUFFIXES
+    from .._inputs import IMAGE_SUFFIXES
 
     filesystem, base = _filesystem(root)
     base = base.rstrip("/")

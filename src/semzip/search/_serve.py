@@ -1,9 +1,11 @@
 """`semzip serve`: a one-page local search UI over archives (stdlib http.server, no external assets).
 
-GET /?q=QUERY renders the hits server-side (works without JavaScript); GET /api/search?q=QUERY
-answers JSON; GET /image?id=ID sends the original image when `images` is given, ID is an item of the
-collection, and it names an image file inside the folder. A query is `like:ID` (an item's own vector)
-or text (needs semzip.embed).
+GET /?q=QUERY&k=K&page=P renders the hits server-side (works without JavaScript): each hit links to
+"more like this" (`like:ID`), shows a cached Pillow thumbnail of its original (GET /thumb?id=ID; the
+original itself at /image?id=ID) when `images` holds it, its tags when a vocabulary is given, its
+caption (from `semzip caption`) and generated image (GET /generated?id=ID, from `semzip generate`)
+when configured; pages go on with `page`. GET /api/search answers the same as JSON. A query is
+`like:ID` (an item's own vector) or text (needs semzip.embed).
 
 Hostile input is expected (archives come from elsewhere, any web page can send requests to a local
 port): everything put in the page is escaped, responses carry a Content-Security-Policy and
@@ -27,10 +29,15 @@ from urllib.parse import parse_qs, quote, urlsplit
 import numpy as np
 
 from .._errors import InputError, SemzipError
-from ._engine import Collection, SearchResult
+from .._validate import l2_normalize
+from ._engine import Collection
 from ._text import embed_queries, load_text_model, query_model
 
 _MAX_K = 200
+#: Deepest hit a page may reach (k * (page + 1)), so paging cannot ask for the whole collection.
+_MAX_DEPTH = 1000
+#: Tags shown per hit.
+_TAGS = 3
 #: Seconds an idle connection is kept.
 _IDLE_TIMEOUT_S = 10
 _SECURITY_HEADERS = {
@@ -49,7 +56,12 @@ form {{ margin-bottom: 1.5em; }} input[name=q] {{ width: 30em; max-width: 100%; 
 #hits {{ display: flex; flex-wrap: wrap; gap: 1em; padding: 0; list-style: none; }}
 .hit {{ width: 12em; border: 1px solid #ccc; padding: .5em; overflow-wrap: anywhere; }}
 .hit img {{ max-width: 100%; max-height: 10em; display: block; }}
+.hit a.more {{ text-decoration: none; color: inherit; display: block; }}
+.noimg {{ height: 6em; display: flex; align-items: center; justify-content: center; background: #f3f3f3;
+  font-size: 1.1em; text-align: center; }}
+.id {{ font-weight: 600; }} .tags {{ color: #064; font-size: .9em; }} .caption {{ font-style: italic; }}
 .score {{ color: #555; font-variant-numeric: tabular-nums; }} #error {{ color: #b00; }}
+nav {{ margin-top: 1em; display: flex; gap: 1em; }}
 </style></head><body>
 <h1>semzip search</h1>
 <p id="about">{about}</p>
@@ -64,8 +76,11 @@ class SearchApp:
     """Answers queries against a collection; kept apart from HTTP so it can be tested directly."""
 
     def __init__(self, collection: Collection, images: Path | None = None, k: int = 12,
-                 text: dict[str, Any] | None = None) -> None:
-        """`text`: how text queries are embedded: `model` (None = the archive's), `weights`, `device`."""
+                 text: dict[str, Any] | None = None, vocab: tuple[np.ndarray, list[str]] | None = None,
+                 captions: dict[str, str] | None = None, generated: Path | None = None) -> None:
+        """`text`: how text queries are embedded: `model` (None = the archive's), `weights`, `device`.
+        `vocab`: (text embeddings, words) for tags; `captions`: id -> caption; `generated`: a folder
+        written by `semzip generate` (its index.json names each item's image)."""
         self.collection = collection
         self.text = {"model": None, "weights": None, "device": "cpu"} | (text or {})
         self.images = images.resolve() if images is not None else None
@@ -73,6 +88,15 @@ class SearchApp:
         self._lock = threading.Lock()  # one search at a time bounds memory
         self._ids = frozenset(i for a in collection.archives for i in a.ids)
         self._text_model: Any = None  # loaded on the first text query, then kept
+        self.vocab = None
+        if vocab is not None:
+            T, words = vocab
+            if T.shape[1] != collection.dim or len(words) != len(T):
+                raise InputError(f"the vocabulary is {len(words)} words of {T.shape[1]} dims for {T.shape[0]} "
+                                 f"embeddings; the archive holds {collection.dim}-d items")
+            self.vocab = (l2_normalize(np.asarray(T, dtype=np.float32)), list(words))
+        self.captions = captions or {}
+        self.generated = _generated_files(generated, self._ids) if generated is not None else {}
 
     def query_vector(self, q: str) -> np.ndarray:
         q = q.strip()
@@ -86,10 +110,32 @@ class SearchApp:
                 self._text_model = load_text_model(name, weights=self.text["weights"], device=self.text["device"])
         return embed_queries([q], self._text_model, self.collection.dim)[0]
 
-    def search(self, q: str, k: int) -> SearchResult:
+    def search(self, q: str, k: int, page: int = 0) -> list[dict[str, Any]]:
+        """Hits `page * k + 1 .. (page + 1) * k` of a query: {rank, id, score} and, when configured,
+        tags, caption and whether an original / a generated image can be shown."""
+        depth = (page + 1) * k
+        if page < 0 or depth > _MAX_DEPTH:
+            raise InputError(f"pages reach at most hit {_MAX_DEPTH}; page {page} of {k} goes to {depth}")
         vector = self.query_vector(q)
         with self._lock:
-            return self.collection.search(vector, k)
+            found = self.collection.search(vector, min(depth, self.collection.items))
+        hits = found.to_json()[0]["hits"][page * k :]
+        tags = self._tags([h["id"] for h in hits]) if self.vocab is not None and hits else None
+        for n, h in enumerate(hits):
+            h["image"] = self.image_path(h["id"]) is not None
+            h["generated"] = h["id"] in self.generated
+            if h["id"] in self.captions:
+                h["caption"] = self.captions[h["id"]]
+            if tags is not None:
+                h["tags"] = tags[n]
+        return hits
+
+    def _tags(self, ids: list[str]) -> list[list[str]]:
+        """The best words of each item's decoded vector (ties to the earlier word)."""
+        T, words = self.vocab
+        _, V = self.collection.vectors(ids)
+        S = l2_normalize(V) @ T.T
+        return [[words[j] for j in np.argsort(-row, kind="stable")[:_TAGS]] for row in S]
 
     def image_path(self, item_id: str) -> Path | None:
         """The original image of an item of the collection when `images` holds it (never a file that
@@ -98,25 +144,64 @@ class SearchApp:
 
         return item_image(self.images, item_id) if item_id in self._ids else None
 
-    def page(self, q: str, k: int) -> tuple[HTTPStatus, str]:
+    def page(self, q: str, k: int, page: int = 0) -> tuple[HTTPStatus, str]:
         about = (f"{self.collection.items} items in {len(self.collection.archives)} archive(s), "
-                 f"model {html.escape(self.collection.model)}. Query with <code>like:ID</code> or text.")
+                 f"model {html.escape(self.collection.model)}. Query with <code>like:ID</code> or text; "
+                 "click a hit for more like it.")
         status, body = HTTPStatus.OK, ""
         if q:
             try:
-                result = self.search(q, k)
+                hits = self.search(q, k, page)
             except SemzipError as exc:
                 status, body = HTTPStatus.BAD_REQUEST, f'<p id="error">{html.escape(str(exc))}</p>'
             else:
-                items = []
-                for item_id, score in zip(result.ids[0], result.scores[0]):
-                    img = (f'<img src="/image?id={quote(item_id)}" alt="{html.escape(item_id)}">'
-                           if self.image_path(item_id) else "")
-                    items.append(f'<li class="hit" data-id="{html.escape(item_id)}">{img}'
-                                 f'<span class="id">{html.escape(item_id)}</span> '
-                                 f'<span class="score">{score:.4f}</span></li>')
-                body = f'<ol id="hits">{"".join(items)}</ol>'
+                body = f'<ol id="hits" start="{page * k + 1}">{"".join(_hit(h, k) for h in hits)}</ol>'
+                links = []
+                if page > 0:
+                    links.append(f'<a rel="prev" href="{_href(q, k, page - 1)}">previous</a>')
+                if len(hits) == k and (page + 2) * k <= min(_MAX_DEPTH, self.collection.items):
+                    links.append(f'<a rel="next" href="{_href(q, k, page + 1)}">next</a>')
+                body += f'<nav>{"".join(links)}</nav>'
         return status, _PAGE.format(about=about, q=html.escape(q), k=k, max_k=_MAX_K, body=body)
+
+
+def _href(q: str, k: int, page: int) -> str:
+    return html.escape(f"/?q={quote(q)}&k={k}" + (f"&page={page}" if page else ""))
+
+
+def _hit(h: dict[str, Any], k: int) -> str:
+    """One hit: its picture (thumbnail, generated image, or its id in large type), linked to "more like this"."""
+    item = quote(h["id"])
+    pictures = []
+    if h["image"]:
+        pictures.append(f'<img src="/thumb?id={item}" alt="{html.escape(h["id"])}">')
+    if h["generated"]:
+        pictures.append(f'<img class="generated" src="/generated?id={item}" alt="generated from {html.escape(h["id"])}">')
+    label = f'<span class="id">{html.escape(h["id"])}</span>' if pictures else ""
+    picture = "".join(pictures) or f'<div class="noimg">{html.escape(h["id"])}</div>'
+    extra = ""
+    if "caption" in h:
+        extra += f'<div class="caption">{html.escape(h["caption"])}</div>'
+    if "tags" in h:
+        extra += f'<div class="tags">{html.escape(", ".join(h["tags"]))}</div>'
+    original = f' <a class="original" href="/image?id={item}">original</a>' if h["image"] else ""
+    return (f'<li class="hit" data-id="{html.escape(h["id"])}"><a class="more" href="{_href("like:" + h["id"], k, 0)}" '
+            f'title="more like this">{picture}{label}</a>{extra}'
+            f'<span class="score">{h["score"]:.4f}</span>{original}</li>')
+
+
+def _generated_files(folder: Path, ids: frozenset[str]) -> dict[str, Path]:
+    """id -> generated PNG from a `semzip generate` folder's index.json (items of this collection,
+    files inside the folder only)."""
+    from ..decode._images import item_image
+
+    try:
+        index = json.loads((folder / "index.json").read_text(encoding="utf-8"))
+        entries = [(e["id"], e["file"]) for e in index["items"]]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise InputError(f"--generated {str(folder)!r} has no readable index.json from `semzip generate` ({exc})") from None
+    found = {i: item_image(folder, f) for i, f in entries if isinstance(i, str) and isinstance(f, str) and i in ids}
+    return {i: p for i, p in found.items() if p is not None}
 
 
 def make_server(app: SearchApp, host: str = "127.0.0.1", port: int = 0,
@@ -149,30 +234,40 @@ def make_server(app: SearchApp, host: str = "127.0.0.1", port: int = 0,
                 k = min(max(int(args.get("k", [app.k])[0]), 1), _MAX_K)
             except ValueError:
                 k = app.k
+            try:
+                page = max(int(args.get("page", ["0"])[0]), 0)
+            except ValueError:
+                page = 0
+            item = args.get("id", [""])[0]
             if url.path == "/":
-                status, page = app.page(q, k)
-                self._send(status, page.encode(), "text/html; charset=utf-8")
+                status, body = app.page(q, k, page)
+                self._send(status, body.encode(), "text/html; charset=utf-8")
             elif url.path == "/api/search":
-                self._api(q, k)
-            elif url.path == "/image":
-                path = app.image_path(args.get("id", [""])[0])
-                if path is None:
-                    self._send(HTTPStatus.NOT_FOUND, b"no such image", "text/plain")
-                else:
-                    kind = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-                    self._send(HTTPStatus.OK, path.read_bytes(), kind if kind.startswith("image/") else
-                               "application/octet-stream")
+                self._api(q, k, page)
+            elif url.path in ("/image", "/thumb", "/generated"):
+                self._image(url.path, item)
             else:
                 self._send(HTTPStatus.NOT_FOUND, b"not found", "text/plain")
 
-        def _api(self, q: str, k: int) -> None:
+        def _image(self, route: str, item: str) -> None:
+            from ..decode._images import thumbnail_jpeg
+
+            path = app.generated.get(item) if route == "/generated" else app.image_path(item)
+            data = None
+            if path is not None:
+                data = thumbnail_jpeg(path) if route == "/thumb" else path.read_bytes()
+            if data is None:
+                self._send(HTTPStatus.NOT_FOUND, b"no such image", "text/plain")
+                return
+            kind = "image/jpeg" if route == "/thumb" else mimetypes.guess_type(path.name)[0] or ""
+            self._send(HTTPStatus.OK, data, kind if kind.startswith("image/") else "application/octet-stream")
+
+        def _api(self, q: str, k: int, page: int) -> None:
             try:
-                result = app.search(q, k)
+                payload: Any = {"query": q, "page": page, "hits": app.search(q, k, page)}
+                status = HTTPStatus.OK
             except SemzipError as exc:
-                payload: Any = {"error": str(exc)}
-                status = HTTPStatus.BAD_REQUEST
-            else:
-                payload, status = result.to_json([q])[0], HTTPStatus.OK
+                payload, status = {"error": str(exc)}, HTTPStatus.BAD_REQUEST
             self._send(status, json.dumps(payload).encode(), "application/json")
 
         def _send(self, status: HTTPStatus, data: bytes, kind: str) -> None:
