@@ -12,7 +12,7 @@ from PIL import Image  # noqa: E402
 from semzip import InputError, make_codec  # noqa: E402
 from semzip.cli import main  # noqa: E402
 from semzip.container import write_archive  # noqa: E402
-from semzip.decode.generate import DECODERS, load_generator, mix, safe_names  # noqa: E402
+from semzip.decode.generate import DECODERS, load_generator, safe_names  # noqa: E402
 
 from .conftest import unit_rows  # noqa: E402
 from .tiny_models import tiny_kandinsky, tiny_unclip  # noqa: E402
@@ -42,15 +42,6 @@ def test_generator_draws_one_seeded_image_per_item(pipes, name):
     assert np.abs(px[0] - px[2]).max() > 10  # different items, different images
     with pytest.raises(InputError, match="takes 16-d"):
         gen.generate(unit_rows(2, 32, seed=1), steps=1)
-
-
-def test_mix_is_renormalised_arithmetic():
-    X = np.eye(3, dtype=np.float32)[:2]
-    Y = mix(X, add=np.array([0, 0, 1.0]), alpha=1.0)
-    np.testing.assert_allclose(Y, np.array([[1, 0, 1], [0, 1, 1]]) / np.sqrt(2), atol=1e-6)
-    np.testing.assert_allclose(mix(X, subtract=np.array([0, 1.0, 0]), alpha=0.5)[1], [0, 1, 0], atol=1e-6)
-    with pytest.raises(InputError, match="cancels"):
-        mix(X[:1], subtract=X[0])
 
 
 def test_safe_names_stay_inside_the_folder():

@@ -197,8 +197,8 @@ def generate(
     guidance: Annotated[float | None, typer.Option("--guidance", help="Classifier-free guidance scale (default: unCLIP 10, Kandinsky 4).")] = None,
     size: Annotated[int | None, typer.Option("--size", help="Output side in pixels (default: the decoder's).")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Images generated at once.")] = 4,
-    add: Annotated[str | None, typer.Option("--add", help="Semantic arithmetic: add this item's embedding (x + alpha * f(ID)).")] = None,
-    subtract: Annotated[str | None, typer.Option("--subtract", help="Subtract this item's embedding (x - alpha * f(ID)).")] = None,
+    add: Annotated[str | None, typer.Option("--add", help="Semantic arithmetic: add this item's embedding (x + alpha * f(ID), renormalised; semzip.semantic).")] = None,
+    subtract: Annotated[str | None, typer.Option("--subtract", help="Subtract this item's embedding (after --add: x - alpha * f(ID), renormalised).")] = None,
     alpha: Annotated[float, typer.Option("--alpha", help="Weight of --add / --subtract.")] = 1.0,
     scale: Annotated[float | None, typer.Option("--scale", help="Norm the unit vectors are given (default: unCLIP's from its normaliser statistics, Kandinsky 1).")] = None,
     images: Annotated[Path | None, typer.Option("--images", help="Folder of the originals, for the contact sheet.")] = None,
@@ -216,7 +216,8 @@ def generate(
     Needs torch and diffusers (`pip install 'semzip[decode]'`); a GPU (`--device cuda`) is much faster.
     """
     from ..decode._images import contact_sheet, item_image
-    from ..decode.generate import check_model, decoder as find_decoder, load_generator, mix, safe_names
+    from ..decode.generate import check_model, decoder as find_decoder, load_generator, safe_names
+    from ..semantic import semantic_add, semantic_subtract
     from ..embed._load import resolve_device
 
     spec = find_decoder(decoder)
@@ -224,10 +225,10 @@ def generate(
         raise InputError(f"--output {str(output)!r} exists and is not a folder")
     names, X, model = _decoded(archives, codec, chosen_ids(item, ids_file))
     check_model(spec, model)
-    extra = [i for i in (add, subtract) if i is not None]
-    if extra:
-        _, E = _decoded(archives, codec, extra)[:2]
-        X = mix(X, add=E[0] if add is not None else None, subtract=E[-1] if subtract is not None else None, alpha=alpha)
+    if add is not None:
+        X = semantic_add(X, _decoded(archives, codec, [add])[1], alpha)
+    if subtract is not None:
+        X = semantic_subtract(X, _decoded(archives, codec, [subtract])[1], alpha)
     gen = load_generator(decoder, weights=str(weights) if weights else None, device=resolve_device(device), scale=scale)
     pictures = gen.generate(X, steps=steps, seed=seed, guidance=guidance, size=size, batch_size=batch_size,
                             progress=not as_json)
@@ -239,7 +240,7 @@ def generate(
         with atomic_writer(output / name) as fh:
             fh.write(buf.getvalue())
     index = {"decoder": spec.name, "model": model, "steps": steps, "guidance": guidance, "scale": gen.scale,
-             "add": add, "subtract": subtract, "alpha": alpha if extra else None,
+             "add": add, "subtract": subtract, "alpha": alpha if add or subtract else None,
              "items": [{"id": i, "file": f, "seed": seed + n} for n, (i, f) in enumerate(zip(names, files))]}
     with atomic_writer(output / "index.json") as fh:
         fh.write(json.dumps(index, indent=2).encode())

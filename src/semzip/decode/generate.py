@@ -4,8 +4,8 @@ Each decoder takes the image embeddings of one CLIP model (`DECODERS`); an archi
 refused naming both. semzip's vectors are unit length and pipelines expect raw embedding norms, so
 each is rescaled: Stable unCLIP by the norm implied by its own image normaliser (sqrt(sum(mean^2 +
 std^2)) of the statistics it standardises with), Kandinsky 2.2 by `scale` (its decoder puts the
-embedding through layer norms, so the norm matters little). Semantic arithmetic, as in SMIC's figures:
-`mix` = x + alpha * f(add) - alpha * f(subtract), renormalised. Needs torch and diffusers.
+embedding through layer norms, so the norm matters little). Semantic arithmetic (`semzip.semantic`)
+happens before. Needs torch and diffusers.
 """
 
 from __future__ import annotations
@@ -48,18 +48,6 @@ def decoder(name: str) -> Decoder:
         return DECODERS[name]
     except KeyError:
         raise InputError(f"unknown decoder {name!r}; known: {', '.join(DECODERS)}") from None
-
-
-def mix(X: np.ndarray, add: np.ndarray | None = None, subtract: np.ndarray | None = None, alpha: float = 1.0) -> np.ndarray:
-    """Semantic arithmetic on unit embeddings: each row + alpha * add - alpha * subtract, renormalised."""
-    Y = np.asarray(X, dtype=np.float32).copy()
-    for v, sign in ((add, 1.0), (subtract, -1.0)):
-        if v is not None:
-            Y += sign * alpha * np.asarray(v, dtype=np.float32).reshape(1, -1)
-    norms = np.linalg.norm(Y, axis=1, keepdims=True)
-    if not np.all(norms > 1e-6):
-        raise InputError("the arithmetic cancels an embedding to zero; use a smaller --alpha")
-    return Y / norms
 
 
 class Generator:
