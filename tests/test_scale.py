@@ -293,3 +293,40 @@ def test_collections_and_archives_open_as_one_list(data, collection, tmp_path):
             hits = coll.search(X[[7, 650]], k=1)
         assert [list(h) for h in hits.ids] == [[ids[int(np.argmax(D @ q))]] for q in X[[7, 650]]]
     assert all(a._buf.closed for a in arcs)
+
+
+def test_ray_search_equals_one_process_with_ties_and_batches(data, collection, tmp_path):
+    """Ray search over a sharded collection plus archives (one of another codec, holding exact
+    duplicates of items in other shards, so scores tie across shards): the same ids in the same
+    order and bitwise the same scores as Collection.search, for a batch of queries."""
+    from semzip.collection import open_archives
+    from semzip.scale._search import search_ray
+    from semzip.search import Collection
+
+    t, X, codec = data
+    write_archive(tmp_path / "dup.smz", codec, X[[5, 400, 950]], ids=["d5", "d400", "d950"])
+    write_archive(tmp_path / "int8.smz", make_codec("int8").fit(X), X[:50], ids=[f"i{j}" for j in range(50)])
+    paths = [collection, tmp_path / "dup.smz", tmp_path / "int8.smz"]
+    Q = np.concatenate([X[[5, 400, 950]], unit_rows(37, 32, seed=9)])
+    with open_archives(paths) as arcs, Collection(arcs) as coll:
+        want = coll.search(Q, 12)
+        want_raw = coll.search(Q, 7, normalize=False, rerank=20)
+    got = search_ray(paths, Q, 12)
+    assert got.ids == want.ids and got.scores.tobytes() == want.scores.tobytes()
+    np.testing.assert_array_equal(got.sources, want.sources)
+    np.testing.assert_array_equal(got.positions, want.positions)
+    whole = search_ray(paths, Q[:1], 1053)  # "5" (shard 0) and "d5" (dup.smz) share a code: a tie
+    row = whole.ids[0]
+    assert row.index("5") < row.index("d5") and whole.scores[0][row.index("5")] == whole.scores[0][row.index("d5")]
+    got_raw = search_ray(paths, Q, 7, normalize=False, rerank=20)
+    assert got_raw.ids == want_raw.ids and got_raw.scores.tobytes() == want_raw.scores.tobytes()
+    assert len(search_ray([tmp_path / "dup.smz"], Q[:1], 10).ids[0]) == 3  # k above the items: all of them
+
+
+def test_cli_search_ray(data, collection, capsys):
+    t, X, _ = data
+    np.save(t / "q.npy", X[:3])
+    assert main(["search", str(collection), "--vector", str(t / "q.npy"), "-k", "4", "--json"]) == 0
+    one = json.loads(capsys.readouterr().out)
+    assert main(["search", str(collection), "--vector", str(t / "q.npy"), "-k", "4", "--ray", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == one

@@ -39,11 +39,14 @@ def search(
     model: QueryModelOpt = None,
     weights: WeightsOpt = None,
     device: DeviceOpt = "cpu",
+    ray: Annotated[bool, typer.Option("--ray", help="Scan each archive or shard in its own Ray task and merge the top-k (same results as one process).", rich_help_panel="Scale-out")] = False,
+    address: Annotated[str | None, typer.Option("--address", help="Ray cluster to use with --ray (default: $RAY_ADDRESS, else a local Ray).", rich_help_panel="Scale-out")] = None,
 ) -> None:
     """Find the items most similar to queries, computing scores on the codes (nothing is decoded).
 
     Example: `semzip search photos.smz --like IMG_0042.jpg -k 5`, or with local CLIP weights
-    `semzip search photos.smz --text "a red car" --weights ViT-B-32.safetensors`. Scores are cosines
+    `semzip search photos.smz --text "a red car" --weights ViT-B-32.safetensors`; over a sharded
+    collection in Ray workers: `semzip search big/ --vector q.npy --ray`. Scores are cosines
     between the query and the items' reconstructions (`--raw`: inner products).
     """
     from ..search import Collection
@@ -61,7 +64,13 @@ def search(
         else:
             Q = _read_vectors(str(vector), coll.dim)
             labels = [f"{vector}[{i}]" for i in range(len(Q))]
-        result = coll.search(Q, k, normalize=not raw, rerank=rerank)
+        if not ray:
+            result = coll.search(Q, k, normalize=not raw, rerank=rerank)
+    if ray:
+        from ..scale._search import search_ray
+
+        result = search_ray(archives, Q, k, codec=load_codec(codec) if codec else None, normalize=not raw,
+                            rerank=rerank, address=address)
     if as_json:
         typer.echo(json.dumps(result.to_json(labels), indent=2))
         return
