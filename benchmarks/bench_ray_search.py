@@ -51,7 +51,7 @@ def main() -> None:
     args.workdir.mkdir(parents=True, exist_ok=True)
     codec_file = args.workdir / "pq32x8.smzc"
     if not codec_file.exists():
-        save_codec(make_codec("pq:M=32,K=256,opq=1", seed=0).fit(pool), codec_file)
+        save_codec(make_codec("pq:M=32,K=256,opq=1").fit(pool), codec_file)
     codec = load_codec(codec_file)
     per = -(-args.items // SHARDS)
     paths = [args.workdir / f"shard-{args.items}-{s}.smz" for s in range(SHARDS)]

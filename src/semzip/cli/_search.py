@@ -301,3 +301,29 @@ def serve(
             pass
         finally:
             server.server_close()
+
+
+@app.command()
+def export(
+    archive: Annotated[Path, typer.Argument(help="Archive or sharded collection to export.")],
+    faiss_out: Annotated[Path, typer.Option("--faiss", help="faiss index file to write (atomically).")],
+    codec: CodecOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Write an archive as a faiss index for tools built on faiss (autofaiss, clip-retrieval).
+
+    pq archives become IndexPQ (with the OPQ rotation as a pre-transform) and f16 archives
+    IndexScalarQuantizer(fp16), their codes copied as they are; other codecs have no faiss layout,
+    so their decoded vectors go into an IndexFlatIP, and the output says so. Inner-product metric;
+    row i of the index is item i (`semzip ls` lists the ids). Example: `semzip export photos.smz --faiss photos.index`.
+    """
+    from ..collection import open_collection
+    from ..search._export import export_faiss
+
+    with open_collection(archive, codec=load_codec(codec) if codec else None) as arc:
+        result = export_faiss(arc, faiss_out)
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    stdout.print(f"{result['items']} items -> {faiss_out} ({result['index']}, {result['bytes']} bytes): {result['note']}"
+                 "; row i is item i (`semzip ls` lists the ids)", highlight=False)
