@@ -19,12 +19,77 @@ IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", "
                             ".bmp", ".dib", ".ppm", ".pgm", ".pbm", ".heic", ".heif", ".avif"})
 
 
+#: The parts of a clip-retrieval / autofaiss embedding folder: `img_emb/img_emb_N.npy`,
+#: `text_emb/text_emb_N.npy` and `metadata/metadata_N.parquet`, N = 0, 1, ...
+FOLDER_PARTS = ("img_emb", "text_emb")
+#: Metadata columns that name an item, in order of preference.
+ID_COLUMNS = ("id", "image_path", "url", "key")
+
+
 def split_source(arg: str) -> tuple[Path, str | None]:
-    """'file.npz:key' -> (Path('file.npz'), 'key'); other arguments name a file and no key."""
+    """'file.npz:key' -> (Path('file.npz'), 'key'); 'folder:text_emb' for an embedding folder's text
+    part; other arguments name a file or folder and no key."""
     head, sep, key = arg.rpartition(":")
-    if sep and head.endswith(".npz") and key:
+    if sep and key and (head.endswith(".npz") or (key in FOLDER_PARTS and is_embedding_folder(Path(head)))):
         return Path(head), key
     return Path(arg), None
+
+
+def is_embedding_folder(path: Path) -> bool:
+    """True for a clip-retrieval / autofaiss output folder (img_emb/ or text_emb/ of .npy parts)."""
+    return path.is_dir() and any((path / part).is_dir() and any((path / part).glob(f"{part}_*.npy"))
+                                 for part in FOLDER_PARTS)
+
+
+def read_parquet_column(path: Path, columns: tuple[str, ...], what: str) -> tuple[str, list[str]]:
+    """(column name, its values as strings) of the first of `columns` a parquet file has."""
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise InputError(f"reading {what} from parquet needs pyarrow: pip install 'semzip[parquet]'") from None
+    try:
+        names = pq.read_schema(path).names
+        name = next((c for c in columns if c in names), None)
+        if name is None:
+            raise InputError(f"{str(path)!r} has none of the columns {', '.join(columns)} ({what}); it has: {', '.join(names)}")
+        values = pq.read_table(path, columns=[name]).column(name).to_pylist()
+    except (OSError, ValueError) as exc:
+        raise InputError(f"cannot read {str(path)!r} as parquet ({exc})") from None
+    if any(v is None for v in values):
+        raise InputError(f"{str(path)!r}: column {name!r} has empty values")
+    return name, [str(v) for v in values]
+
+
+def _read_embedding_folder(folder: Path, part: str) -> Embeddings:
+    """A clip-retrieval folder's `part` (img_emb or text_emb), its .npy files in numeric order, with ids
+    from metadata/metadata_N.parquet when present (id, image_path, url or key), else N/row."""
+    files = sorted((folder / part).glob(f"{part}_*.npy"), key=lambda f: _part_number(f, part))
+    if not files:
+        raise InputError(f"{str(folder)!r} has no {part}/{part}_N.npy files")
+    arrays, ids = [], []
+    for f in files:
+        n = _part_number(f, part)
+        try:
+            X = np.load(f, allow_pickle=False)
+        except (ValueError, OSError) as exc:
+            raise InputError(f"cannot read {str(f)!r} as .npy ({exc})") from None
+        arrays.append(check_embeddings(X, dim=arrays[0].shape[1] if arrays else None, name=str(f)))
+        meta = folder / "metadata" / f"metadata_{n}.parquet"
+        if meta.is_file():
+            _, names = read_parquet_column(meta, ID_COLUMNS, "item ids")
+            if len(names) != len(X):
+                raise InputError(f"{str(meta)!r} has {len(names)} rows for the {len(X)} embeddings of {f.name}")
+            ids += names
+        else:
+            ids += [f"{n}/{i}" for i in range(len(X))]
+    return Embeddings(np.concatenate(arrays), ids, None, None)
+
+
+def _part_number(f: Path, part: str) -> int:
+    tail = f.stem[len(part) + 1 :]
+    if not tail.isdigit():
+        raise InputError(f"{str(f)!r}: embedding folder parts are named {part}_N.npy")
+    return int(tail)
 
 
 class Embeddings(NamedTuple):
@@ -40,6 +105,8 @@ def read_embeddings(arg: str) -> Embeddings:
     """Load float32 (n, d) embeddings, plus the `ids`, `pixels` (per row) and `model` (a string)
     stored beside them in an .npz, if any."""
     path, key = split_source(arg)
+    if is_embedding_folder(path):
+        return _read_embedding_folder(path, key or "img_emb")
     if not path.is_file():
         raise InputError(f"no such embedding file: {str(path)!r}")
     if path.suffix.lower() not in (".npy", ".npz"):
@@ -136,17 +203,21 @@ def read_all(sources: Sequence[str]) -> Embeddings:
 
 
 def item_ids(n: int, ids_file: str | None, prefix: str | None, found: list[str] | None) -> list[str] | None:
-    """The ids to store: from --ids FILE (one per line), --id-prefix P (P0, P1, ...), or the input's."""
+    """The ids to store: from --ids FILE (one per line, or a .parquet's id/image_path/url/key column),
+    --id-prefix P (P0, P1, ...), or the input's."""
     if ids_file is not None and prefix is not None:
         raise InputError("give --ids FILE or --id-prefix P, not both")
     if prefix is not None:
         return [f"{prefix}{i}" for i in range(n)]
     if ids_file is None:
         return found
-    try:
-        lines = Path(ids_file).read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot read ids file {ids_file!r} ({exc})") from None
+    if Path(ids_file).suffix == ".parquet":
+        lines = read_parquet_column(Path(ids_file), ID_COLUMNS, "item ids")[1]
+    else:
+        try:
+            lines = Path(ids_file).read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InputError(f"cannot read ids file {ids_file!r} ({exc})") from None
     if len(lines) != n:
         raise InputError(f"ids file {ids_file!r} has {len(lines)} lines for {n} items (one id per line)")
     return lines

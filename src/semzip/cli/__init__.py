@@ -43,12 +43,22 @@ def print_json(data: Any) -> None:
 
 
 def write_rows(path: Path, rows: list[dict], header: list[str], csv_rows: Any) -> None:
-    """Results to a file, atomically: `rows` as JSON when the name ends in .json, else CSV with
-    `header` and `csv_rows` (an iterable of tuples)."""
+    """Results to a file, atomically: `rows` as JSON when the name ends in .json, as a parquet table
+    of the CSV columns when it ends in .parquet, else CSV with `header` and `csv_rows` (tuples)."""
     from .._atomic import atomic_writer
 
     if path.suffix == ".json":
         data = json.dumps(rows).encode()
+    elif path.suffix == ".parquet":
+        try:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+        except ImportError:
+            raise InputError("writing parquet needs pyarrow: pip install 'semzip[parquet]'") from None
+        table = pa.Table.from_pylist([dict(zip(header, r)) for r in csv_rows])
+        sink = pa.BufferOutputStream()
+        pq.write_table(table, sink)
+        data = sink.getvalue().to_pybytes()
     else:
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")

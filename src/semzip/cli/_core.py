@@ -17,7 +17,7 @@ from ..spec import format_spec, parse_spec
 from ..codecs import Codec, available_codecs, codec_class, fit_codec, load_codec, make_codec, resolve_codec, save_codec
 from ..collection import ShardedArchive, is_manifest, open_collection
 from ..container import DEFAULT_BLOCK_ITEMS, DEFAULT_MODEL, UNKNOWN_MODEL, Archive, append_archive, write_archive
-from . import JsonFlag, JsonOutOpt, _embed, _scale, app, chosen_ids, print_json, stderr, stdout
+from . import JsonFlag, JsonOutOpt, _embed, _scale, app, chosen_ids, print_json, stderr, stdout, write_rows
 
 OutOpt = Annotated[Path, typer.Option("--output", "-o", help="File to write (replaced atomically).")]
 CodecFileOpt = Annotated[
@@ -132,9 +132,10 @@ def compress(
 
 def _are_images(inputs: list[str]) -> bool:
     """True when INPUT names image files and/or folders (embedded first), False for embedding files."""
-    from .._inputs import IMAGE_SUFFIXES
+    from .._inputs import IMAGE_SUFFIXES, is_embedding_folder
 
-    kinds = {Path(i).is_dir() or Path(i).suffix.lower() in IMAGE_SUFFIXES for i in inputs}
+    kinds = {(Path(i).is_dir() and not is_embedding_folder(split_source(i)[0])) or Path(i).suffix.lower() in IMAGE_SUFFIXES
+             for i in inputs}
     if len(kinds) > 1:
         raise InputError("give either embedding files (.npy/.npz) or images and image folders, not both")
     return kinds.pop()
@@ -294,10 +295,19 @@ def decompress(
 def ls(
     archive: Annotated[Path, typer.Argument(help="Archive, or a sharded collection (folder or manifest.json).")],
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list of ids.")] = False,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the ids to a file instead: .parquet or .csv (an `id` column), .json, else text.")] = None,
 ) -> None:
     """List the ids of an archive's items, one per line, in archive (shard) order."""
     with open_collection(archive, partial=True) as arc:
         ids = arc.ids
+    if output is not None:
+        if output.suffix in (".parquet", ".csv", ".json"):
+            write_rows(output, ids, ["id"], ((i,) for i in ids))
+        else:
+            with atomic_writer(output) as fh:
+                fh.write("".join(f"{i}\n" for i in ids).encode())
+        stdout.print(f"{len(ids)} ids -> {output}")
+        return
     if as_json:
         typer.echo(json.dumps(ids))
     else:

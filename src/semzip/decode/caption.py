@@ -289,14 +289,26 @@ def _loss(mapper: Any, gpt: Any, X: np.ndarray, tokens: list[list[int]], pad: in
 
 def read_captions(path: str | Path, ids: Sequence[str] | None, n: int) -> tuple[list[int], list[str]]:
     """(row, caption) pairs for n embeddings from a file: .txt (one caption per line, row order),
-    .json (a list in row order, {id: caption or [captions]}, or `semzip caption`'s [{id, caption}]), .csv (a `caption` column, and an `id`
-    column matched to `ids`, else row order). Several captions of one image give several pairs."""
+    .json (a list in row order, {id: caption or [captions]}, or `semzip caption`'s [{id, caption}]),
+    .parquet (a `caption` column; ids from id/image_path/url/key when present), .csv (a `caption`
+    column, and an `id` column matched to `ids`, else row order). Several captions of one image give
+    several pairs."""
     import csv
 
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
-        if path.suffix == ".json":
+        if path.suffix == ".parquet":  # a clip-retrieval metadata file, or `semzip caption -o x.parquet`
+            from .._inputs import ID_COLUMNS, read_parquet_column
+
+            _, said = read_parquet_column(path, ("caption",), "captions")
+            try:
+                _, named = read_parquet_column(path, ID_COLUMNS, "item ids")
+            except InputError:
+                named = None
+            text = json.dumps(said if named is None else [{"id": i, "caption": c} for i, c in zip(named, said)])
+        else:
+            text = path.read_text(encoding="utf-8")
+        if path.suffix in (".json", ".parquet"):
             data = json.loads(text)
         elif path.suffix == ".csv":
             table = list(csv.DictReader(text.splitlines()))

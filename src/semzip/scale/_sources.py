@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from .._errors import InputError
-from .._inputs import read_embeddings, split_source
+from .._inputs import is_embedding_folder, read_embeddings, split_source
 from .._validate import check_embeddings
 
 
@@ -170,7 +170,8 @@ def _list_uri(root: str) -> tuple[list[str], list[str]]:
 
 
 def open_source(arg: str) -> EmbeddingSource | ImageSource:
-    """An image folder or object-store prefix, else an embedding file (`x.npy`, `x.npz[:key]`)."""
-    if _is_uri(arg) or Path(arg).is_dir():
+    """An image folder or object-store prefix, else embeddings (`x.npy`, `x.npz[:key]`, or a
+    clip-retrieval folder `emb/[:text_emb]`)."""
+    if _is_uri(arg) or (Path(arg).is_dir() and not is_embedding_folder(split_source(arg)[0])):
         return ImageSource.open(arg)
     return EmbeddingSource.open(arg)
