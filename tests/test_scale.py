@@ -321,6 +321,9 @@ def test_ray_search_equals_one_process_with_ties_and_batches(data, collection, t
     got_raw = search_ray(paths, Q, 7, normalize=False, rerank=20)
     assert got_raw.ids == want_raw.ids and got_raw.scores.tobytes() == want_raw.scores.tobytes()
     assert len(search_ray([tmp_path / "dup.smz"], Q[:1], 10).ids[0]) == 3  # k above the items: all of them
+    write_archive(tmp_path / "shared.smz", codec, X[:40], embed_codec=False)  # `codec` has coded: it holds coders
+    with Collection([tmp_path / "shared.smz"], codec=codec) as coll:
+        assert search_ray([tmp_path / "shared.smz"], Q, 5, codec=codec).ids == coll.search(Q, 5).ids
 
 
 def test_cli_search_ray(data, collection, capsys):

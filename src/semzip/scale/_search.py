@@ -20,12 +20,14 @@ from ..search._engine import SearchResult
 from ._run import _ray_session
 
 
-def _search_shard(path: str, codec: Any, Q: np.ndarray, keep: int, normalize: bool, rerank: int) -> tuple:
-    """One archive's top-`keep` per query: (scores (q, keep), positions (q, keep), ids per row)."""
+def _search_shard(path: str, codec: bytes, Q: np.ndarray, keep: int, normalize: bool, rerank: int) -> tuple:
+    """One archive's top-`keep` per query: (scores (q, keep), positions (q, keep), ids per row).
+    The codec travels as its `.smzc` bytes (codec objects hold entropy coders that do not pickle)."""
+    from ..codecs import codec_from_bytes
     from ..container import Archive
     from ..search import Collection
 
-    with Archive.open(path, codec=codec) as arc, Collection([arc]) as coll:
+    with Archive.open(path, codec=codec_from_bytes(codec)) as arc, Collection([arc]) as coll:
         found = coll.search(Q, min(keep, arc.items), normalize=normalize, rerank=rerank)
     return found.scores, found.positions, found.ids
 
@@ -50,8 +52,8 @@ def search_ray(paths: Sequence[str | Path], queries: Any, k: int = 10, *, codec:
         task = ray.remote(num_cpus=1)(_search_shard)
         q_ref = ray.put(Q)
         codecs: dict[int, Any] = {}  # one object per codec (a collection's shards share theirs)
-        futures = [task.remote(path, codecs.setdefault(id(c), ray.put(c)), q_ref, int(k), normalize, int(rerank))
-                   for path, c, _ in jobs]
+        futures = [task.remote(path, codecs.setdefault(id(c), ray.put(c.to_bytes())), q_ref, int(k), normalize,
+                               int(rerank)) for path, c, _ in jobs]
         parts = ray.get(futures)
     return merge_top(parts, int(k))
 
