@@ -43,7 +43,7 @@ def targets(folder: Path) -> list[tuple[str, str, bytes, Path | None]]:
     and one codec file per codec family."""
     from semzip import make_codec, save_codec
     from semzip.container import write_archive
-    from tests.conftest import unit_rows
+    from tests.utils import unit_rows
 
     X = unit_rows(300, 64, seed=60)
     out = []

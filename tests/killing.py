@@ -34,7 +34,7 @@ def prepare(folder: Path, items: int = 20_000) -> Path:
     from semzip import make_codec, save_codec
     from semzip.container import write_archive
 
-    from .conftest import unit_rows
+    from .utils import unit_rows
 
     base = folder / "base"
     base.mkdir(parents=True)

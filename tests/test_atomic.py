@@ -77,7 +77,7 @@ def test_concurrent_appends_lose_no_item(tmp_path):
     from semzip import make_codec
     from semzip.container import Archive, write_archive
 
-    from .conftest import unit_rows
+    from .utils import unit_rows
 
     X = unit_rows(5000, 64, seed=50)
     codec = make_codec("pq:M=8,K=16,opq=0").fit(X[:1000])
@@ -102,7 +102,7 @@ def test_compact_keeps_the_archives_mode(tmp_path):
     from semzip.compaction import compact_archive
     from semzip.container import write_archive
 
-    from .conftest import unit_rows
+    from .utils import unit_rows
 
     X = unit_rows(300, 64, seed=51)
     target = tmp_path / "a.smz"

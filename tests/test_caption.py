@@ -15,7 +15,7 @@ from semzip.cli import main  # noqa: E402
 from semzip.container import write_archive  # noqa: E402
 from semzip.decode.caption import Captioner, fit_captioner, read_captions  # noqa: E402
 
-from .conftest import unit_rows  # noqa: E402
+from .utils import unit_rows  # noqa: E402
 from .tiny_models import tiny_gpt2  # noqa: E402
 
 CAPTIONS = ["a dog on a beach.", "two cats asleep.", "a red car.", "a plate of food.", "a man riding a horse.",

@@ -8,7 +8,7 @@ import pytest
 from semzip.cli import main
 from semzip.container import Archive
 
-from .conftest import unit_rows
+from .utils import unit_rows
 
 
 @pytest.fixture(scope="module")

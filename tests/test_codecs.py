@@ -7,7 +7,7 @@ from semzip import InputError, NotFittedError, SpecError, available_codecs, make
 from semzip.codecs import codec_class, codec_from_bytes
 from semzip.eval import cosine_to_reference
 
-from .conftest import unit_rows
+from .utils import unit_rows
 
 SPECS = [spec for name in available_codecs() for spec in codec_class(name).example_specs]
 

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from semzip import CodecMismatchError, FormatError, InputError, SemzipError, WriteError, make_codec
 from semzip.container import MAGIC, Archive, append_archive, write_archive
 
-from .conftest import unit_rows
+from .utils import unit_rows
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ from semzip import FormatError, SemzipError, load_codec, make_codec
 from semzip.codecs import codec_from_bytes
 from semzip.container import Archive, write_archive
 
-from .conftest import unit_rows
+from .utils import unit_rows
 from .crafted import mutate_codec, mutate
 
 SPECS = ["f16", "sign", "pq:M=8,K=16,opq=0", "smic:atoms=16,k=2,coef=2,dbits=2,bits=0.0,cos=0.0", "rq:M=4,K=16,beam=4"]

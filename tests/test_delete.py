@@ -11,7 +11,7 @@ from semzip.codecs import available_codecs, codec_class
 from semzip.container import Archive, delete_items, merge_archives, write_archive
 from semzip.search import Collection
 
-from .conftest import unit_rows
+from .utils import unit_rows
 
 SPECS = [codec_class(name).example_specs[0] for name in available_codecs()]
 

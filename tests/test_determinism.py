@@ -9,7 +9,7 @@ from threadpoolctl import threadpool_limits
 from semzip import make_codec
 from semzip.codecs import available_codecs, codec_class
 
-from .conftest import unit_rows
+from .utils import unit_rows
 
 pytestmark = pytest.mark.portability
 

@@ -13,7 +13,7 @@ from semzip.cli import main
 from semzip.container import Archive, write_archive
 from semzip.search import Collection
 
-from .conftest import unit_rows
+from .utils import unit_rows
 
 
 @pytest.mark.parametrize("spec, reused, kind", [

@@ -9,7 +9,7 @@ import pytest
 from semzip import FormatError, make_codec
 from semzip.codecs import available_codecs, codec_class
 
-from .conftest import unit_rows
+from .utils import unit_rows
 
 SPECS = [spec for name in available_codecs() for spec in codec_class(name).example_specs]
 CASES_PER_SPEC = 300

@@ -14,7 +14,7 @@ from semzip.cli import main  # noqa: E402
 from semzip.container import write_archive  # noqa: E402
 from semzip.decode.generate import DECODERS, load_generator, safe_names  # noqa: E402
 
-from .conftest import unit_rows  # noqa: E402
+from .utils import unit_rows  # noqa: E402
 from .tiny_models import tiny_kandinsky, tiny_unclip  # noqa: E402
 
 

@@ -15,7 +15,7 @@ from semzip.cli import main  # noqa: E402
 from semzip.container import Archive  # noqa: E402
 from semzip.decode.caption import read_captions  # noqa: E402
 
-from .conftest import unit_rows  # noqa: E402
+from .utils import unit_rows  # noqa: E402
 
 
 @pytest.fixture

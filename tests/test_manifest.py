@@ -30,7 +30,7 @@ from semzip.collection import (
 )
 from semzip.container import write_archive
 
-from .conftest import unit_rows
+from .utils import unit_rows
 
 SIZE = 500
 

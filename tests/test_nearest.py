@@ -13,7 +13,7 @@ from semzip.container import write_archive
 from semzip.decode import nearest_images
 from semzip.search import Collection
 
-from .conftest import unit_rows
+from .utils import unit_rows
 
 
 @pytest.fixture

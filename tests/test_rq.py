@@ -9,7 +9,7 @@ from semzip import InputError, make_codec, save_codec
 from semzip.cli import main
 from semzip.container import Archive, truncate_archive, write_archive
 
-from .conftest import unit_rows
+from .utils import unit_rows
 
 D = 64
 

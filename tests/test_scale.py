@@ -15,7 +15,7 @@ from semzip.cli import main
 from semzip.collection import ShardedArchive, open_collection, read_manifest
 from semzip.container import Archive, write_archive
 
-from .conftest import unit_rows
+from .utils import unit_rows
 
 if importlib.util.find_spec("ray") is None or importlib.util.find_spec("pyarrow") is None:
     pytest.skip("needs Ray Data (pip install 'semzip[ray]')", allow_module_level=True)
@@ -228,7 +228,7 @@ def test_object_store_style_uris_list_like_folders(tmp_path):
 @pytest.fixture(scope="module")
 def tiny_images(tmp_path_factory):
     """14 small photos-like PNGs, one broken file, and the tiny random CLIP saved like a hub repo."""
-    from .embed.conftest import CLIP_MISSING, TINY_CFG
+    from .embed.utils import CLIP_MISSING, TINY_CFG
 
     if CLIP_MISSING:
         pytest.skip(f"image path needs the CLIP extra ({', '.join(CLIP_MISSING)} missing)")

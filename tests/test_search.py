@@ -14,7 +14,7 @@ from semzip.codecs.pq import PQCodec
 from semzip.container import Archive, write_archive
 from semzip.search import Collection, classify_archive, merge_archives, search_archive
 
-from .conftest import unit_rows
+from .utils import unit_rows
 
 SPECS = [spec for name in available_codecs() for spec in codec_class(name).example_specs]
 D = 64
@@ -80,17 +80,14 @@ def test_search_equals_brute_force_on_decoded(tmp_path, fitted, data, spec, norm
 
 
 @pytest.mark.parametrize("chunk,k", [(300, 10), (40, 64), (1, 3)])
-def test_running_top_k_across_many_chunks(tmp_path, fitted, data, monkeypatch, chunk, k):
-    import semzip.search._engine as engine
-
-    monkeypatch.setattr(engine, "_CHUNK_ITEMS", chunk)
+def test_running_top_k_across_many_chunks(tmp_path, fitted, data, chunk, k):
     path = tmp_path / "a.smz"
     write_archive(path, fitted["int8"], data, block_items=37)
     Q = unit_rows(6, D, seed=17)
     with Archive.open(path) as arc:
         _, best = brute_force(arc.decode(), Q, k)
-    monkeypatch.setattr(engine, "_QUERY_BATCH", 4)  # queries scored in several batches too
-    result = search_archive(path, Q, k=k)
+    with Collection([path], chunk_items=chunk, query_batch=4) as coll:  # queries in several batches too
+        result = coll.search(Q, k=k)
     np.testing.assert_allclose(result.scores, best, atol=1e-5)
     assert all(len(set(row)) == k for row in result.ids)
 
@@ -370,12 +367,10 @@ def fast_codec(varied):
 @pytest.mark.parametrize("k", [1, 10, 120])
 def test_fast_scan_search_equals_exact_search(tmp_path, fast_codec, varied, monkeypatch, normalize, k):
     import semzip.codecs._fastscan as fastscan
-    import semzip.search._engine as engine
 
     calls = []
     original = fastscan.FastScanRanker.__call__
     monkeypatch.setattr(fastscan.FastScanRanker, "__call__", lambda self, *a: calls.append(1) or original(self, *a))
-    monkeypatch.setattr(engine, "_FAST_CHUNK_ITEMS", 1500)  # several runs, a short last one
     monkeypatch.setattr(fastscan, "_SHORTLIST", 4)  # short first shortlists: the retry path runs too
     path = tmp_path / "a.smz"
     write_archive(path, fast_codec, varied, block_items=256)
@@ -383,7 +378,8 @@ def test_fast_scan_search_equals_exact_search(tmp_path, fast_codec, varied, monk
     with Archive.open(path) as arc:
         decoded = arc.decode()
     _, best = brute_force(decoded, Q, k, normalize)
-    result = search_archive(path, Q, k=k, normalize=normalize)
+    with Collection([path], fast_chunk_items=1500) as coll:  # several runs, a short last one
+        result = coll.search(Q, k=k, normalize=normalize)
     assert calls, "the fast path was not taken"
     np.testing.assert_allclose(result.scores, best, rtol=1e-5, atol=1e-5)
     R = decoded / np.linalg.norm(decoded, axis=1, keepdims=True) if normalize else decoded
@@ -478,10 +474,7 @@ def test_ties_go_to_the_earlier_item_whatever_the_runs(tmp_path, fitted, data, m
     the generic path, results must be a true top-k (scores within float32 rounding of the decoded
     vectors'), and inside each group of identical codes the earlier items come first and are kept."""
     import semzip.codecs._fastscan as fastscan
-    import semzip.search._engine as engine
 
-    monkeypatch.setattr(engine, "_FAST_CHUNK_ITEMS", 700)
-    monkeypatch.setattr(engine, "_CHUNK_ITEMS", 700)
     monkeypatch.setattr(fastscan, "_SHORTLIST", 2)
     items = np.random.default_rng(30).permutation(np.tile(data[:400], (6, 1)))
     a, b = tmp_path / "a.smz", tmp_path / "b.smz"
@@ -497,7 +490,8 @@ def test_ties_go_to_the_earlier_item_whatever_the_runs(tmp_path, fitted, data, m
     S = (Q / np.linalg.norm(Q, axis=1, keepdims=True)).astype(np.float64) @ unit.T
     S = S[:, group]
     for k in (1, 9, 40):
-        result = search_archive([a, b], Q, k=k)
+        with Collection([a, b], chunk_items=700, fast_chunk_items=700) as coll:
+            result = coll.search(Q, k=k)
         found = np.where(result.sources == 0, result.positions, 1300 + result.positions)
         assert (np.diff(np.sort(S, axis=1)[:, ::-1][:, : k + 1], axis=1) == 0).any()  # a cut inside a group
         for qi in range(len(Q)):

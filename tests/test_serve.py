@@ -21,7 +21,7 @@ from semzip.container import write_archive
 from semzip.search import Collection
 from semzip.search._serve import SearchApp, make_server
 
-from .conftest import unit_rows
+from .utils import unit_rows
 
 IDS = [f"pics/{i}.png" for i in range(40)]
 

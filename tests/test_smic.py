@@ -17,7 +17,7 @@ from semzip.container import Archive, append_archive, write_archive
 from semzip.eval import cosine_to_reference
 from semzip.semantic import atom_concepts, semantic_add, semantic_subtract
 
-from .conftest import unit_rows
+from .utils import unit_rows
 
 
 def sparse_collection(n: int, d: int = 64, atoms: int = 16, k: int = 2, seed: int = 0):

@@ -12,7 +12,7 @@ from semzip.container import Archive, write_archive
 from semzip.eval.metrics import tag_overlap
 from semzip.search import Collection
 
-from .conftest import unit_rows
+from .utils import unit_rows
 
 
 def test_tags_are_the_decoded_vectors_nearest_words_in_order(tmp_path):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .conftest import require_clip
+from .utils import require_clip
 
 require_clip()
 
@@ -18,7 +18,7 @@ from semzip.cli import main
 from semzip.container import Archive
 from semzip.embed import class_embeddings, load_model, zero_shot
 
-from .conftest import PHOTOS
+from .utils import PHOTOS
 
 
 @pytest.fixture

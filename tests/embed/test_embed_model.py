@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .conftest import require_clip
+from .utils import require_clip
 
 require_clip()
 
@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from .conftest import TINY_CFG
+from .utils import TINY_CFG
 
 from semzip.embed import ModelError, load_model
 from semzip.embed._backend import model_config, open_clip_module, pretrained_config, split_model_name

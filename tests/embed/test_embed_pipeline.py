@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .conftest import require_clip
+from .utils import require_clip
 
 require_clip()
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from .conftest import PHOTOS
+from .utils import PHOTOS
 from PIL import Image
 
 from semzip import InputError

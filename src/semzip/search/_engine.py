@@ -24,11 +24,11 @@ from ..codecs import Codes
 from ..container import Archive
 
 #: Items scored per top-k update: several blocks are batched so argpartition runs on wide rows.
-_CHUNK_ITEMS = 16384
+CHUNK_ITEMS = 16384
 #: Items per run for codecs with a fast index: fewer, larger fast-scan calls (8 MiB of 4-bit codes at M=64).
-_FAST_CHUNK_ITEMS = 262144
+FAST_CHUNK_ITEMS = 262144
 #: Queries scored together; bounds the (chunk, q) score matrix to about 64 MiB of float32.
-_QUERY_BATCH = 1024
+QUERY_BATCH = 1024
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,13 @@ class Collection:
     codec's fast index (pq with K=16: the packed 4-bit codes twice, 2 x M/2 bytes per item).
     """
 
-    def __init__(self, archives: Sequence[Archive | str | Path], *, codec: Any = None, preload: bool = False) -> None:
+    def __init__(self, archives: Sequence[Archive | str | Path], *, codec: Any = None, preload: bool = False,
+                 chunk_items: int = CHUNK_ITEMS, fast_chunk_items: int = FAST_CHUNK_ITEMS,
+                 query_batch: int = QUERY_BATCH) -> None:
+        """`chunk_items`, `fast_chunk_items`, `query_batch`: how much is scored at once (memory, not results)."""
+        if min(chunk_items, fast_chunk_items, query_batch) < 1:
+            raise InputError("chunk_items, fast_chunk_items and query_batch must be positive")
+        self._chunk, self._fast_chunk, self._query_batch = chunk_items, fast_chunk_items, query_batch
         if isinstance(archives, (Archive, str, Path)):
             archives = [archives]
         if not archives:
@@ -151,11 +157,11 @@ class Collection:
         return ids, out
 
     def _read_runs(self, s: int, normalize: bool, fast: bool) -> Iterator[_Run]:
-        """Archive s read from disk as runs of ~_CHUNK_ITEMS items (_FAST_CHUNK_ITEMS, as fast
+        """Archive s read from disk as runs of ~chunk_items items (fast_chunk_items, as fast
         indexes, when `fast` and the codec has one), with norms when `normalize`."""
         a = self.archives[s]
         fast = fast and a.codec.has_fast_index
-        target = _FAST_CHUNK_ITEMS if fast else _CHUNK_ITEMS
+        target = self._fast_chunk if fast else self._chunk
         group: list[Codes] = []
         first = size = 0
         for start, codes in a.iter_codes():
@@ -208,7 +214,8 @@ class Collection:
         if not isinstance(rerank, (int, np.integer)) or rerank < 0:
             raise InputError(f"rerank must be a non-negative integer, got {rerank!r}")
         keep = min(max(int(k), int(rerank)), self.items)
-        parts = [self._top(Q[i : i + _QUERY_BATCH], keep, normalize) for i in range(0, len(Q), _QUERY_BATCH)]
+        step = self._query_batch
+        parts = [self._top(Q[i : i + step], keep, normalize) for i in range(0, len(Q), step)]
         scores, src, pos = (np.concatenate(x) for x in zip(*parts))
         if rerank:
             scores = self._exact(Q, src, pos, normalize)
