@@ -15,7 +15,7 @@ from .._errors import InputError
 from ..codecs import load_codec
 from .._inputs import read_all
 from ..collection import open_archives
-from . import app, chosen_ids, print_json, stdout, write_rows
+from ._app import app, chosen_ids, print_json, stdout, write_rows
 from ._search import ArchivesArg, CodecOpt
 
 IdOpt = Annotated[list[str] | None, typer.Option("--id", help="An item to decode; repeatable. Default: every item.")]

@@ -13,7 +13,7 @@ from rich.table import Table
 from .._atomic import atomic_writer
 from .._errors import InputError
 from ..container import DEFAULT_MODEL, Archive
-from . import JsonFlag, app, stderr, stdout
+from ._app import JsonFlag, app, stderr, stdout
 
 if TYPE_CHECKING:
     from ..embed import Embedded

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from .._errors import InputError
-from . import JsonFlag, JsonOutOpt, app, print_json, stderr, stdout
+from ._app import JsonFlag, JsonOutOpt, app, print_json, stderr, stdout
 from .._inputs import read_all
 
 ModelOpt = Annotated[str | None, typer.Option(

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from . import stdout
+from ._app import stdout
 
 RayOpt = Annotated[bool, typer.Option("--ray", help="Compress with a Ray Data pipeline into a resumable sharded collection (OUTPUT is a folder).", rich_help_panel="Ray")]
 RayWorkersOpt = Annotated[int, typer.Option("--workers", help="With --ray: parallel Ray workers (actors), each embedding/encoding whole shards.", rich_help_panel="Ray")]

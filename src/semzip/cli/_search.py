@@ -15,7 +15,7 @@ from .._errors import InputError
 from .._inputs import read_embeddings, split_source
 from ..codecs import load_codec
 from ..collection import open_archives
-from . import app, stderr, stdout, write_rows
+from ._app import app, stderr, stdout, write_rows
 from ._embed import DeviceOpt, WeightsOpt
 
 QueryModelOpt = Annotated[str | None, typer.Option("--model", help="CLIP model that embeds text queries (open_clip ARCH:TAG); default: the archive's own. Needed when the archive's model is unknown.")]

@@ -16,7 +16,7 @@ from ..codecs import load_codec
 from ..compaction import compact_archive
 from ..container import Archive
 from ..semantic import atom_concepts
-from . import app, stdout
+from ._app import app, stdout
 
 
 @app.command()
