@@ -111,3 +111,15 @@ def test_offline_without_weights_names_the_repository(tmp_path, monkeypatch, cap
     assert main(["generate", str(tmp_path / "a.smz"), "-o", str(tmp_path / "g"), "--decoder", "stable-unclip-small"]) == 6
     err = capsys.readouterr().err
     assert f"hf download {DECODERS['stable-unclip-small'].repo}" in err and "HF_HUB_OFFLINE" in err
+
+
+def test_without_diffusers_the_error_says_how_to_install(tmp_path, monkeypatch, capsys):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "diffusers" else real(name, *a))
+    X = unit_rows(2, 16, seed=6)
+    write_archive(tmp_path / "a.smz", make_codec("f16").fit(X), X)
+    assert main(["generate", str(tmp_path / "a.smz"), "-o", str(tmp_path / "g"), "--decoder", "kandinsky-2.2"]) == 6
+    assert "needs diffusers" in capsys.readouterr().err and not (tmp_path / "g").exists()
+

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -9,6 +10,16 @@ from typing import TypeVar
 from .._errors import ModelError
 
 T = TypeVar("T")
+
+INSTALL_HINT = ("pip install 'semzip[decode]' (torch first, pinned for your platform: "
+                "pip install torch==VERSION --index-url https://download.pytorch.org/whl/cpu or cu12x)")
+
+
+def require(*modules: str) -> None:
+    """A ModelError naming what is missing and how to install it, before any work starts."""
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ModelError(f"this decoder needs {', '.join(missing)}, which is not installed: {INSTALL_HINT}")
 
 
 def from_hub(load: Callable[..., T], name: str, what: str) -> T:

@@ -22,7 +22,7 @@ import numpy as np
 
 from .._errors import InputError, ModelError
 from .._progress import progress_bar
-from ._hub import from_hub
+from ._hub import from_hub, require
 
 FORMAT = "semzip-captioner"
 _CONFIG, _MAPPER, _GPT2 = "captioner.json", "mapper.safetensors", "gpt2"
@@ -111,6 +111,7 @@ class Captioner:
              device: str = "cpu") -> Captioner:
         """A captioner folder, or a ClipCap checkpoint (.pt/.safetensors; GPT-2 from `gpt2`, default
         the hub's "gpt2", its weights replaced by the checkpoint's `gpt.*` when present)."""
+        require("torch", "transformers", "safetensors")
         path = Path(path)
         if (path / _CONFIG).is_file():
             captioner = _load_folder(path, gpt2)
@@ -218,6 +219,7 @@ def fit_captioner(X: Any, captions: Sequence[str], *, gpt2: str = "gpt2", layout
     """Train a mapper (and GPT-2 when `finetune_gpt2`) on (embedding, caption) pairs, row i of X with
     captions[i]: teacher-forced cross-entropy of the caption after the prefix, AdamW with a linear
     warm-up over the first tenth of the steps. `model` is the CLIP model the embeddings came from."""
+    require("torch", "transformers", "safetensors")
     import torch
     from transformers import get_linear_schedule_with_warmup
 

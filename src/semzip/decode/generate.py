@@ -18,7 +18,7 @@ import numpy as np
 
 from .._errors import InputError, ModelError
 from .._progress import progress_bar
-from ._hub import from_hub
+from ._hub import from_hub, require
 
 
 @dataclass(frozen=True)
@@ -103,10 +103,11 @@ class Generator:
 def load_generator(name: str, *, weights: str | None = None, device: str = "cpu", scale: float | None = None) -> Generator:
     """The decoder `name` from `weights` (a local folder in the diffusers layout) or its hub repository
     (cached, or downloaded once); offline without it is a ModelError saying how to get it."""
+    spec = decoder(name)
+    require("torch", "diffusers", "transformers")
     import diffusers
     import transformers
 
-    spec = decoder(name)
     for lib in (diffusers, transformers):  # semzip shows its own progress and errors
         lib.utils.logging.set_verbosity_error()
         lib.utils.logging.disable_progress_bar()
