@@ -39,6 +39,8 @@ def search(
     model: QueryModelOpt = None,
     weights: WeightsOpt = None,
     device: DeviceOpt = "cpu",
+    nprobe: Annotated[int | None, typer.Option("--nprobe", help="Search through the archive's IVF index (`semzip index`), scanning the items of this many lists per query.", rich_help_panel="Scale-out")] = None,
+    ivf: Annotated[Path | None, typer.Option("--ivf", help="IVF index file (default: ARCHIVE.ivf).", rich_help_panel="Scale-out")] = None,
     ray: Annotated[bool, typer.Option("--ray", help="Scan each archive or shard in its own Ray task and merge the top-k (same results as one process).", rich_help_panel="Scale-out")] = False,
     address: Annotated[str | None, typer.Option("--address", help="Ray cluster to use with --ray (default: $RAY_ADDRESS, else a local Ray).", rich_help_panel="Scale-out")] = None,
 ) -> None:
@@ -46,7 +48,8 @@ def search(
 
     Example: `semzip search photos.smz --like IMG_0042.jpg -k 5`, or with local CLIP weights
     `semzip search photos.smz --text "a red car" --weights ViT-B-32.safetensors`; over a sharded
-    collection in Ray workers: `semzip search big/ --vector q.npy --ray`. Scores are cosines
+    collection in Ray workers: `semzip search big/ --vector q.npy --ray`; through an IVF index
+    (`semzip index photos.smz` first): `semzip search photos.smz --like IMG_0042.jpg --nprobe 16`. Scores are cosines
     between the query and the items' reconstructions (`--raw`: inner products).
     """
     from ..search import Collection
@@ -64,7 +67,13 @@ def search(
         else:
             Q = _read_vectors(str(vector), coll.dim)
             labels = [f"{vector}[{i}]" for i in range(len(Q))]
-        if not ray:
+        if nprobe is not None or ivf is not None:
+            from ..search._ivf import IVFSearcher
+
+            if ray or rerank or len(coll.archives) != 1:
+                raise InputError("--nprobe/--ivf search one archive, without --ray or --rerank")
+            result = IVFSearcher(coll.archives[0], ivf).search(Q, k, nprobe=nprobe or 16, normalize=not raw)
+        elif not ray:
             result = coll.search(Q, k, normalize=not raw, rerank=rerank)
     if ray:
         from ..scale._search import search_ray
@@ -327,3 +336,32 @@ def export(
         return
     stdout.print(f"{result['items']} items -> {faiss_out} ({result['index']}, {result['bytes']} bytes): {result['note']}"
                  "; row i is item i (`semzip ls` lists the ids)", highlight=False)
+
+
+@app.command()
+def index(
+    archive: Annotated[Path, typer.Argument(help="Archive to index (one file; a collection's shards are indexed one by one).")],
+    nlist: Annotated[int | None, typer.Option("--nlist", help="Inverted lists (default: a power of two near 4 sqrt(items)).")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Index file (default: ARCHIVE.ivf, found by `search --nprobe`).")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the k-means sample and initialisation.")] = 0,
+    codec: CodecOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Build an IVF index beside an archive for sub-linear search (`semzip search --nprobe P`).
+
+    Spherical k-means on a sample of the decoded vectors makes the lists; every item goes to its
+    nearest list; the codes stay where they are (the index holds centroids and item positions).
+    `--nprobe` = all lists gives exactly the flat search. Example: `semzip index photos.smz --nlist 1024`.
+    """
+    from ..container import Archive
+    from ..search._ivf import build_ivf
+
+    with Archive.open(archive, codec=load_codec(codec) if codec else None) as arc:
+        result = build_ivf(arc, output, nlist=nlist, seed=seed, progress=not as_json)
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    sizes = result["list_items"]
+    stdout.print(f"{result['nlist']} lists over {result['items']} items -> {result['path']} ({result['bytes']} bytes; "
+                 f"items per list {sizes['min']}..{sizes['max']}, median {sizes['median']:.0f})", highlight=False)
+

@@ -1,0 +1,173 @@
+"""Inverted lists over an archive's codes: sub-linear search that scans only the lists near a query.
+
+An IVF index is a sidecar file beside the archive (`photos.smz.ivf`; docs/FORMAT.md): `nlist`
+unit centroids and, per list, the positions of the items assigned to it. Items are assigned on their
+decoded vectors, so the partition is the one the codes define (k-means on the reconstructions, no
+second copy of the vectors). A search scores each query's centroids, takes the `nprobe` best
+lists, and scores their items on the codes with the codec's own scorer. The scores are those of a
+flat search, so the shortlist's order is exact; with `nprobe = nlist`, the results equal the flat
+search's. The index is bound to its archive: a fingerprint of the archive's size and section
+checksums is stored, and an index of another or a changed archive is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._atomic import atomic_writer
+from .._errors import FormatError, InputError
+from .._progress import progress_bar
+from .._validate import l2_normalize
+from ..codecs import Codes
+from ..container import Archive
+from ._engine import SearchResult
+
+FORMAT = "semzip-ivf"
+VERSION = 1
+_ARRAYS = ("centroids", "offsets", "positions")
+
+
+def fingerprint(archive: Archive) -> str:
+    """SHA-256 of the archive's size and every section's tag, length and CRC: changes with any byte."""
+    h = hashlib.sha256(str(archive.path.stat().st_size).encode())
+    for tag, sec in sorted(archive.sections.items()):
+        h.update(tag + struct.pack("<QI", sec.length, sec.crc))
+    return h.hexdigest()
+
+
+def default_path(archive_path: str | Path) -> Path:
+    return Path(str(archive_path) + ".ivf")
+
+
+def build_ivf(archive: Archive, path: str | Path | None = None, *, nlist: int | None = None, seed: int = 0,
+              progress: bool = False) -> dict[str, Any]:
+    """Cluster the archive's decoded vectors into `nlist` lists (default: the power of two at or below
+    sqrt(items)) with spherical k-means (10 iterations) on a sample of at most 32 x nlist, assign
+    every item to its nearest centroid, and write the index."""
+    import faiss
+
+    n, d = archive.items, archive.dim
+    nlist = 1 << int(np.log2(max(np.sqrt(n), 1))) if nlist is None else nlist
+    if not 1 <= nlist <= n:
+        raise InputError(f"nlist must be between 1 and the archive's {n} items, got {nlist}")
+    rng = np.random.default_rng(seed)
+    sample = np.sort(rng.choice(n, size=min(n, 32 * nlist), replace=False))
+    X = l2_normalize(archive.rows(sample))
+    km = faiss.Kmeans(d, nlist, niter=10, seed=seed, spherical=True, verbose=False,
+                      min_points_per_centroid=1, max_points_per_centroid=32)
+    km.train(X)
+    centroids = l2_normalize(km.centroids.astype(np.float32))
+    assign = np.empty(n, dtype=np.int64)
+    with progress_bar("assigning items to lists", total=n, enabled=progress) as advance:
+        for start, codes in archive.iter_codes():
+            R = l2_normalize(archive.codec.reconstruct(codes))
+            assign[start : start + len(R)] = np.argmax(R @ centroids.T, axis=1)  # ties: the earlier list
+            advance(len(R))
+    order = np.argsort(assign, kind="stable")  # within a list, archive order
+    offsets = np.concatenate([[0], np.cumsum(np.bincount(assign, minlength=nlist))]).astype(np.int64)
+    arrays = {"centroids": centroids, "offsets": offsets, "positions": order.astype(np.int64)}
+    head = {"format": FORMAT, "version": VERSION, "archive": fingerprint(archive), "items": n, "dim": d,
+            "nlist": nlist, "seed": seed, "sample": len(sample), "assigned_on": "decoded vectors",
+            "sha256": {k: hashlib.sha256(v.tobytes()).hexdigest() for k, v in arrays.items()}}
+    out = Path(path) if path is not None else default_path(archive.path)
+    blob = json.dumps(head, sort_keys=True).encode()
+    with atomic_writer(out) as fh:
+        fh.write(b"SMZIVF\0\0" + struct.pack("<I", len(blob)) + blob)
+        for k in _ARRAYS:
+            fh.write(arrays[k].tobytes())
+    sizes = np.diff(offsets)
+    return {"path": str(out), "nlist": nlist, "items": n, "bytes": out.stat().st_size,
+            "list_items": {"min": int(sizes.min()), "median": float(np.median(sizes)), "max": int(sizes.max())}}
+
+
+def read_ivf(path: str | Path, archive: Archive) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """An index file, checked against its own hashes and against `archive` (the one it was built on)."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"cannot read IVF index {str(path)!r} ({exc.strerror or exc}); build it with `semzip index`") from None
+    if raw[:8] != b"SMZIVF\0\0" or len(raw) < 12:
+        raise FormatError(f"{str(path)!r} is not a semzip IVF index")
+    (hlen,) = struct.unpack_from("<I", raw, 8)
+    try:
+        head = json.loads(raw[12 : 12 + hlen])
+        if head.get("format") != FORMAT or head.get("version") != VERSION:
+            raise ValueError(f"format {head.get('format')!r} version {head.get('version')!r}")
+        n, d, nlist = int(head["items"]), int(head["dim"]), int(head["nlist"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise FormatError(f"{str(path)!r}: unreadable IVF header ({exc})") from None
+    if head["archive"] != fingerprint(archive) or (n, d) != (archive.items, archive.dim):
+        raise FormatError(f"{str(path)!r} was built for another version of {archive.path}: rebuild it "
+                          f"with `semzip index {archive.path}`")
+    shapes = {"centroids": ((nlist, d), np.float32), "offsets": ((nlist + 1,), np.int64), "positions": ((n,), np.int64)}
+    arrays, at = {}, 12 + hlen
+    for k in _ARRAYS:
+        shape, dtype = shapes[k]
+        size = int(np.prod(shape)) * np.dtype(dtype).itemsize
+        chunk = raw[at : at + size]
+        if len(chunk) != size or hashlib.sha256(chunk).hexdigest() != head["sha256"].get(k):
+            raise FormatError(f"{str(path)!r} is damaged (array {k})")
+        arrays[k] = np.frombuffer(chunk, dtype=dtype).reshape(shape)
+        at += size
+    off, pos = arrays["offsets"], arrays["positions"]
+    if off[0] != 0 or off[-1] != n or (np.diff(off) < 0).any() or not np.array_equal(np.sort(pos), np.arange(n)):
+        raise FormatError(f"{str(path)!r} is damaged (lists do not cover the items once each)")
+    return head, arrays
+
+
+class IVFSearcher:
+    """An archive's codes held in list order with their norms, searched list by list."""
+
+    def __init__(self, archive: Archive, path: str | Path | None = None) -> None:
+        self.archive = archive
+        self.head, arrays = read_ivf(path if path is not None else default_path(archive.path), archive)
+        self.centroids, self.offsets, positions = arrays["centroids"], arrays["offsets"], arrays["positions"]
+        self.nlist = len(self.centroids)
+        codec = archive.codec
+        parts = [codes for _, codes in archive.iter_codes()]
+        codes = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]} if parts else {}
+        self.positions = positions
+        self.codes: Codes = {k: v[positions] for k, v in codes.items()}  # list l = rows offsets[l]:offsets[l+1]
+        self.norms = np.asarray(codec.norms(self.codes), dtype=np.float32)
+
+    def search(self, queries: Any, k: int = 10, *, nprobe: int = 16, normalize: bool = True) -> SearchResult:
+        """Top-k per query among the items of its `nprobe` nearest lists (cosine by default), scored on
+        the codes; ties go to the earlier item, as in a flat search."""
+        from ._engine import _queries, _select
+
+        Q = _queries(queries, self.archive.dim, normalize)
+        if not isinstance(k, (int, np.integer)) or k < 1:
+            raise InputError(f"k must be a positive integer, got {k!r}")
+        if not 1 <= nprobe <= self.nlist:
+            raise InputError(f"nprobe must be between 1 and the index's {self.nlist} lists, got {nprobe}")
+        q = len(Q)
+        probes = np.argsort(-(l2_normalize(Q) @ self.centroids.T), axis=1, kind="stable")[:, :nprobe]
+        best = np.full((q, k), -np.inf, dtype=np.float32)
+        where = np.full((q, k), np.iinfo(np.int64).max, dtype=np.int64)
+        for lst in np.unique(probes).tolist():
+            lo, hi = int(self.offsets[lst]), int(self.offsets[lst + 1])
+            if hi == lo:
+                continue
+            who = np.flatnonzero((probes == lst).any(axis=1))
+            S = self.archive.codec.scorer(Q[who])({n: v[lo:hi] for n, v in self.codes.items()})
+            if normalize:
+                S /= np.where(self.norms[lo:hi] > 0, self.norms[lo:hi], 1.0)[:, None]
+            pos = self.positions[lo:hi]
+            S = np.ascontiguousarray(S.T)  # (queries, items of the list)
+            at = np.broadcast_to(pos, S.shape)
+            top = _select(S, np.zeros_like(at), at, min(k, hi - lo))  # ties at the cut: the earlier item
+            cand_s = np.concatenate([best[who], np.take_along_axis(S, top, axis=1)], axis=1)
+            cand_p = np.concatenate([where[who], pos[top]], axis=1)
+            keep = np.lexsort((cand_p, -cand_s), axis=1)[:, :k]
+            best[who] = np.take_along_axis(cand_s, keep, axis=1)
+            where[who] = np.take_along_axis(cand_p, keep, axis=1)
+        found = np.isfinite(best)
+        ids = [[self.archive.ids[p] for p, ok in zip(row, oks) if ok] for row, oks in zip(where.tolist(), found)]
+        return SearchResult(ids, best, np.zeros_like(where, dtype=np.int32), np.where(found, where, -1))

@@ -1,0 +1,97 @@
+"""IVF: inverted lists beside an archive. With every list probed the results are the flat search's
+(ids, order and bitwise scores, ties included); fewer lists trade recall for speed; an index is
+refused for any archive but its own, and when damaged."""
+
+import json
+
+import numpy as np
+import pytest
+
+from semzip import FormatError, InputError, make_codec
+from semzip.cli import main
+from semzip.container import Archive, append_archive, write_archive
+from semzip.search import Collection
+from semzip.search._ivf import IVFSearcher, build_ivf
+
+from .utils import unit_rows
+
+
+@pytest.fixture(scope="module")
+def data():
+    X = unit_rows(6000, 48, seed=1, clusters=40)
+    return np.concatenate([X, X[:300]])  # 300 exact duplicates: ties the flat search orders by position
+
+
+@pytest.mark.parametrize("spec", ["pq:M=8,K=256,opq=1", "int8", "f16", "rq:M=4,K=64,beam=2"])
+@pytest.mark.parametrize("normalize", [True, False])
+def test_probing_every_list_is_the_flat_search(tmp_path, data, spec, normalize):
+    write_archive(tmp_path / "a.smz", make_codec(spec).fit(data[:3000]), data, block_items=500)
+    Q = np.concatenate([data[:5], unit_rows(27, 48, seed=2, clusters=40)])
+    with Archive.open(tmp_path / "a.smz") as arc:
+        info = build_ivf(arc, nlist=32)
+        assert info["nlist"] == 32 and info["path"].endswith("a.smz.ivf")
+        ivf = IVFSearcher(arc)
+        with Collection([arc]) as coll:
+            flat = coll.search(Q, 12, normalize=normalize)
+        got = ivf.search(Q, 12, nprobe=32, normalize=normalize)
+    assert got.ids == flat.ids and got.scores.tobytes() == flat.scores.tobytes()
+    np.testing.assert_array_equal(got.positions, flat.positions)
+
+
+def test_fewer_lists_lower_recall_and_scan_less(tmp_path, data):
+    write_archive(tmp_path / "a.smz", make_codec("pq:M=8,K=256,opq=0").fit(data[:3000]), data, block_items=500)
+    Q = unit_rows(60, 48, seed=3, clusters=40)
+    with Archive.open(tmp_path / "a.smz") as arc:
+        build_ivf(arc, nlist=64)
+        ivf = IVFSearcher(arc)
+        with Collection([arc]) as coll:
+            flat = coll.search(Q, 10)
+        recall = {p: np.mean([len(set(a) & set(b)) / 10 for a, b in zip(ivf.search(Q, 10, nprobe=p).ids, flat.ids)])
+                  for p in (1, 4, 16, 64)}
+    assert recall[1] < recall[4] <= recall[16] <= recall[64] == 1.0
+    assert recall[16] > 0.9 and recall[1] < 0.95  # the partition prunes, and nearby lists hold the hits
+
+
+def test_an_index_is_bound_to_its_archive_and_checked(tmp_path, data):
+    codec = make_codec("int8").fit(data)
+    write_archive(tmp_path / "a.smz", codec, data[:2000])
+    write_archive(tmp_path / "b.smz", codec, data[:2000], ids=[f"b{i}" for i in range(2000)])
+    with Archive.open(tmp_path / "a.smz") as arc:
+        build_ivf(arc, nlist=16)
+        with pytest.raises(InputError, match="nlist must be"):
+            build_ivf(arc, nlist=0)
+    with Archive.open(tmp_path / "b.smz") as other, pytest.raises(FormatError, match="another version"):
+        IVFSearcher(other, tmp_path / "a.smz.ivf")
+    with Archive.open(tmp_path / "b.smz") as other, pytest.raises(InputError, match="semzip index"):
+        IVFSearcher(other)  # no b.smz.ivf
+    raw = bytearray((tmp_path / "a.smz.ivf").read_bytes())
+    raw[-5] ^= 1
+    (tmp_path / "bad.ivf").write_bytes(bytes(raw))
+    with Archive.open(tmp_path / "a.smz") as arc, pytest.raises(FormatError, match="damaged"):
+        IVFSearcher(arc, tmp_path / "bad.ivf")
+    (tmp_path / "junk.ivf").write_bytes(b"not an index")
+    with Archive.open(tmp_path / "a.smz") as arc, pytest.raises(FormatError, match="not a semzip IVF"):
+        IVFSearcher(arc, tmp_path / "junk.ivf")
+    append_archive(tmp_path / "a.smz", data[2000:2100])  # the archive changed: its index is stale
+    with Archive.open(tmp_path / "a.smz") as arc, pytest.raises(FormatError, match="rebuild"):
+        IVFSearcher(arc)
+
+
+def test_cli_index_and_search_nprobe(tmp_path, data, capsys):
+    ids = [f"i{i}" for i in range(len(data))]
+    write_archive(tmp_path / "a.smz", make_codec("pq:M=8,K=16,opq=0").fit(data[:3000]), data, ids=ids)
+    np.save(tmp_path / "q.npy", data[:4])
+    assert main(["index", str(tmp_path / "a.smz"), "--nlist", "16", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["nlist"] == 16
+    base = ["search", str(tmp_path / "a.smz"), "--vector", str(tmp_path / "q.npy"), "-k", "5", "--json"]
+    assert main(base) == 0
+    flat = json.loads(capsys.readouterr().out)
+    assert main(base + ["--nprobe", "16"]) == 0  # K=16: the flat search takes the fast-scan path,
+    got = json.loads(capsys.readouterr().out)  # whose sums round differently in the last bit
+    assert [[h["id"] for h in r["hits"]] for r in got] == [[h["id"] for h in r["hits"]] for r in flat]
+    np.testing.assert_allclose([[h["score"] for h in r["hits"]] for r in got],
+                               [[h["score"] for h in r["hits"]] for r in flat], atol=1e-6)
+    assert main(base + ["--nprobe", "2"]) == 0
+    assert main(base + ["--nprobe", "17"]) == 2
+    assert "nprobe must be between 1 and the index's 16 lists" in capsys.readouterr().err
+    assert main(base + ["--nprobe", "4", "--rerank", "10"]) == 2
