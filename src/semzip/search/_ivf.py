@@ -4,10 +4,12 @@ An IVF index is a sidecar file beside the archive (`photos.smz.ivf`; docs/FORMAT
 unit centroids and, per list, the positions of the items assigned to it. Items are assigned on their
 decoded vectors, so the partition is the one the codes define (k-means on the reconstructions, no
 second copy of the vectors). A search scores each query's centroids, takes the `nprobe` best
-lists, and scores their items on the codes with the codec's own scorer. The scores are those of a
-flat search, so the shortlist's order is exact; with `nprobe = nlist`, the results equal the flat
-search's. The index is bound to its archive: a fingerprint of the archive's size and section
-checksums is stored, and an index of another or a changed archive is refused.
+lists, and scores their items on the codes with the codec's own scorer, one query at a time (so
+a query's results do not depend on the other queries of its batch). With `nprobe = nlist` the
+results are the flat search's: the same ids in the same order, scores equal to float32 rounding
+(a flat search makes its lookup tables for the whole batch at once). The index is bound to its
+archive: a fingerprint of the archive's size and section checksums is stored, and an index of
+another or a changed archive is refused.
 """
 
 from __future__ import annotations
@@ -139,7 +141,8 @@ class IVFSearcher:
 
     def search(self, queries: Any, k: int = 10, *, nprobe: int = 16, normalize: bool = True) -> SearchResult:
         """Top-k per query among the items of its `nprobe` nearest lists (cosine by default), scored on
-        the codes; ties go to the earlier item, as in a flat search."""
+        the codes; ties go to the earlier item, as in a flat search. Rows past the candidates found
+        have score -inf and position -1."""
         from ._engine import _queries, _select
 
         Q = _queries(queries, self.archive.dim, normalize)
@@ -147,27 +150,20 @@ class IVFSearcher:
             raise InputError(f"k must be a positive integer, got {k!r}")
         if not 1 <= nprobe <= self.nlist:
             raise InputError(f"nprobe must be between 1 and the index's {self.nlist} lists, got {nprobe}")
-        q = len(Q)
-        probes = np.argsort(-(l2_normalize(Q) @ self.centroids.T), axis=1, kind="stable")[:, :nprobe]
-        best = np.full((q, k), -np.inf, dtype=np.float32)
-        where = np.full((q, k), np.iinfo(np.int64).max, dtype=np.int64)
-        for lst in np.unique(probes).tolist():
-            lo, hi = int(self.offsets[lst]), int(self.offsets[lst + 1])
-            if hi == lo:
+        probes = np.sort(np.argsort(-(l2_normalize(Q) @ self.centroids.T), axis=1, kind="stable")[:, :nprobe], axis=1)
+        best = np.full((len(Q), k), -np.inf, dtype=np.float32)
+        where = np.full((len(Q), k), -1, dtype=np.int64)
+        scorer = self.archive.codec.scorer
+        for i, lists in enumerate(probes):  # per query: its lists' rows gathered, scored in one call
+            rows = np.concatenate([np.arange(self.offsets[j], self.offsets[j + 1]) for j in lists])
+            if not len(rows):
                 continue
-            who = np.flatnonzero((probes == lst).any(axis=1))
-            S = self.archive.codec.scorer(Q[who])({n: v[lo:hi] for n, v in self.codes.items()})
+            S = scorer(Q[i : i + 1])({n: v[rows] for n, v in self.codes.items()})[:, 0]
             if normalize:
-                S /= np.where(self.norms[lo:hi] > 0, self.norms[lo:hi], 1.0)[:, None]
-            pos = self.positions[lo:hi]
-            S = np.ascontiguousarray(S.T)  # (queries, items of the list)
-            at = np.broadcast_to(pos, S.shape)
-            top = _select(S, np.zeros_like(at), at, min(k, hi - lo))  # ties at the cut: the earlier item
-            cand_s = np.concatenate([best[who], np.take_along_axis(S, top, axis=1)], axis=1)
-            cand_p = np.concatenate([where[who], pos[top]], axis=1)
-            keep = np.lexsort((cand_p, -cand_s), axis=1)[:, :k]
-            best[who] = np.take_along_axis(cand_s, keep, axis=1)
-            where[who] = np.take_along_axis(cand_p, keep, axis=1)
-        found = np.isfinite(best)
-        ids = [[self.archive.ids[p] for p, ok in zip(row, oks) if ok] for row, oks in zip(where.tolist(), found)]
-        return SearchResult(ids, best, np.zeros_like(where, dtype=np.int32), np.where(found, where, -1))
+                S /= np.where(self.norms[rows] > 0, self.norms[rows], 1.0)
+            pos = self.positions[rows]
+            top = _select(S[None], np.zeros((1, len(S)), dtype=np.int32), pos[None], min(k, len(S)))[0]
+            top = top[np.lexsort((pos[top], -S[top]))]  # best first, ties to the earlier item
+            best[i, : len(top)], where[i, : len(top)] = S[top], pos[top]
+        ids = [[self.archive.ids[p] for p in row if p >= 0] for row in where.tolist()]
+        return SearchResult(ids, best, np.zeros_like(where, dtype=np.int32), where)
