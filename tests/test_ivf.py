@@ -99,3 +99,5 @@ def test_cli_index_and_search_nprobe(tmp_path, data, capsys):
     assert main(base + ["--nprobe", "17"]) == 2
     assert "nprobe must be between 1 and the index's 16 lists" in capsys.readouterr().err
     assert main(base + ["--nprobe", "4", "--rerank", "10"]) == 2
+    assert main(["index", str(tmp_path)]) == 2  # a folder (a sharded collection) is not indexed
+    assert "sharded collection" in capsys.readouterr().err

@@ -340,7 +340,7 @@ def export(
 
 @app.command()
 def index(
-    archive: Annotated[Path, typer.Argument(help="Archive to index (one file; a collection's shards are indexed one by one).")],
+    archive: Annotated[Path, typer.Argument(help="Archive file to index (sharded collections are not indexed yet).")],
     nlist: Annotated[int | None, typer.Option("--nlist", help="Inverted lists (default: a power of two near 4 sqrt(items)).")] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Index file (default: ARCHIVE.ivf, found by `search --nprobe`).")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the k-means sample and initialisation.")] = 0,
@@ -353,9 +353,13 @@ def index(
     nearest list; the codes stay where they are (the index holds centroids and item positions).
     `--nprobe` = all lists gives exactly the flat search. Example: `semzip index photos.smz --nlist 1024`.
     """
+    from ..collection import is_manifest
     from ..container import Archive
     from ..search._ivf import build_ivf
 
+    if archive.is_dir() or is_manifest(archive):
+        raise InputError(f"{str(archive)!r} is a sharded collection; IVF indexes are built per archive file "
+                         "(version 1 searches one indexed archive with --nprobe)")
     with Archive.open(archive, codec=load_codec(codec) if codec else None) as arc:
         result = build_ivf(arc, output, nlist=nlist, seed=seed, progress=not as_json)
     if as_json:
