@@ -41,6 +41,7 @@ def search(
     device: DeviceOpt = "cpu",
     nprobe: Annotated[int | None, typer.Option("--nprobe", help="Search through the archive's IVF index (`semzip index`), scanning the items of this many lists per query.", rich_help_panel="Scale-out")] = None,
     ivf: Annotated[Path | None, typer.Option("--ivf", help="IVF index file (default: ARCHIVE.ivf).", rich_help_panel="Scale-out")] = None,
+    shortlist: Annotated[int | None, typer.Option("--shortlist", help="With --nprobe on pq archives: candidates per query kept from faiss's scan and re-scored (default max(500, 50 k); 0: score every probed item in numpy).", rich_help_panel="Scale-out")] = None,
     ray: Annotated[bool, typer.Option("--ray", help="Scan each archive or shard in its own Ray task and merge the top-k (same results as one process).", rich_help_panel="Scale-out")] = False,
     address: Annotated[str | None, typer.Option("--address", help="Ray cluster to use with --ray (default: $RAY_ADDRESS, else a local Ray).", rich_help_panel="Scale-out")] = None,
 ) -> None:
@@ -72,7 +73,8 @@ def search(
 
             if ray or rerank or len(coll.archives) != 1:
                 raise InputError("--nprobe/--ivf search one archive, without --ray or --rerank")
-            result = IVFSearcher(coll.archives[0], ivf).search(Q, k, nprobe=nprobe or 16, normalize=not raw)
+            result = IVFSearcher(coll.archives[0], ivf).search(Q, k, nprobe=nprobe or 16, normalize=not raw,
+                                                               shortlist=shortlist)
         elif not ray:
             result = coll.search(Q, k, normalize=not raw, rerank=rerank)
     if ray:

@@ -125,7 +125,13 @@ def read_ivf(path: str | Path, archive: Archive) -> tuple[dict[str, Any], dict[s
 
 
 class IVFSearcher:
-    """An archive's codes held in list order with their norms, searched list by list."""
+    """An archive's codes held in list order with their norms, searched list by list.
+
+    For pq archives the probed lists are first scanned by faiss's IVF kernels on the same codes
+    (`IndexIVFPQ`, `by_residual = False`: PQ codes of the vectors themselves, laid out as semzip
+    stores them), which keep a shortlist of the best inner products per query; the shortlist is then
+    scored by the codec's scorer, with norms for cosines, exactly as the other path scores every item.
+    """
 
     def __init__(self, archive: Archive, path: str | Path | None = None) -> None:
         self.archive = archive
@@ -138,11 +144,41 @@ class IVFSearcher:
         self.positions = positions
         self.codes: Codes = {k: v[positions] for k, v in codes.items()}  # list l = rows offsets[l]:offsets[l+1]
         self.norms = np.asarray(codec.norms(self.codes), dtype=np.float32)
+        self._row = np.empty(len(positions), dtype=np.int64)
+        self._row[positions] = np.arange(len(positions))  # archive position -> row in list order
+        self._faiss = self._faiss_lists() if codec.name == "pq" and len(positions) else None
 
-    def search(self, queries: Any, k: int = 10, *, nprobe: int = 16, normalize: bool = True) -> SearchResult:
+    def _faiss_lists(self) -> Any:
+        """The same lists and codes as a faiss IndexIVFPQ over the codec's (rotated) space."""
+        import faiss
+
+        from ._export import _pack_indices
+
+        codec, d = self.archive.codec, self.archive.dim
+        nbits = int(codec.K).bit_length() - 1
+        R = codec.rotation_
+        quantizer = faiss.IndexFlatIP(d)
+        quantizer.add(np.ascontiguousarray(self.centroids @ R.T if R is not None else self.centroids, dtype=np.float32))
+        index = faiss.IndexIVFPQ(quantizer, d, self.nlist, codec.M, nbits, faiss.METRIC_INNER_PRODUCT)
+        index.by_residual = False
+        faiss.copy_array_to_vector(np.ascontiguousarray(codec.centroids_, dtype=np.float32).ravel(), index.pq.centroids)
+        index.is_trained = True
+        packed = np.ascontiguousarray(_pack_indices(self.codes["codes"], nbits))
+        for lst in range(self.nlist):
+            lo, hi = int(self.offsets[lst]), int(self.offsets[lst + 1])
+            if hi > lo:
+                ids = np.ascontiguousarray(self.positions[lo:hi], dtype=np.int64)
+                index.invlists.add_entries(lst, hi - lo, faiss.swig_ptr(ids), faiss.swig_ptr(packed[lo:hi]))
+        index.ntotal = len(self.positions)
+        self._quantizer = quantizer  # the index does not own its quantizer: keep it alive
+        return index
+
+    def search(self, queries: Any, k: int = 10, *, nprobe: int = 16, normalize: bool = True,
+               shortlist: int | None = None) -> SearchResult:
         """Top-k per query among the items of its `nprobe` nearest lists (cosine by default), scored on
         the codes; ties go to the earlier item, as in a flat search. Rows past the candidates found
-        have score -inf and position -1."""
+        have score -inf and position -1. pq archives: `shortlist` (default max(500, 50 k)) best
+        inner products per query from faiss's scan are re-scored; 0 scores every probed item here."""
         from ._engine import _queries, _select
 
         Q = _queries(queries, self.archive.dim, normalize)
@@ -150,12 +186,10 @@ class IVFSearcher:
             raise InputError(f"k must be a positive integer, got {k!r}")
         if not 1 <= nprobe <= self.nlist:
             raise InputError(f"nprobe must be between 1 and the index's {self.nlist} lists, got {nprobe}")
-        probes = np.sort(np.argsort(-(l2_normalize(Q) @ self.centroids.T), axis=1, kind="stable")[:, :nprobe], axis=1)
         best = np.full((len(Q), k), -np.inf, dtype=np.float32)
         where = np.full((len(Q), k), -1, dtype=np.int64)
         scorer = self.archive.codec.scorer
-        for i, lists in enumerate(probes):  # per query: its lists' rows gathered, scored in one call
-            rows = np.concatenate([np.arange(self.offsets[j], self.offsets[j + 1]) for j in lists])
+        for i, rows in enumerate(self._candidates(Q, k, nprobe, shortlist)):  # scored one query at a time
             if not len(rows):
                 continue
             S = scorer(Q[i : i + 1])({n: v[rows] for n, v in self.codes.items()})[:, 0]
@@ -167,3 +201,17 @@ class IVFSearcher:
             best[i, : len(top)], where[i, : len(top)] = S[top], pos[top]
         ids = [[self.archive.ids[p] for p in row if p >= 0] for row in where.tolist()]
         return SearchResult(ids, best, np.zeros_like(where, dtype=np.int32), where)
+
+    def _candidates(self, Q: np.ndarray, k: int, nprobe: int, shortlist: int | None) -> list[np.ndarray]:
+        """Per query, the rows (list order) to score: every item of its lists, or faiss's shortlist."""
+        if self._faiss is not None and shortlist != 0:
+            keep = min(len(self.positions), shortlist or max(500, 50 * k))
+            if keep < k:
+                raise InputError(f"shortlist must be at least k ({k}), got {shortlist}")
+            R = self.archive.codec.rotation_
+            self._faiss.nprobe = nprobe
+            _, found = self._faiss.search(np.ascontiguousarray(Q @ R.T if R is not None else Q, dtype=np.float32), keep)
+            return [np.sort(self._row[row[row >= 0]]) for row in found]
+        probes = np.sort(np.argsort(-(l2_normalize(Q) @ self.centroids.T), axis=1, kind="stable")[:, :nprobe], axis=1)
+        return [np.concatenate([np.arange(self.offsets[j], self.offsets[j + 1]) for j in lists]) for lists in probes]
+
