@@ -37,9 +37,11 @@ def test_generator_draws_one_seeded_image_per_item(pipes, name):
     c = gen.generate(X[1:2], steps=2, size=32, seed=6)  # item 1 of a run with seed 5 is drawn with seed 6
     assert len(a) == 3 and all(im.size == (32, 32) for im in a)
     px = [np.asarray(im, dtype=np.int16) for im in a]
-    assert max(np.abs(p - np.asarray(q, dtype=np.int16)).max() for p, q in zip(px, b)) <= 2  # batch-independent noise
-    assert np.abs(px[1] - np.asarray(c[0], dtype=np.int16)).max() <= 2
-    assert np.abs(px[0] - px[2]).max() > 10  # different items, different images
+    # the same noise whatever the batch: pixels differ by rounding only (1/255 here; kernels may differ)
+    for p, q in [*zip(px, b), (px[1], c[0])]:
+        diff = np.abs(p - np.asarray(q, dtype=np.int16))
+        assert diff.max() <= 8 and diff.mean() < 0.5
+    assert np.abs(px[0] - px[2]).mean() > 5  # different items, different images (mean 45-90 here)
     with pytest.raises(InputError, match="takes 16-d"):
         gen.generate(unit_rows(2, 32, seed=1), steps=1)
 
