@@ -60,16 +60,16 @@ def main() -> None:
         for s, p in enumerate(paths):
             part = X[s * per : (s + 1) * per]
             write_archive(p, codec, part, ids=[f"{s}/{j}" for j in range(len(part))], embed_codec=False)
-    t = time.perf_counter()
-    with Collection(paths, codec=codec) as coll:
-        one = coll.search(Q, K)
-    one_s = time.perf_counter() - t
     ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False, runtime_env=local_runtime_env())
     try:
-        search_ray(paths[:1], Q[:1], K, codec=codec)  # warm-up: worker processes start
-        t = time.perf_counter()
-        dist = search_ray(paths, Q, K, codec=codec)
-        ray_s = time.perf_counter() - t
+        with Collection(paths, codec=codec) as coll:
+            t = time.perf_counter()
+            one = coll.search(Q, K)
+            one_s = time.perf_counter() - t
+            search_ray(coll, Q[:1], K)  # warm-up: worker processes start
+            t = time.perf_counter()
+            dist = search_ray(coll, Q, K)
+            ray_s = time.perf_counter() - t
     finally:
         ray.shutdown()
     same = dist.ids == one.ids and dist.scores.tobytes() == one.scores.tobytes()

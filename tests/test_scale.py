@@ -311,19 +311,20 @@ def test_ray_search_equals_one_process_with_ties_and_batches(data, collection, t
     with open_archives(paths) as arcs, Collection(arcs) as coll:
         want = coll.search(Q, 12)
         want_raw = coll.search(Q, 7, normalize=False, rerank=20)
-    got = search_ray(paths, Q, 12)
+        got = search_ray(coll, Q, 12)
+        whole = search_ray(coll, Q[:1], 1053)  # "5" (shard 0) and "d5" (dup.smz) share a code: a tie
+        got_raw = search_ray(coll, Q, 7, normalize=False, rerank=20)
     assert got.ids == want.ids and got.scores.tobytes() == want.scores.tobytes()
     np.testing.assert_array_equal(got.sources, want.sources)
     np.testing.assert_array_equal(got.positions, want.positions)
-    whole = search_ray(paths, Q[:1], 1053)  # "5" (shard 0) and "d5" (dup.smz) share a code: a tie
     row = whole.ids[0]
     assert row.index("5") < row.index("d5") and whole.scores[0][row.index("5")] == whole.scores[0][row.index("d5")]
-    got_raw = search_ray(paths, Q, 7, normalize=False, rerank=20)
     assert got_raw.ids == want_raw.ids and got_raw.scores.tobytes() == want_raw.scores.tobytes()
-    assert len(search_ray([tmp_path / "dup.smz"], Q[:1], 10).ids[0]) == 3  # k above the items: all of them
+    with Collection([tmp_path / "dup.smz"]) as coll:
+        assert len(search_ray(coll, Q[:1], 10).ids[0]) == 3  # k above the items: all of them
     write_archive(tmp_path / "shared.smz", codec, X[:40], embed_codec=False)  # `codec` has coded: it holds coders
     with Collection([tmp_path / "shared.smz"], codec=codec) as coll:
-        assert search_ray([tmp_path / "shared.smz"], Q, 5, codec=codec).ids == coll.search(Q, 5).ids
+        assert search_ray(coll, Q, 5).ids == coll.search(Q, 5).ids
 
 
 def test_cli_search_ray(data, collection, capsys):

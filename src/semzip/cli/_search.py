@@ -75,13 +75,12 @@ def search(
                 raise InputError("--nprobe/--ivf search one archive, without --ray or --rerank")
             result = IVFSearcher(coll.archives[0], ivf).search(Q, k, nprobe=nprobe or 16, normalize=not raw,
                                                                shortlist=shortlist)
-        elif not ray:
-            result = coll.search(Q, k, normalize=not raw, rerank=rerank)
-    if ray:
-        from ..scale._search import search_ray
+        elif ray:
+            from ..scale._search import search_ray
 
-        result = search_ray(archives, Q, k, codec=load_codec(codec) if codec else None, normalize=not raw,
-                            rerank=rerank, address=address)
+            result = search_ray(coll, Q, k, normalize=not raw, rerank=rerank, address=address)
+        else:
+            result = coll.search(Q, k, normalize=not raw, rerank=rerank)
     if as_json:
         typer.echo(json.dumps(result.to_json(labels), indent=2))
         return

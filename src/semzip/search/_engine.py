@@ -219,7 +219,12 @@ class Collection:
         scores, src, pos = (np.concatenate(x) for x in zip(*parts))
         if rerank:
             scores = self._exact(Q, src, pos, normalize)
-        order = np.lexsort((pos, src, -scores), axis=1)[:, : min(int(k), self.items)]  # ties: collection order
+        return self.ranked(scores, src, pos, min(int(k), self.items))
+
+    def ranked(self, scores: np.ndarray, src: np.ndarray, pos: np.ndarray, k: int) -> SearchResult:
+        """The best k of candidates (q, n) (scores, archive index, position), in collection order at
+        ties (score, then archive, then position): the one ordering every search path returns."""
+        order = np.lexsort((pos, src, -scores), axis=1)[:, :k]
         scores, src, pos = (np.take_along_axis(x, order, axis=1) for x in (scores, src, pos))
         ids = [[self.archives[s].ids[p] for s, p in zip(srow, prow)] for srow, prow in zip(src.tolist(), pos.tolist())]
         return SearchResult(ids, scores, src, pos)
