@@ -81,13 +81,14 @@ TorchDeviceOpt = Annotated[str, typer.Option("--device", help="`cpu`, `cuda`, `c
 Gpt2Opt = Annotated[str | None, typer.Option("--gpt2", help="GPT-2 by hub id (`gpt2`, downloaded once into the Hugging Face cache) or a local folder.")]
 
 
-def _decoded(archives: list[Path], codec: Path | None, ids: list[str]) -> tuple[list[str], object, str]:
-    """(ids, decoded float32 vectors, model) of the chosen items (all when `ids` is empty)."""
+def _decoded(archives: list[Path], codec: Path | None, ids: list[str], *also: str | None) -> tuple:
+    """(ids, decoded float32 vectors, model) of the chosen items (all when `ids` is empty), then the
+    vector (1, d) of each id in `also` (None where it is None), from one opening of the archives."""
     from ..search import Collection
 
     with open_archives(archives, codec=load_codec(codec) if codec else None) as arcs, Collection(arcs) as coll:
         names, X = coll.vectors(ids or None)
-        return names, X, coll.model
+        return (names, X, coll.model, *(None if a is None else coll.vectors([a])[1] for a in also))
 
 
 @app.command()
@@ -223,12 +224,12 @@ def generate(
     spec = find_decoder(decoder)
     if output.exists() and not output.is_dir():
         raise InputError(f"--output {str(output)!r} exists and is not a folder")
-    names, X, model = _decoded(archives, codec, chosen_ids(item, ids_file))
+    names, X, model, plus, minus = _decoded(archives, codec, chosen_ids(item, ids_file), add, subtract)
     check_model(spec, model)
-    if add is not None:
-        X = semantic_add(X, _decoded(archives, codec, [add])[1], alpha)
-    if subtract is not None:
-        X = semantic_subtract(X, _decoded(archives, codec, [subtract])[1], alpha)
+    if plus is not None:
+        X = semantic_add(X, plus, alpha)
+    if minus is not None:
+        X = semantic_subtract(X, minus, alpha)
     gen = load_generator(decoder, weights=str(weights) if weights else None, device=resolve_device(device), scale=scale)
     pictures = gen.generate(X, steps=steps, seed=seed, guidance=guidance, size=size, batch_size=batch_size,
                             progress=not as_json)
