@@ -103,9 +103,10 @@ def read_ivf(path: str | Path, archive: Archive) -> tuple[dict[str, Any], dict[s
         if head.get("format") != FORMAT or head.get("version") != VERSION:
             raise ValueError(f"format {head.get('format')!r} version {head.get('version')!r}")
         n, d, nlist = int(head["items"]), int(head["dim"]), int(head["nlist"])
+        built_on, digests = str(head["archive"]), dict(head["sha256"])
     except (ValueError, KeyError, TypeError) as exc:
-        raise FormatError(f"{str(path)!r}: unreadable IVF header ({exc})") from None
-    if head["archive"] != fingerprint(archive) or (n, d) != (archive.items, archive.dim):
+        raise FormatError(f"{str(path)!r}: unreadable IVF header ({type(exc).__name__}: {exc})") from None
+    if built_on != fingerprint(archive) or (n, d) != (archive.items, archive.dim):
         raise FormatError(f"{str(path)!r} was built for another version of {archive.path}: rebuild it "
                           f"with `semzip index {archive.path}`")
     shapes = {"centroids": ((nlist, d), np.float32), "offsets": ((nlist + 1,), np.int64), "positions": ((n,), np.int64)}
@@ -114,7 +115,7 @@ def read_ivf(path: str | Path, archive: Archive) -> tuple[dict[str, Any], dict[s
         shape, dtype = shapes[k]
         size = int(np.prod(shape)) * np.dtype(dtype).itemsize
         chunk = raw[at : at + size]
-        if len(chunk) != size or hashlib.sha256(chunk).hexdigest() != head["sha256"].get(k):
+        if len(chunk) != size or hashlib.sha256(chunk).hexdigest() != digests.get(k):
             raise FormatError(f"{str(path)!r} is damaged (array {k})")
         arrays[k] = np.frombuffer(chunk, dtype=dtype).reshape(shape)
         at += size
