@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib.util
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from .._errors import ModelError
 
@@ -20,6 +20,14 @@ def require(*modules: str) -> None:
     missing = [m for m in modules if importlib.util.find_spec(m) is None]
     if missing:
         raise ModelError(f"this decoder needs {', '.join(missing)}, which is not installed: {INSTALL_HINT}")
+
+
+def quiet(*libraries: Any) -> None:
+    """Silence the warnings and progress bars of transformers / diffusers: semzip shows its own
+    progress, and its own errors."""
+    for lib in libraries:
+        lib.utils.logging.set_verbosity_error()
+        lib.utils.logging.disable_progress_bar()
 
 
 def from_hub(load: Callable[..., T], name: str, what: str) -> T:

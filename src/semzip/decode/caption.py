@@ -22,7 +22,7 @@ import numpy as np
 
 from .._errors import InputError, ModelError
 from .._progress import progress_bar
-from ._hub import from_hub, require
+from ._hub import from_hub, quiet, require
 
 FORMAT = "semzip-captioner"
 _CONFIG, _MAPPER, _GPT2 = "captioner.json", "mapper.safetensors", "gpt2"
@@ -129,12 +129,10 @@ class Captioner:
 
 def _gpt2(name: str, weights: bool = True) -> Any:
     """GPT-2 by hub id or folder; `weights=False` builds it from its config only (weights come later)."""
+    import transformers
     from transformers import AutoConfig, GPT2LMHeadModel
-    from transformers.utils import logging
 
-    logging.disable_progress_bar()  # semzip shows its own progress
-    logging.set_verbosity_error()
-
+    quiet(transformers)
     if weights:
         return from_hub(GPT2LMHeadModel.from_pretrained, name, "GPT-2 weights")
     return GPT2LMHeadModel(from_hub(AutoConfig.from_pretrained, name, "GPT-2 config"))

@@ -18,7 +18,7 @@ import numpy as np
 
 from .._errors import InputError, ModelError
 from .._progress import progress_bar
-from ._hub import from_hub, require
+from ._hub import from_hub, quiet, require
 
 
 @dataclass(frozen=True)
@@ -108,9 +108,7 @@ def load_generator(name: str, *, weights: str | None = None, device: str = "cpu"
     import diffusers
     import transformers
 
-    for lib in (diffusers, transformers):  # semzip shows its own progress and errors
-        lib.utils.logging.set_verbosity_error()
-        lib.utils.logging.disable_progress_bar()
+    quiet(diffusers, transformers)
     cls = getattr(diffusers, spec.pipeline)
     pipe = from_hub(cls.from_pretrained, str(weights) if weights is not None else spec.repo,
                     f"{spec.name} pipeline weights ({spec.repo})")
