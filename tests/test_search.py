@@ -425,7 +425,7 @@ def test_fast_scan_bounds_hold(fast_codec, varied):
     assert index.norm_lo <= norms.min() and norms.max() <= index.norm_hi
     assert index.norm_hi - index.norm_lo < 1.2 * (norms.max() - norms.min()) + 0.02
     Q = unit_rows(5, D, seed=23)
-    ranker = FastScanRanker(fast_codec.centroids_, fast_codec._rotate(Q), normalize=True)
+    ranker = FastScanRanker(fast_codec.centroids_, fast_codec.rotate(Q), normalize=True)
     beta = np.array([0.0, 0.2, 0.4, 0.6, 0.8])
     approx, found = index.index.search(ranker._wide(np.arange(5), beta), len(varied))
     exact = (fast_codec.scores(codes, Q) - beta[None, :] * norms[:, None] ** 2).T

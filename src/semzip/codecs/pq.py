@@ -101,10 +101,10 @@ class PQCodec(Codec):
         else:
             self.rotation_ = None
         pq = self._faiss_pq(d, niter=self.niter)
-        pq.train(self._rotate(train))
+        pq.train(self.rotate(train))
         self.centroids_ = faiss.vector_to_array(pq.centroids).reshape(self.M, self.K, d // self.M)
         self._prepare()
-        self.table_ = self._uniform() if self.raw else FrequencyTable.fit(self._assign(self._rotate(X)), self.K)
+        self.table_ = self._uniform() if self.raw else FrequencyTable.fit(self._assign(self.rotate(X)), self.K)
 
     def _uniform(self) -> FrequencyTable:
         """The table of `raw=1` codecs: it only tells the fixed-width coder the alphabet; not stored."""
@@ -132,7 +132,8 @@ class PQCodec(Codec):
         self._sqnorms = -2.0 * bias.ravel()  # centroid |c|^2 at the same flat index, for reconstruction norms
         self._unrotate = None if self.rotation_ is None else ExactMatrix(self.rotation_)
 
-    def _rotate(self, X: np.ndarray) -> np.ndarray:
+    def rotate(self, X: np.ndarray) -> np.ndarray:
+        """X (n, d) in the space the sub-quantisers work in: OPQ-rotated, or as given without OPQ."""
         return X if self.rotation_ is None else X @ self.rotation_.T
 
     def _assign(self, Y: np.ndarray) -> np.ndarray:
@@ -151,7 +152,7 @@ class PQCodec(Codec):
 
     # ---- coding ----------------------------------------------------------------------------------
     def _quantize(self, X: np.ndarray) -> Codes:
-        return {"codes": self._assign(self._rotate(X))}
+        return {"codes": self._assign(self.rotate(X))}
 
     def reconstruct(self, codes: Codes) -> np.ndarray:
         Y = np.take(self._rows, codes["codes"] + self._offsets).view(np.float32)
@@ -168,7 +169,7 @@ class PQCodec(Codec):
         import scipy.sparse
 
         q = len(Q)
-        sub = self._rotate(Q).reshape(q, self.M, -1)
+        sub = self.rotate(Q).reshape(q, self.M, -1)
         lut = np.ascontiguousarray(np.einsum("mkd,qmd->mkq", self.centroids_, sub).reshape(-1, q))
         per_space = lut.reshape(self.M, self.K, q)[..., 0]
 
@@ -195,7 +196,7 @@ class PQCodec(Codec):
         return FastScanIndex(self.centroids_, codes["codes"])
 
     def _fast_ranker(self, Q: np.ndarray, normalize: bool) -> FastScanRanker:
-        return FastScanRanker(self.centroids_, self._rotate(Q), normalize)
+        return FastScanRanker(self.centroids_, self.rotate(Q), normalize)
 
     def norms(self, codes: Codes) -> np.ndarray:
         """Exact: sub-spaces are disjoint and the rotation is orthogonal, so |x|^2 = sum of centroid |c|^2."""

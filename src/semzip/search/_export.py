@@ -26,11 +26,10 @@ def export_faiss(archive: Archive, path: str | Path) -> dict[str, Any]:
     name, d, n = codec.name, archive.dim, archive.items
     reused = name in ("pq", "f16")
     if name == "pq":
-        nbits = int(codec.K).bit_length() - 1
+        nbits = pq_bits(codec)
         index = faiss.IndexPQ(d, codec.M, nbits, faiss.METRIC_INNER_PRODUCT)
-        faiss.copy_array_to_vector(np.ascontiguousarray(codec.centroids_, dtype=np.float32).ravel(), index.pq.centroids)
-        index.is_trained = True
-        _add_codes(index, archive, lambda c: _pack_indices(c["codes"], nbits))
+        copy_pq(codec, index)
+        _add_codes(index, archive, lambda c: pack_indices(c["codes"], nbits))
         if codec.rotation_ is not None:
             opq = faiss.OPQMatrix(d, codec.M)
             faiss.copy_array_to_vector(np.ascontiguousarray(codec.rotation_, dtype=np.float32).ravel(), opq.A)
@@ -54,6 +53,19 @@ def export_faiss(archive: Archive, path: str | Path) -> dict[str, Any]:
             f"{name} has no faiss layout: decoded vectors in a flat index (32 bits per dimension)"}
 
 
+def pq_bits(codec: Any) -> int:
+    """Bits per sub-quantiser index of a pq codec (K is a power of two)."""
+    return int(codec.K).bit_length() - 1
+
+
+def copy_pq(codec: Any, index: Any) -> None:
+    """A pq codec's centroids into a faiss index's ProductQuantizer (`index.pq`), marked trained."""
+    import faiss
+
+    faiss.copy_array_to_vector(np.ascontiguousarray(codec.centroids_, dtype=np.float32).ravel(), index.pq.centroids)
+    index.is_trained = True
+
+
 def _add_codes(index: Any, archive: Archive, to_bytes: Any) -> None:
     """Append every block's codes, as faiss code bytes, to a flat-coded index."""
     import faiss
@@ -64,7 +76,7 @@ def _add_codes(index: Any, archive: Archive, to_bytes: Any) -> None:
     index.ntotal = len(codes)
 
 
-def _pack_indices(idx: np.ndarray, nbits: int) -> np.ndarray:
+def pack_indices(idx: np.ndarray, nbits: int) -> np.ndarray:
     """PQ indices (n, M) as faiss packs them: one bit stream per vector, index m in bits
     [m * nbits, (m + 1) * nbits), least significant bit first (one byte each when nbits is 8)."""
     bits = (idx.astype(np.uint32)[:, :, None] >> np.arange(nbits, dtype=np.uint32)) & 1

@@ -153,18 +153,16 @@ class IVFSearcher:
         """The same lists and codes as a faiss IndexIVFPQ over the codec's (rotated) space."""
         import faiss
 
-        from ._export import _pack_indices
+        from ._export import copy_pq, pack_indices, pq_bits
 
         codec, d = self.archive.codec, self.archive.dim
-        nbits = int(codec.K).bit_length() - 1
-        R = codec.rotation_
+        nbits = pq_bits(codec)
         quantizer = faiss.IndexFlatIP(d)
-        quantizer.add(np.ascontiguousarray(self.centroids @ R.T if R is not None else self.centroids, dtype=np.float32))
+        quantizer.add(np.ascontiguousarray(codec.rotate(self.centroids), dtype=np.float32))
         index = faiss.IndexIVFPQ(quantizer, d, self.nlist, codec.M, nbits, faiss.METRIC_INNER_PRODUCT)
         index.by_residual = False
-        faiss.copy_array_to_vector(np.ascontiguousarray(codec.centroids_, dtype=np.float32).ravel(), index.pq.centroids)
-        index.is_trained = True
-        packed = np.ascontiguousarray(_pack_indices(self.codes["codes"], nbits))
+        copy_pq(codec, index)
+        packed = np.ascontiguousarray(pack_indices(self.codes["codes"], nbits))
         for lst in range(self.nlist):
             lo, hi = int(self.offsets[lst]), int(self.offsets[lst + 1])
             if hi > lo:
@@ -209,9 +207,8 @@ class IVFSearcher:
             keep = min(len(self.positions), shortlist or max(500, 50 * k))
             if keep < k:
                 raise InputError(f"shortlist must be at least k ({k}), got {shortlist}")
-            R = self.archive.codec.rotation_
             self._faiss.nprobe = nprobe
-            _, found = self._faiss.search(np.ascontiguousarray(Q @ R.T if R is not None else Q, dtype=np.float32), keep)
+            _, found = self._faiss.search(np.ascontiguousarray(self.archive.codec.rotate(Q), dtype=np.float32), keep)
             return [np.sort(self._row[row[row >= 0]]) for row in found]
         probes = np.sort(np.argsort(-(l2_normalize(Q) @ self.centroids.T), axis=1, kind="stable")[:, :nprobe], axis=1)
         return [np.concatenate([np.arange(self.offsets[j], self.offsets[j + 1]) for j in lists]) for lists in probes]
