@@ -5,9 +5,10 @@ import json
 import numpy as np
 import pytest
 
-from semzip import InputError, make_codec, save_codec
+from semzip import CodecMismatchError, FormatError, InputError, SemzipError, make_codec, save_codec
 from semzip.cli import main
 from semzip.container import Archive, truncate_archive, write_archive
+from semzip.refine import patch_archive, refine_archive
 
 from .utils import unit_rows
 
@@ -117,3 +118,102 @@ def test_cli_compress_with_a_budget_and_truncate(rq, tmp_path, capsys):
     assert main(["compress", str(tmp_path / "x.npy"), "--codec", "pq:M=8,K=16,opq=0", "--bits", "10",
                  "-o", str(tmp_path / "c.smz")]) == 2
     assert "over the budget" in capsys.readouterr().err and not (tmp_path / "c.smz").exists()
+
+
+def _cut_and_refine(rq, tmp_path, X, budgets):
+    """full.smz, its cut at budgets[0], then refinements patched in turn; yields each patched archive's path."""
+    write_archive(tmp_path / "full.smz", rq, X, ids=[f"i{i}" for i in range(len(X))], block_items=256)
+    truncate_archive(tmp_path / "full.smz", tmp_path / "have.smz", budgets[0])
+    for step, bits in enumerate(budgets[1:]):
+        result = refine_archive(tmp_path / "full.smz", tmp_path / "have.smz", tmp_path / f"r{step}.smzr", bits)
+        patch_archive(tmp_path / "have.smz", tmp_path / f"r{step}.smzr", tmp_path / "have.smz")
+        yield bits, result
+
+
+def test_refinements_grow_a_cut_to_each_budget_with_the_full_codes_own_stages(rq, tmp_path):
+    X = _inputs()["unfamiliar"]
+    write_archive(tmp_path / "f.smz", rq, X, block_items=256)
+    with Archive.open(tmp_path / "f.smz") as full:
+        reference = full.decode()
+    errors, prev_stages = [], None
+    for bits, result in _cut_and_refine(rq, tmp_path, X, [12.0, 20.0, 32.0, 60.0]):
+        with Archive.open(tmp_path / "have.smz") as have, Archive.open(tmp_path / "full.smz") as full:
+            assert have.info()["payload_bits"] <= bits * len(X) and have.verify() == []
+            assert result["payload_bits_per_item_after"] == have.info()["payload_bits_per_item"]
+            stages = np.concatenate([have.block_codes(b)["stages"] for b in range(len(have.index))])
+            for b in range(len(have.index)):
+                mine, theirs = have.block_codes(b), full.block_codes(b)
+                kept = np.arange(8)[None, :] < mine["stages"][:, None]
+                np.testing.assert_array_equal(mine["codes"][kept], theirs["codes"][kept])
+            errors.append(float(((have.decode() - reference) ** 2).sum(axis=1).mean()))
+        assert prev_stages is None or ((stages >= prev_stages).all() and (stages > prev_stages).any())
+        prev_stages = stages
+        # the link carries what the payload grew by, plus at most: each item's count of new stages, the counts
+        # the archive no longer stores (all 8 stages need none) and a histogram per block
+        grew = result["payload_bits_per_item_after"] - result["payload_bits_per_item_before"]
+        assert result["refinement_payload_bits_per_item"] <= grew + np.log2(9) + np.log2(8) + 3 * 8 * 24 / len(X)
+        assert result["refinement_bytes"] < 1200 + result["refinement_payload_bits_per_item"] * len(X) / 8
+    assert errors == sorted(errors, reverse=True) and errors[-1] < 0.5 * errors[0]
+
+
+def test_a_patch_equals_the_senders_archive_and_refuses_any_other(rq, tmp_path):
+    X = _inputs()["familiar"]
+    list(_cut_and_refine(rq, tmp_path, X, [12.0, 24.0]))
+    truncate_archive(tmp_path / "full.smz", tmp_path / "other.smz", 16.0)
+    with pytest.raises(CodecMismatchError, match="refines another archive"):
+        patch_archive(tmp_path / "other.smz", tmp_path / "r0.smzr", tmp_path / "out.smz")
+    with pytest.raises(CodecMismatchError, match="refines another archive"):  # applied twice
+        patch_archive(tmp_path / "have.smz", tmp_path / "r0.smzr", tmp_path / "out.smz")
+    raw = bytearray((tmp_path / "r0.smzr").read_bytes())
+    raw[-5] ^= 0xFF
+    (tmp_path / "bad.smzr").write_bytes(bytes(raw))
+    truncate_archive(tmp_path / "full.smz", tmp_path / "again.smz", 12.0)
+    with pytest.raises(FormatError, match="damaged"):
+        patch_archive(tmp_path / "again.smz", tmp_path / "bad.smzr", tmp_path / "again.smz")
+    (tmp_path / "junk.smzr").write_bytes(b"not a refinement")
+    with pytest.raises(FormatError, match="not a semzip refinement"):
+        patch_archive(tmp_path / "again.smz", tmp_path / "junk.smzr", tmp_path / "out.smz")
+    assert not (tmp_path / "out.smz").exists()
+    patch_archive(tmp_path / "again.smz", tmp_path / "r0.smzr", tmp_path / "out.smz")  # the same cut, made again
+    assert (tmp_path / "out.smz").read_bytes() == (tmp_path / "have.smz").read_bytes()
+    with pytest.raises(InputError, match="the stages the receiver holds"):  # lower than it holds
+        refine_archive(tmp_path / "full.smz", tmp_path / "have.smz", tmp_path / "low.smzr", 12.0)
+    write_archive(tmp_path / "alien.smz", rq, unit_rows(len(X), D, seed=7), ids=[f"i{i}" for i in range(len(X))],
+                  block_items=256)
+    with pytest.raises(CodecMismatchError, match="not a cut"):
+        refine_archive(tmp_path / "full.smz", tmp_path / "alien.smz", tmp_path / "x.smzr", 30.0)
+
+
+def test_cli_truncate_refine_patch(rq, tmp_path, capsys):
+    np.save(tmp_path / "x.npy", _inputs()["random"])
+    save_codec(rq, tmp_path / "rq.smzc")
+    assert main(["compress", str(tmp_path / "x.npy"), "--codec", str(tmp_path / "rq.smzc"), "-o", str(tmp_path / "full.smz")]) == 0
+    assert main(["truncate", str(tmp_path / "full.smz"), "--bits", "12", "-o", str(tmp_path / "first.smz")]) == 0
+    capsys.readouterr()
+    assert main(["refine", str(tmp_path / "full.smz"), "--have", str(tmp_path / "first.smz"), "--bits", "30",
+                 "-o", str(tmp_path / "more.smzr"), "--json"]) == 0
+    sent = json.loads(capsys.readouterr().out)
+    assert sent["payload_bits_per_item_before"] <= 12 < sent["payload_bits_per_item_after"] <= 30
+    assert main(["patch", str(tmp_path / "first.smz"), str(tmp_path / "more.smzr"), "-o", str(tmp_path / "first.smz"),
+                 "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["payload_bits_per_item"] == sent["payload_bits_per_item_after"]
+    assert main(["patch", str(tmp_path / "first.smz"), str(tmp_path / "more.smzr"), "-o", str(tmp_path / "x.smz")]) != 0
+    assert "refines another archive" in capsys.readouterr().err and not (tmp_path / "x.smz").exists()
+
+
+def test_mutated_refinements_are_refused_cleanly(rq, tmp_path):
+    X = _inputs()["skewed"][:300]
+    list(_cut_and_refine(rq, tmp_path, X, [12.0, 30.0]))
+    truncate_archive(tmp_path / "full.smz", tmp_path / "base.smz", 12.0)
+    good = (tmp_path / "r0.smzr").read_bytes()
+    rng = np.random.default_rng(5)
+    mutants = [good[:cut] for cut in rng.integers(0, len(good), 20)]
+    for at in rng.integers(0, len(good), 60):
+        raw = bytearray(good)
+        raw[at] ^= 1 << int(rng.integers(8))
+        mutants.append(bytes(raw))
+    for i, raw in enumerate(mutants):
+        (tmp_path / "m.smzr").write_bytes(raw)
+        with pytest.raises(SemzipError):
+            patch_archive(tmp_path / "base.smz", tmp_path / "m.smzr", tmp_path / "out.smz")
+        assert not (tmp_path / "out.smz").exists(), i

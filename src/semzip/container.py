@@ -611,35 +611,37 @@ class Archive(ItemsById):
         return out
 
 
-def _read_sections(view: memoryview) -> dict[bytes, _Section]:
-    if len(view) < _PREAMBLE.size or bytes(view[:8]) != MAGIC:
-        raise FormatError("not a semzip archive (bad magic number)")
+def _read_sections(view: memoryview, magic: bytes = MAGIC, known: tuple[bytes, ...] = _KNOWN,
+                   required: tuple[bytes, ...] = _REQUIRED, what: str = "archive") -> dict[bytes, _Section]:
+    """The section table of a file in the archive framing (archives, refinements), each bound checked."""
+    if len(view) < _PREAMBLE.size or bytes(view[:8]) != magic:
+        raise FormatError(f"not a semzip {what} (bad magic number)")
     _, version, flags, count = _PREAMBLE.unpack_from(view)
     if version != FORMAT_VERSION:
-        raise FormatError(f"unsupported archive version {version}; this semzip reads {FORMAT_VERSION}")
+        raise FormatError(f"unsupported {what} version {version}; this semzip reads {FORMAT_VERSION}")
     if flags:
-        raise FormatError(f"archive uses unknown flags {flags:#x}")
+        raise FormatError(f"{what} uses unknown flags {flags:#x}")
     sections: dict[bytes, _Section] = {}
     pos = _PREAMBLE.size
     for _ in range(count):
         if pos + _SECTION.size > len(view):
-            raise FormatError("archive is truncated (in a section header)")
+            raise FormatError(f"{what} is truncated (in a section header)")
         tag, length, crc = _SECTION.unpack_from(view, pos)
         pos += _SECTION.size
-        if tag not in _KNOWN:
-            raise FormatError(f"archive has an unknown section {tag!r}")
+        if tag not in known:
+            raise FormatError(f"{what} has an unknown section {tag!r}")
         if tag in sections:
-            raise FormatError(f"archive has section {tag.decode()} twice")
+            raise FormatError(f"{what} has section {tag.decode()} twice")
         if length > len(view) - pos:
-            raise FormatError(f"archive is truncated: section {tag.decode()} claims {length} bytes, "
+            raise FormatError(f"{what} is truncated: section {tag.decode()} claims {length} bytes, "
                               f"{len(view) - pos} remain")
         sections[tag] = _Section(pos, length, crc)
         pos += length
     if pos != len(view):
-        raise FormatError(f"archive has {len(view) - pos} unexpected trailing bytes")
-    missing = [t.decode() for t in _REQUIRED if t not in sections]
+        raise FormatError(f"{what} has {len(view) - pos} unexpected trailing bytes")
+    missing = [t.decode() for t in required if t not in sections]
     if missing:
-        raise FormatError(f"archive is missing section(s) {', '.join(missing)}")
+        raise FormatError(f"{what} is missing section(s) {', '.join(missing)}")
     return sections
 
 

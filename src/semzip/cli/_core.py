@@ -1,4 +1,4 @@
-"""Core commands: fit, compress, append, decompress, info, verify, codecs, demo."""
+"""Core commands: fit, compress, append, delete, truncate, refine, patch, decompress, info, verify, codecs, demo."""
 
 from __future__ import annotations
 
@@ -266,6 +266,51 @@ def truncate(
     from ..container import truncate_archive
 
     truncate_archive(archive, output, bits, codec=_codec_file(codec))
+    _summary(output, as_json)
+
+
+@app.command()
+def refine(
+    archive: Annotated[Path, typer.Argument(help="The full rq archive the sender keeps.")],
+    have: Annotated[Path, typer.Option("--have", help="The cut the receiver holds (as `truncate` or an earlier patch left it).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Refinement file to write (.smzr), replaced atomically.")],
+    bits: Annotated[float, typer.Option("--bits", help="Payload budget of the refined archive, in bits per item (as `truncate` counts it).")],
+    codec: CodecFileOpt = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Send the rest later: write the stages a receiver's cut lacks to reach a higher budget. The
+    receiver applies it with `semzip patch`; what it then holds equals a cut of the full archive.
+
+    Example: `semzip truncate full.smz --bits 32 -o first.smz` (sent now), then
+    `semzip refine full.smz --have first.smz --bits 128 -o more.smzr` (sent later).
+    """
+    from ..refine import refine_archive
+
+    result = refine_archive(archive, have, output, bits, codec=_codec_file(codec))
+    if as_json:
+        print_json({"path": str(output), **result})
+        return
+    stdout.print(f"{output}: {result['refinement_bytes']} bytes ({result['refinement_bits_per_item']:.2f} bits per item "
+                 f"on the link) grow {result['items']} items from {result['payload_bits_per_item_before']:.2f} to "
+                 f"{result['payload_bits_per_item_after']:.2f} payload bits each", highlight=False)
+
+
+@app.command()
+def patch(
+    archive: Annotated[Path, typer.Argument(help="The receiver's cut of an rq archive.")],
+    refinement: Annotated[Path, typer.Argument(help="Refinement made for exactly this archive by `semzip refine`.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Archive to write; may be ARCHIVE itself (replaced atomically).")],
+    codec: CodecFileOpt = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Grow a cut archive by a refinement. Refused, with nothing written, when the refinement was made
+    for another archive or is damaged.
+
+    Example: `semzip patch first.smz more.smzr -o first.smz`
+    """
+    from ..refine import patch_archive
+
+    patch_archive(archive, refinement, output, codec=_codec_file(codec))
     _summary(output, as_json)
 
 

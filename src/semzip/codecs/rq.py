@@ -126,30 +126,76 @@ class RQCodec(Codec):
         self.check_is_fitted()
         X = check_embeddings(X, dim=self.n_features_in_)
         codes = self._beam_codes(X)
-        return self._pack_within(codes, self._gains(codes, X), max_bits)
+        return self._pack_within(codes, self._gains(codes, X), max_bits)[0]
 
     def truncate_within(self, codes: Codes, max_bits: float) -> bytes:
         """Coded items cut to at most `max_bits` bits, without the originals: each item keeps a prefix
         of its stages, chosen by the error each stage removes from its full stored reconstruction
         (the best reference left), with the same allocation and measurement as `encode_within`."""
-        reference = self.reconstruct(codes)
-        gains = self._gains(codes["codes"], reference)
-        gains[np.arange(self.M)[None, :] >= codes["stages"][:, None]] = -np.inf  # stages it never had
-        return self._pack_within(codes["codes"], gains, max_bits)
+        return self._pack_within(codes["codes"], self._stored_gains(codes), max_bits)[0]
 
-    def _pack_within(self, codes: np.ndarray, gains: np.ndarray, max_bits: float) -> bytes:
+    def refine_within(self, have: Codes, full: Codes, max_bits: float) -> np.ndarray:
+        """Stage counts (n,) that grow `have`, a cut of `full`, to at most `max_bits` bits for the block:
+        each item keeps what it has and gains the stages of `full` worth their bits, allocated and
+        measured as in `truncate_within`; InputError when what it has already spends more."""
+        return self._pack_within(full["codes"], self._stored_gains(full), max_bits, low=have["stages"])[1]
+
+    def pack_refinement(self, have_stages: np.ndarray, codes: Codes) -> bytes:
+        """What a receiver holding `have_stages` stages per item lacks of `codes`: M+1 u16 counts of
+        items by number of new stages (padded to 4 bytes), then one symbol stream: each item's number
+        of new stages (with that histogram), then stage m's index of every item gaining stage m."""
+        have, new = have_stages.astype(np.int64), codes["stages"].astype(np.int64)
+        hist = np.bincount(new - have, minlength=self.M + 1)
+        if hist.max(initial=0) >= 1 << 16:
+            raise InputError(f"rq: blocks hold at most {(1 << 16) - 1} items")
+        head = hist.astype("<u2").tobytes()
+        gained = [(self._stage_table(m), codes["codes"][(have <= m) & (m < new), m : m + 1]) for m in range(self.M)]
+        return head + b"\0" * (-len(head) % 4) + encode_symbols([(_histogram_table(hist), (new - have)[:, None]), *gained])
+
+    def apply_refinement(self, have: Codes, data: bytes | memoryview) -> Codes:
+        """`have` grown by a `pack_refinement` payload: its own stages kept, the new ones read."""
+        n, view = len(have["stages"]), memoryview(data)
+        size = 2 * (self.M + 1) + (-2 * (self.M + 1) % 4)
+        if len(view) < size:
+            raise FormatError("refinement payload is shorter than its histogram")
+        hist = np.frombuffer(view[: 2 * (self.M + 1)], dtype="<u2").astype(np.int64)
+        if hist.sum() != n:
+            raise FormatError(f"refinement payload counts {hist.sum()} items, the block {n}")
+        reader = SymbolReader(view[size:])
+        old = have["stages"].astype(np.int64)
+        new = old + reader.read(_histogram_table(hist), n, dtype=np.int64)[:, 0]
+        if (np.bincount(new - old, minlength=self.M + 1) != hist).any() or (n and new.max() > self.M):
+            raise FormatError(f"refinement payload's stage counts disagree with its histogram or pass {self.M} stages")
+        codes = have["codes"].copy()
+        for m in range(self.M):
+            gain = (old <= m) & (m < new)
+            codes[gain, m] = reader.read(self._stage_table(m), int(gain.sum()), dtype=np.uint16)[:, 0]
+        reader.finish()
+        return {"codes": codes, "stages": new.astype(np.uint8)}
+
+    def _stored_gains(self, codes: Codes) -> np.ndarray:
+        """Each stored stage's gain against the full stored reconstruction; -inf for stages it lacks."""
+        gains = self._gains(codes["codes"], self.reconstruct(codes))
+        gains[np.arange(self.M)[None, :] >= codes["stages"][:, None]] = -np.inf
+        return gains
+
+    def _pack_within(self, codes: np.ndarray, gains: np.ndarray, max_bits: float,
+                     low: np.ndarray | None = None) -> tuple[bytes, np.ndarray]:
+        """The block packed within `max_bits`, and its stage counts (each at least `low`, default 1)."""
         target = max_bits
+        floor = np.ones(len(codes), dtype=np.uint8) if low is None else low.astype(np.uint8)
         for _ in range(_ROUNDS):
-            stages = self._allocate_from(gains, codes, target)
+            stages = self._allocate_from(gains, codes, target, floor)
             data = self.pack({"codes": codes, "stages": stages})
             if 8 * len(data) <= max_bits:
-                return data
-            if (stages == 1).all():
+                return data, stages
+            if (stages == floor).all():
                 break
             target -= 8 * len(data) - max_bits + 8
         n = len(codes)
+        least = "one stage each" if low is None else "only the stages the receiver holds"
         raise InputError(f"rq: {max_bits / n:.1f} bits per item are below what this codec reaches on this block of "
-                         f"{n} items ({8 * len(data) / n:.1f} bits per item with one stage each, block overhead "
+                         f"{n} items ({8 * len(data) / n:.1f} bits per item with {least}, block overhead "
                          "included); raise the budget, or use larger blocks")
 
     def _gains(self, codes: np.ndarray, X: np.ndarray) -> np.ndarray:
@@ -164,15 +210,17 @@ class RQCodec(Codec):
             err = new
         return gains
 
-    def _allocate_from(self, gains: np.ndarray, codes: np.ndarray, target_bits: float) -> np.ndarray:
-        """Stages per item (1..M) maximising the error removed within `target_bits` for the block: for
+    def _allocate_from(self, gains: np.ndarray, codes: np.ndarray, target_bits: float, low: np.ndarray) -> np.ndarray:
+        """Stages per item (low..M) maximising the error removed within `target_bits` for the block: for
         a Lagrange multiplier `lam`, each item keeps the prefix maximising sum(gain - lam x bits);
         `lam` is bisected until the estimated bits (stage symbols' -log2 p) fit the target."""
         cost = self._symbol_bits(codes)
         cum_cost = np.cumsum(cost, axis=1)
+        too_short = np.arange(self.M)[None, :] < low[:, None].astype(np.int64) - 1
 
         def stages_at(lam: float) -> np.ndarray:
             value = np.cumsum(gains - lam * cost, axis=1)
+            value[too_short] = -np.inf
             return (value.argmax(axis=1) + 1).astype(np.uint8)
 
         def bits_of(stages: np.ndarray) -> float:
@@ -268,7 +316,7 @@ class RQCodec(Codec):
         """Stage counts' table: the block's histogram (+1 each), or uniform (None)."""
         if self.M == 1:
             return _TWO
-        return FrequencyTable((np.ones(self.M) if hist is None else hist + 1)[None, :].astype(np.uint32))
+        return _histogram_table(np.zeros(self.M, dtype=np.int64) if hist is None else hist)
 
     def _stage_table(self, m: int) -> FrequencyTable:
         return FrequencyTable(self.table_.counts[m : m + 1])
@@ -297,3 +345,8 @@ class RQCodec(Codec):
 
 #: Stage-count table of one-stage codecs (every count is 1; the alphabet must still hold 2 symbols).
 _TWO = FrequencyTable(np.ones((1, 2), dtype=np.uint32))
+
+
+def _histogram_table(hist: np.ndarray) -> FrequencyTable:
+    """A one-row table from a block's histogram (+1 each, so every symbol stays codable)."""
+    return FrequencyTable((hist + 1)[None, :].astype(np.uint32))
