@@ -28,13 +28,14 @@ SPECS = {
     "smic": "smic:atoms=32,k=3,coef=3,dbits=4,bits=0.0,cos=0.0",
     "pqvae": "pqvae:dim=8,K=16,grid=2,C=16,H=16,blocks=1,coarse=3,bits=96",
     "rq": "rq:M=6,K=16,beam=4",
+    "bq": "bq:D=24,b=2,rotate=1",
 }
 #: Progressive codecs' goldens are written to a budget (bits per item), so items keep different stage counts.
 BUDGETS = {"rq": 30.0}
 #: The first goldens code random unit vectors; later ones clustered vectors, so that their index
 #: statistics are skewed and blocks are ANS-coded (pinning constriction's quantised tables too).
 ITEMS = {name: "items.npy" for name in ("f16", "int8", "sign", "pq")} | {
-    name: "items_clustered.npy" for name in ("smic", "pqvae", "rq")}
+    name: "items_clustered.npy" for name in ("smic", "pqvae", "rq", "bq")}
 
 #: Entropy-coded codecs and the item count of their ANS golden.
 ANS_GOLDENS, ANS_REPEAT = ("pq", "smic", "pqvae", "rq"), 64
