@@ -80,3 +80,22 @@ def test_exact_products_are_exact_and_close():
     assert (np.abs(whole - A @ B) <= bound).all()
     x = np.linspace(-30, 30, 10001)
     np.testing.assert_allclose(sigmoid(x), 1 / (1 + np.exp(-x)), rtol=1e-14)
+
+
+def test_integer_products_are_exact_in_any_summation_order():
+    """ExactMatrix(left_bits=b).integer_product: integer levels below 2**b times B, the same bits
+    when the inner axis is permuted (BLAS sums in another order) and within 2**-35 of float64."""
+    from semzip._exact import ExactMatrix
+
+    rng = np.random.default_rng(7)
+    A = (2 * rng.integers(0, 8, size=(300, 256)) - 7).astype(np.float64)  # odd levels, |A| < 2**3
+    B = rng.standard_normal((256, 64))
+    perm = rng.permutation(256)
+    E, P = ExactMatrix(B, left_bits=3), ExactMatrix(B[perm], left_bits=3)
+    with threadpool_limits(2):
+        whole = E.integer_product(A)
+    np.testing.assert_array_equal(whole, P.integer_product(A[:, perm]))
+    np.testing.assert_array_equal(whole, np.concatenate([E.integer_product(A[i : i + 1]) for i in range(300)]))
+    assert (np.abs(whole - A @ B) <= 2.0**-35 * np.abs(A).sum(axis=1, keepdims=True) * np.abs(B).max()).all()
+    with pytest.raises(ValueError, match="left_bits"):
+        ExactMatrix(B).integer_product(A)

@@ -41,15 +41,27 @@ def _to_integers(X: np.ndarray, axis: int, bits: int) -> tuple[np.ndarray, np.nd
 
 class ExactMatrix:
     """A right-hand operand B (k, m), prepared once, for products `A @ B` exact to the rounding of
-    the operands (see the module docstring); results are float64."""
+    the operands (see the module docstring); results are float64.
 
-    def __init__(self, B: np.ndarray) -> None:
+    `left_bits` promises left operands of integers below 2**left_bits in magnitude (codes' levels):
+    `integer_product` then uses them as they are, and B keeps every bit the 2**53 bound leaves it."""
+
+    def __init__(self, B: np.ndarray, left_bits: int | None = None) -> None:
         B = np.asarray(B)
         if B.ndim != 2:
             raise ValueError(f"ExactMatrix needs a 2-D operand, got shape {B.shape}")
         self.shape = B.shape
-        self._bits = _bits(B.shape[0])
+        self._left_bits = left_bits
+        inner = max(1, math.ceil(math.log2(max(B.shape[0], 2))))
+        self._bits = _bits(B.shape[0]) if left_bits is None else _SIGNIFICAND - inner - left_bits
         self._B, self._shift = _to_integers(B, 0, self._bits)
+
+    def integer_product(self, A: np.ndarray) -> np.ndarray:
+        """float64 A @ B for A (n, k) of integers below 2**left_bits in magnitude: exact sums of exact
+        products, so the same bits whatever the BLAS, threads or batch."""
+        if self._left_bits is None:
+            raise ValueError("integer_product needs an ExactMatrix made with left_bits")
+        return np.ldexp(np.asarray(A, dtype=np.float64) @ self._B, -self._shift)
 
     def left_product(self, A: np.ndarray) -> np.ndarray:
         """float64 A @ B for A (..., k); the same bits whatever the BLAS, threads or batch."""

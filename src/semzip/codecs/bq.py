@@ -90,7 +90,7 @@ class BinaryCodec(Codec):
 
     def _prepare(self) -> None:
         self._enc = ExactMatrix(self.encoder_)
-        self._dec = ExactMatrix(self.decoder_)
+        self._dec = ExactMatrix(self.decoder_, left_bits=self.b)
 
     # ---- coding ----------------------------------------------------------------------------------
     def _quantize(self, X: np.ndarray) -> Codes:
@@ -112,17 +112,17 @@ class BinaryCodec(Codec):
 
     def reconstruct(self, codes: Codes) -> np.ndarray:
         odd = self._odd(codes)
-        return (self.mean_.astype(np.float64) + self._gain(odd) * self._dec.left_product(odd)).astype(np.float32)
+        return (self.mean_.astype(np.float64) + self._gain(odd) * self._dec.integer_product(odd)).astype(np.float32)
 
     def _scorer(self, Q: np.ndarray) -> Callable[[Codes], np.ndarray]:
         """x.q = mean.q + gain x (levels . (decoder q)): one small product per item, exact."""
         per_query = ExactMatrix(Q.T)
-        table = ExactMatrix(per_query.left_product(self.decoder_))
+        table = ExactMatrix(per_query.left_product(self.decoder_), left_bits=self.b)
         offset = per_query.left_product(self.mean_[None, :])
 
         def score(codes: Codes) -> np.ndarray:
             odd = self._odd(codes)
-            return (offset + self._gain(odd) * table.left_product(odd)).astype(np.float32)
+            return (offset + self._gain(odd) * table.integer_product(odd)).astype(np.float32)
 
         return score
 
