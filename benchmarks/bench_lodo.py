@@ -19,7 +19,7 @@ Rates: semzip codecs are written to real archives and their payload bits per ite
 file (`rq` with `budget_bits=B`); faiss codes are fixed-size (code bytes x 8), stated per method.
 
 Methods at B bits per item (those that cannot reach B exactly are run at the largest rate <= B):
-semzip `bq` (validation-chosen), `pq:M=B/8,K=256,opq=1`, `rq:M=B/8+B/32,K=256,beam=8` with budget B
+semzip `bq` (validation-chosen among `bq_variants`), `pq:M=B/8,K=256,opq=1`, `rq:M=B/8+B/32,K=256,beam=8` with budget B
 (slow: --slow); faiss `OPQ{B/8}` + `PQ{B/8}x8`, `PCA{B-64},RaBitQ` (64 bits of per-vector factors,
 B >= 128; deterministic, so one seed), `RQ{B/8}x8` with beam 32 and `LSQ{B/8}x8` (slow: --slow).
 
@@ -142,12 +142,16 @@ def faiss_codec(kind: str, B: int, pool: np.ndarray, seed: int):  # noqa: ANN201
 
 
 def bq_variants(B: int) -> list[str]:
+    """bq specs of exactly B bits: b = 1 or 2 bits per coordinate, the same with a B/4 or B/8 leading
+    coordinates at one bit more, each with and without RaBitQ's rotation (where allowed) and both
+    decoding weights."""
+    shapes = [(B, 1, 0), (B // 2, 2, 0), (3 * B // 4, 1, B // 4), (7 * B // 8, 1, B // 8)]
     out = []
-    for b in (1, 2):
-        for rotate in (0, 1):
+    for D, b, top in shapes:
+        for rotate in (0,) if top else (0, 1):
             for white in (0, 1):
-                if B // b <= 512:
-                    out.append(f"bq:D={B // b},b={b},rotate={rotate},white={white}")
+                if D <= 512:
+                    out.append(f"bq:D={D},b={b},rotate={rotate},white={white},top={top}")
     return out
 
 

@@ -14,8 +14,9 @@ from .utils import unit_rows
 D = 64
 
 
-@pytest.mark.parametrize("spec", ["bq:D=20,b=1", "bq:D=13,b=3,rotate=1", "bq:D=16,b=4,white=0"])
-def test_the_rate_is_d_times_b_bits_on_any_input(tmp_path, spec):
+@pytest.mark.parametrize("spec", ["bq:D=20,b=1", "bq:D=13,b=3,rotate=1", "bq:D=16,b=4,white=0", "bq:D=20,b=1,top=7",
+                                  "bq:D=9,b=2,top=9,white=0"])
+def test_the_rate_is_d_times_b_plus_top_bits_on_any_input(tmp_path, spec):
     codec = make_codec(spec).fit(unit_rows(500, D, seed=1))
     noise = np.random.default_rng(2).standard_normal((333, D)).astype(np.float32)
     for X in (unit_rows(333, D, seed=1), unit_rows(333, D, seed=3, clusters=2), noise / np.linalg.norm(noise, axis=1, keepdims=True)):
@@ -37,6 +38,17 @@ def test_white_decoding_is_the_mean_plus_a_direction_at_the_mean_distance():
     T = unit_rows(200, D, seed=4)
     err = [float(((c.reconstruct(c.quantize(T)) - T) ** 2).sum(axis=1).mean()) for c in (least_squares, codec)]
     assert err[0] < err[1]  # white=0 is the least-squares decoder; white=1 trades error for weighting
+
+
+def test_top_coordinates_get_one_bit_more_and_decode_closer():
+    X, T = unit_rows(500, D, seed=12), unit_rows(200, D, seed=13)
+    plain, more = make_codec("bq:D=16,b=1").fit(X), make_codec("bq:D=16,b=1,top=8").fit(X)
+    levels = more.quantize(T)["levels"]
+    assert levels[:, :8].max() == 3 and levels[:, 8:].max() == 1
+    np.testing.assert_array_equal(levels[:, 8:], plain.quantize(T)["levels"][:, 8:])
+    cos = [float((np.sum(c.reconstruct(c.quantize(T)) * T, axis=1) / np.linalg.norm(c.reconstruct(c.quantize(T)), axis=1)).mean())
+           for c in (plain, more)]
+    assert cos[1] > cos[0]
 
 
 def test_sign_codes_are_the_signs_of_the_principal_coordinates():
@@ -68,6 +80,10 @@ def test_scores_on_the_codes_match_the_decoded_vectors():
 def test_impossible_specs_are_refused():
     with pytest.raises(SpecError, match="bq:b"):
         make_codec("bq:D=8,b=5")
+    with pytest.raises(SpecError, match="bq:top"):
+        make_codec("bq:D=8,b=1,top=4,rotate=1")
+    with pytest.raises(SpecError, match="bq:top"):
+        make_codec("bq:D=8,b=1,top=9")
     with pytest.raises(InputError, match="more coordinates"):
         make_codec("bq:D=65,b=1").fit(unit_rows(100, D))
 

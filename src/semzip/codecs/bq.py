@@ -4,8 +4,9 @@ Fitting learns the mean and the top D principal directions of the training vecto
 as its D principal coordinates, each divided by its standard deviation (whitened) and quantised to b
 bits: the sign at b=1, a uniform quantiser with the Gaussian-optimal step (Max, 1960) at b=2..4.
 `rotate=1` first applies a random orthogonal rotation to the whitened coordinates, as RaBitQ does,
-which spreads each coordinate's error over all of them. The rate is exactly D x b bits per item on any
-input, with no per-item side information.
+which spreads each coordinate's error over all of them; `top=T` instead gives the T largest-variance
+coordinates one bit more. The rate is exactly D x b + T bits per item on any input, with no per-item
+side information.
 
 Decoding (`white=1`, the default) returns the mean plus the coded direction, each kept coordinate with
 the same weight, scaled to the training vectors' mean distance from the mean: for classification and
@@ -31,25 +32,29 @@ _STEP = {1: 1.5958, 2: 0.9957, 3: 0.5860, 4: 0.3352}
 
 @register
 class BinaryCodec(Codec):
-    """`bq:D=256,b=1`: D principal coordinates of each item, whitened, b bits each (signs at b=1);
-    exactly D x b bits per item, no training beyond a PCA, the fastest codec to encode and decode."""
+    """`bq:D=256,b=1`: D principal coordinates of each item, whitened, b bits each (signs at b=1; the
+    first `top` get b+1); exactly D x b + top bits per item, no training beyond a PCA, the fastest to
+    encode and decode."""
 
     name = "bq"
     codec_id = b"BQ  "
-    spec_params = {"D": int, "b": int, "rotate": bool, "white": bool}
+    spec_params = {"D": int, "b": int, "rotate": bool, "white": bool, "top": int}
     rate_params = ("D",)
     param_help = {"D": "principal coordinates kept (rate: D x b bits per item)",
                   "b": "bits per coordinate, 1 (sign) to 4",
                   "rotate": "1: randomly rotate the whitened coordinates before quantising (RaBitQ style)",
-                  "white": "1: decode with every coordinate weighted alike; 0: least-squares weights"}
-    example_specs = ("bq:D=16,b=1", "bq:D=32,b=1,rotate=1", "bq:D=32,b=2")
+                  "white": "1: decode with every coordinate weighted alike; 0: least-squares weights",
+                  "top": "the first `top` (largest-variance) coordinates get b+1 bits (rotate=0 only)"}
+    example_specs = ("bq:D=16,b=1", "bq:D=32,b=1,rotate=1", "bq:D=32,b=1,top=16", "bq:D=32,b=2")
     idempotent = False  # the decoded direction re-weights coordinates, so levels other than the sign may move
 
-    def __init__(self, D: int = 256, b: int = 1, rotate: bool = False, white: bool = True, *, seed: int = 0) -> None:
+    def __init__(self, D: int = 256, b: int = 1, rotate: bool = False, white: bool = True, top: int = 0, *,
+                 seed: int = 0) -> None:
         self.D = D
         self.b = b
         self.rotate = rotate
         self.white = white
+        self.top = top
         self.seed = seed
 
     def _check_params(self) -> None:
@@ -57,10 +62,23 @@ class BinaryCodec(Codec):
             raise SpecError(f"bq:D must be in [1, 65536], got {self.D}")
         if self.b not in _STEP:
             raise SpecError(f"bq:b must be 1, 2, 3 or 4, got {self.b}")
+        if not 0 <= self.top <= self.D or (self.top and (self.b == 4 or self.rotate)):
+            raise SpecError(f"bq:top must be in [0, D] with b <= 3 and rotate=0 (after a rotation no coordinate "
+                            f"stands out), got top={self.top} with b={self.b}, rotate={int(self.rotate)}")
 
     @property
     def fixed_bits(self) -> float:
-        return float(self.D * self.b)
+        return float(self.D * self.b + self.top)
+
+    @property
+    def _groups(self) -> tuple[tuple[int, int], ...]:
+        """(coordinates, bits) of the leading group (b+1 bits) and the rest (b bits)."""
+        return tuple((k, bits) for k, bits in ((self.top, self.b + 1), (self.D - self.top, self.b)) if k)
+
+    def _per_coordinate(self, table: dict[int, float] | None = None) -> np.ndarray:
+        """(D,) bits of each coordinate, or `table[bits]` of each."""
+        bits = np.concatenate([np.full(k, b) for k, b in self._groups])
+        return bits if table is None else np.array([table[int(b)] for b in bits])
 
     # ---- training --------------------------------------------------------------------------------
     def _fit(self, X: np.ndarray) -> None:
@@ -83,32 +101,37 @@ class BinaryCodec(Codec):
             R = q * np.where(np.diag(r) < 0, -1.0, 1.0)
         self.mean_ = mean.astype(np.float32)
         self.encoder_ = ((V / sigma) @ R).astype(np.float32)
-        weights = (V @ R) if self.white else (V * sigma) @ R
-        self.decoder_ = weights.T.astype(np.float32)
+        weights = (V @ R) if self.white else (V * sigma) @ R  # level o_j stands for o_j x step_j / 2 (whitened)
+        self.decoder_ = (weights.T * (self._per_coordinate(_STEP) / 2)[:, None]).astype(np.float32)
         self.scale_ = np.array([np.linalg.norm(centred, axis=1).mean()], dtype=np.float32)
         self._prepare()
 
     def _prepare(self) -> None:
+        bits = self._per_coordinate()
+        self._steps, self._half, self._most = self._per_coordinate(_STEP), 1 << (bits - 1), (1 << bits) - 1
         self._enc = ExactMatrix(self.encoder_)
-        self._dec = ExactMatrix(self.decoder_, left_bits=self.b)
+        self._dec = ExactMatrix(self.decoder_, left_bits=self.b + (self.top > 0))
 
     # ---- coding ----------------------------------------------------------------------------------
     def _quantize(self, X: np.ndarray) -> Codes:
         w = self._enc.left_product(X.astype(np.float64) - self.mean_)
-        top = (1 << self.b) - 1
-        levels = np.clip(np.floor(w / _STEP[self.b]) + (1 << (self.b - 1)), 0, top)
+        levels = np.clip(np.floor(w / self._steps) + self._half, 0, self._most)
         return {"levels": levels.astype(np.uint8)}
 
     def _odd(self, codes: Codes) -> np.ndarray:
-        """Levels as the odd integers -(2**b - 1) .. 2**b - 1 (float64, exact)."""
-        return 2.0 * codes["levels"].astype(np.float64) - ((1 << self.b) - 1)
+        """Levels as the odd integers -(2**b_j - 1) .. 2**b_j - 1 (float64, exact)."""
+        return 2.0 * codes["levels"].astype(np.float64) - self._most
 
     def _gain(self, odd: np.ndarray) -> np.ndarray:
-        """(n, 1) factor of each item's coded direction: the mean distance over its length (white=1),
-        or half the quantiser step (white=0). Integer sums and one sqrt: the same bits everywhere."""
-        if self.white:
-            return float(self.scale_[0]) / np.sqrt((odd * odd).sum(axis=1, keepdims=True))
-        return np.full((len(odd), 1), _STEP[self.b] / 2)
+        """(n, 1) factor of each item's coded direction: the mean distance over its whitened length
+        (white=1), or 1 (white=0). Integer sums per group and one sqrt: the same bits everywhere."""
+        if not self.white:
+            return np.ones((len(odd), 1))
+        squared, start = np.zeros((len(odd), 1)), 0
+        for k, bits in self._groups:
+            squared = squared + (_STEP[bits] / 2) ** 2 * (odd[:, start : start + k] ** 2).sum(axis=1, keepdims=True)
+            start += k
+        return float(self.scale_[0]) / np.sqrt(squared)
 
     def reconstruct(self, codes: Codes) -> np.ndarray:
         odd = self._odd(codes)
@@ -117,7 +140,7 @@ class BinaryCodec(Codec):
     def _scorer(self, Q: np.ndarray) -> Callable[[Codes], np.ndarray]:
         """x.q = mean.q + gain x (levels . (decoder q)): one small product per item, exact."""
         per_query = ExactMatrix(Q.T)
-        table = ExactMatrix(per_query.left_product(self.decoder_), left_bits=self.b)
+        table = ExactMatrix(per_query.left_product(self.decoder_), left_bits=self.b + (self.top > 0))
         offset = per_query.left_product(self.mean_[None, :])
 
         def score(codes: Codes) -> np.ndarray:
@@ -128,21 +151,28 @@ class BinaryCodec(Codec):
 
     # ---- bytes -------------------------------------------------------------------------------------
     def pack(self, codes: Codes) -> bytes:
-        """Every item's D levels of b bits, LSB first, in item order, as one bit string (zero-padded to a byte)."""
-        levels = codes["levels"].astype(np.uint8)
-        bits = (levels[:, :, None] >> np.arange(self.b, dtype=np.uint8)) & 1
-        return np.packbits(bits.ravel(), bitorder="little").tobytes()
+        """One bit string, zero-padded to a byte: every item's first `top` levels at b+1 bits, then
+        every item's other levels at b bits, each level LSB first, items in order."""
+        levels, parts, start = codes["levels"].astype(np.uint8), [], 0
+        for k, bits in self._groups:
+            parts.append(((levels[:, start : start + k, None] >> np.arange(bits, dtype=np.uint8)) & 1).ravel())
+            start += k
+        return np.packbits(np.concatenate(parts), bitorder="little").tobytes()
 
     def unpack(self, data: bytes | memoryview, n: int) -> Codes:
-        total = n * self.D * self.b
+        total = int(n * self.fixed_bits)
         view = memoryview(data).cast("B")
         if len(view) != (total + 7) // 8:
             raise FormatError(f"bq payload has {len(view)} bytes, expected {(total + 7) // 8} for {n} items")
         bits = np.unpackbits(np.frombuffer(view, dtype=np.uint8), bitorder="little")
         if bits[total:].any():
             raise FormatError("bq payload has non-zero padding bits: it was not written by semzip")
-        weights = (1 << np.arange(self.b)).astype(np.uint8)
-        return {"levels": (bits[:total].reshape(n, self.D, self.b) * weights).sum(axis=2, dtype=np.uint8)}
+        parts, at = [], 0
+        for k, width in self._groups:
+            group = bits[at : at + n * k * width].reshape(n, k, width)
+            parts.append((group * (1 << np.arange(width)).astype(np.uint8)).sum(axis=2, dtype=np.uint8))
+            at += n * k * width
+        return {"levels": np.concatenate(parts, axis=1)}
 
     # ---- state -----------------------------------------------------------------------------------
     def get_state(self) -> dict[str, np.ndarray]:
