@@ -298,10 +298,14 @@ class Collection:
         offsets = np.cumsum([0] + [a.items for a in self.archives])
         for s, first, S in self._scores(T, normalize):
             at = offsets[s] + first
-            order = np.argsort(-S, axis=1, kind="stable")[:, :k]
-            best[at : at + len(S)] = order
-            score[at : at + len(S)] = np.take_along_axis(S, order, axis=1)
+            best[at : at + len(S)], score[at : at + len(S)] = best_columns(S, k)
         return np.asarray(labels)[best], score
+
+
+def best_columns(S: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(indices (n, k), scores (n, k)) of each row's k best scores, best first, ties to the earlier column."""
+    order = np.argsort(-S, axis=1, kind="stable")[:, :k]
+    return order, np.take_along_axis(S, order, axis=1)
 
 
 def _dense(score: Any, run: _Run) -> np.ndarray:

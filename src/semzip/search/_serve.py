@@ -30,7 +30,7 @@ import numpy as np
 
 from .._errors import InputError, SemzipError
 from .._validate import l2_normalize
-from ._engine import Collection
+from ._engine import Collection, best_columns
 from ._text import embed_queries, load_text_model, query_model
 
 _MAX_K = 200
@@ -134,8 +134,8 @@ class SearchApp:
         """The best words of each item's decoded vector (ties to the earlier word)."""
         T, words = self.vocab
         _, V = self.collection.vectors(ids)
-        S = l2_normalize(V) @ T.T
-        return [[words[j] for j in np.argsort(-row, kind="stable")[:_TAGS]] for row in S]
+        best, _ = best_columns(l2_normalize(V) @ T.T, _TAGS)
+        return [[words[j] for j in row] for row in best]
 
     def image_path(self, item_id: str) -> Path | None:
         """The original image of an item of the collection when `images` holds it (never a file that
