@@ -25,6 +25,7 @@ B >= 128; deterministic, so one seed), `RQ{B/8}x8` with beam 32 and `LSQ{B/8}x8`
 
     python benchmarks/bench_lodo.py [--rates 32,64,128,256] [--seeds 0,1,2] [--methods bq,pq,opq,rabitq]
                                     [--slow] [--results lodo.json] [--data DIR]
+    python benchmarks/bench_lodo.py --report-only --results a.json --merge b.json c.json --markdown lodo.md
 
 Results are appended to --results as they come (a rerun skips what is there), so slow methods can
 run in a second process; the tables are printed from everything in the file.
@@ -197,12 +198,15 @@ def main() -> None:
     ap.add_argument("--slow", action="store_true", help=f"also run {', '.join(SLOW)} (minutes per fit)")
     ap.add_argument("--results", type=Path, default=Path("lodo.json"))
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--merge", type=Path, nargs="*", default=[], help="more results files (other processes) for the tables")
+    ap.add_argument("--markdown", type=Path, help="also write the tables as markdown here")
+    ap.add_argument("--report-only", action="store_true", help="print the tables from the results files, run nothing")
     args = ap.parse_args()
     console = Console()
     domains = load_domains(clip_data(args.data))
     results = json.loads(args.results.read_text()) if args.results.exists() else []
     done = {key(r) for r in results}
-    methods = args.methods.split(",") + (list(SLOW) if args.slow else [])
+    methods = [] if args.report_only else args.methods.split(",") + (list(SLOW) if args.slow else [])
     for method in methods:
         for B in map(int, args.rates.split(",")):
             if method == "rabitq" and B < 128:
@@ -220,21 +224,26 @@ def main() -> None:
                     scores = ", ".join(f"{t} {v['top1']:.3f} @ {v['bits_per_item']:.1f}" for t, v in row["tasks"].items())
                     console.print(f"{method} B={B} seed={seed} without {fold}: {scores} ({row['seconds']:.0f} s"
                                   + (f", {row['spec']}" if row["spec"] else "") + ")", style="dim", highlight=False)
-    report(results, console)
+    for extra in args.merge:
+        seen = {key(r) for r in results}
+        results += [r for r in json.loads(extra.read_text()) if key(r) not in seen]
+    lines = report(results, console)
+    if args.markdown:
+        args.markdown.write_text("\n".join(lines) + "\n")
 
 
-def report(results: list[dict[str, Any]], console: Console) -> None:
-    """Per rate: each method's left-out top-1 per task, mean +- spread over seeds, and the counted bits."""
+def report(results: list[dict[str, Any]], console: Console) -> list[str]:
+    """Per rate: each method's left-out top-1 per task, mean +- spread over seeds, and the counted bits
+    (printed, and returned as markdown lines). A method missing a fold shows '-' for it and no mean."""
     tasks = list(dict.fromkeys(t for r in results for t in r["tasks"]))
+    lines: list[str] = []
     for B in sorted({r["bits"] for r in results}):
         rows = [r for r in results if r["bits"] == B]
         table = Table(title=f"leave-one-domain-out top-1 at <= {B} bits per item (mean over seeds, +- half range)")
-        table.add_column("method")
-        table.add_column("seeds", justify="right")
-        table.add_column("max bits", justify="right")
-        for t in tasks:
-            table.add_column(t, justify="right")
-        table.add_column("mean", justify="right")
+        header = ["method", "seeds", "max bits", *tasks, "mean"]
+        for col in header:
+            table.add_column(col, justify="left" if col == "method" else "right")
+        lines += [f"At <= {B} bits per item:", "", "| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
         for method in dict.fromkeys(r["method"] for r in rows):
             mine = [r for r in rows if r["method"] == method]
             cells, means = [], []
@@ -248,8 +257,12 @@ def report(results: list[dict[str, Any]], console: Console) -> None:
             bits = max(v["bits_per_item"] for r in mine for v in r["tasks"].values())
             seeds = len({r["seed"] for r in mine})
             complete = len(means) == len(tasks)
-            table.add_row(method, str(seeds), f"{bits:.1f}", *cells, f"{np.mean(means):.3f}" if complete else "-")
+            row = [method, str(seeds), f"{bits:.1f}", *cells, f"{np.mean(means):.3f}" if complete else "-"]
+            table.add_row(*row)
+            lines.append("| " + " | ".join(row) + " |")
         console.print(table)
+        lines.append("")
+    return lines
 
 
 if __name__ == "__main__":

@@ -27,13 +27,20 @@ def test_the_rate_is_d_times_b_plus_top_bits_on_any_input(tmp_path, spec):
             assert arc.verify() == [] and np.isfinite(arc.decode()).all()
 
 
-def test_white_decoding_is_the_mean_plus_a_direction_at_the_mean_distance():
+def test_white_decoding_is_the_mean_plus_a_direction_at_rabitqs_length():
+    """Every item decodes at one distance from the mean: the training mean of |z| over the mean
+    alignment <u, z/|z|> of its coded direction u (RaBitQ's inner-product factor)."""
     X = unit_rows(400, D, seed=4)
     codec = make_codec("bq:D=24,b=2").fit(X)
     Y = codec.reconstruct(codec.quantize(unit_rows(50, D, seed=5)))
     np.testing.assert_allclose(np.linalg.norm(Y - codec.mean_, axis=1), codec.scale_[0], rtol=1e-5)
-    centred = X - X.mean(axis=0)
-    np.testing.assert_allclose(codec.scale_[0], np.linalg.norm(centred, axis=1).mean(), rtol=1e-5)
+    R = codec.reconstruct(codec.quantize(X)) - codec.mean_
+    z = (X - X.mean(axis=0)) @ (codec.decoder_.T / np.linalg.norm(codec.decoder_, axis=1))  # the 24 axes
+    u = (R @ (codec.decoder_.T / np.linalg.norm(codec.decoder_, axis=1))) / codec.scale_[0]
+    length = np.linalg.norm(z, axis=1)
+    want = length.mean() / ((u * z).sum(axis=1) / length).mean()
+    np.testing.assert_allclose(codec.scale_[0], want, rtol=1e-4)
+    assert codec.scale_[0] > length.mean()
     least_squares = make_codec("bq:D=24,b=2,white=0").fit(X)
     T = unit_rows(200, D, seed=4)
     err = [float(((c.reconstruct(c.quantize(T)) - T) ** 2).sum(axis=1).mean()) for c in (least_squares, codec)]
@@ -46,9 +53,11 @@ def test_top_coordinates_get_one_bit_more_and_decode_closer():
     levels = more.quantize(T)["levels"]
     assert levels[:, :8].max() == 3 and levels[:, 8:].max() == 1
     np.testing.assert_array_equal(levels[:, 8:], plain.quantize(T)["levels"][:, 8:])
-    cos = [float((np.sum(c.reconstruct(c.quantize(T)) * T, axis=1) / np.linalg.norm(c.reconstruct(c.quantize(T)), axis=1)).mean())
-           for c in (plain, more)]
-    assert cos[1] > cos[0]
+    def residual_cosine(c):  # of the decoded and the true offsets from the mean
+        R, E = c.reconstruct(c.quantize(T)) - c.mean_, T - c.mean_
+        return float((np.sum(R * E, axis=1) / np.linalg.norm(R, axis=1) / np.linalg.norm(E, axis=1)).mean())
+
+    assert residual_cosine(more) > residual_cosine(plain)
 
 
 def test_sign_codes_are_the_signs_of_the_principal_coordinates():

@@ -8,9 +8,11 @@ which spreads each coordinate's error over all of them; `top=T` instead gives th
 coordinates one bit more. The rate is exactly D x b + T bits per item on any input, with no per-item
 side information.
 
-Decoding (`white=1`, the default) returns the mean plus the coded direction, each kept coordinate with
-the same weight, scaled to the training vectors' mean distance from the mean: for classification and
-retrieval this weighting measured better than the least-squares one (`white=0`: each level times its
+Decoding (`white=1`, the default) returns the mean plus the coded direction, each kept coordinate
+weighted alike (as in whitened space), at the length RaBitQ's inner-product estimator gives it:
+|z| / <u, z/|z|> (z the item's coordinates, u its coded unit direction), here one factor for all
+items, its mean over the training vectors, so no per-item bits are spent. For classification and
+retrieval this measured better than the least-squares decoding (`white=0`: each level times its
 coordinate's standard deviation) on the validation splits (`benchmarks/bench_lodo.py`). Products run
 through `ExactMatrix` on the integer levels, so decoded floats and scores are the same on every machine.
 """
@@ -103,8 +105,16 @@ class BinaryCodec(Codec):
         self.encoder_ = ((V / sigma) @ R).astype(np.float32)
         weights = (V @ R) if self.white else (V * sigma) @ R  # level o_j stands for o_j x step_j / 2 (whitened)
         self.decoder_ = (weights.T * (self._per_coordinate(_STEP) / 2)[:, None]).astype(np.float32)
-        self.scale_ = np.array([np.linalg.norm(centred, axis=1).mean()], dtype=np.float32)
+        self.scale_ = np.ones(1, dtype=np.float32)
         self._prepare()
+        if self.white:  # RaBitQ's inner-product factor |z| / <u, z/|z|>, one for all items: its training mean
+            z = centred @ (V @ R)
+            odd = self._odd(self._quantize(X))
+            u = odd * self._steps / 2
+            u /= np.linalg.norm(u, axis=1, keepdims=True)
+            length = np.linalg.norm(z, axis=1)
+            align = (u * z).sum(axis=1) / np.maximum(length, 1e-30)
+            self.scale_[0] = length.mean() / max(float(align.mean()), 1e-6)
 
     def _prepare(self) -> None:
         bits = self._per_coordinate()
@@ -123,8 +133,8 @@ class BinaryCodec(Codec):
         return 2.0 * codes["levels"].astype(np.float64) - self._most
 
     def _gain(self, odd: np.ndarray) -> np.ndarray:
-        """(n, 1) factor of each item's coded direction: the mean distance over its whitened length
-        (white=1), or 1 (white=0). Integer sums per group and one sqrt: the same bits everywhere."""
+        """(n, 1) factor of each item's coded direction: `scale` over its whitened length (white=1),
+        or 1 (white=0). Integer sums per group and one sqrt: the same bits everywhere."""
         if not self.white:
             return np.ones((len(odd), 1))
         squared, start = np.zeros((len(odd), 1)), 0
