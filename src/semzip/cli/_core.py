@@ -282,7 +282,8 @@ def refine(
     receiver applies it with `semzip patch`; what it then holds equals a cut of the full archive.
 
     Example: `semzip truncate full.smz --bits 32 -o first.smz` (sent now), then
-    `semzip refine full.smz --have first.smz --bits 128 -o more.smzr` (sent later).
+    `semzip refine full.smz --have first.smz --bits 128 -o more.smzr` (sent later). The sender keeps
+    its copy of what the receiver holds (patching it too), so the next refinement can name it.
     """
     from ..refine import refine_archive
 
