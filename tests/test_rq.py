@@ -176,6 +176,10 @@ def test_a_patch_equals_the_senders_archive_and_refuses_any_other(rq, tmp_path):
     assert not (tmp_path / "out.smz").exists()
     patch_archive(tmp_path / "again.smz", tmp_path / "r0.smzr", tmp_path / "out.smz")  # the same cut, made again
     assert (tmp_path / "out.smz").read_bytes() == (tmp_path / "have.smz").read_bytes()
+    before = (tmp_path / "have.smz").read_bytes()
+    with pytest.raises(InputError, match="one of the archives"):
+        refine_archive(tmp_path / "full.smz", tmp_path / "have.smz", tmp_path / "have.smz", 40.0)
+    assert (tmp_path / "have.smz").read_bytes() == before
     with pytest.raises(InputError, match="the stages the receiver holds"):  # lower than it holds
         refine_archive(tmp_path / "full.smz", tmp_path / "have.smz", tmp_path / "low.smzr", 12.0)
     write_archive(tmp_path / "alien.smz", rq, unit_rows(len(X), D, seed=7), ids=[f"i{i}" for i in range(len(X))],

@@ -38,6 +38,8 @@ def refine_archive(full: str | Path, have: str | Path, output: str | Path, budge
     bytes (what the link carries) and the payload before and after.
     """
     _check_budget(budget_bits)
+    if Path(output).exists() and any(Path(output).resolve() == Path(p).resolve() for p in (full, have)):
+        raise InputError(f"output {str(output)!r} is one of the archives: write the refinement to another file")
     with Archive.open(full, codec=codec) as src, Archive.open(have, codec=codec) as dst:
         _check_pair(src, dst)
         rows: list[tuple[int, int, int, int]] = []
