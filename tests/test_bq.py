@@ -83,7 +83,8 @@ def test_rotation_is_seeded_and_changes_the_code():
 def test_scores_on_the_codes_match_the_decoded_vectors():
     codec = make_codec("bq:D=32,b=2,rotate=1").fit(unit_rows(400, D, seed=9))
     codes, Q = codec.quantize(unit_rows(100, D, seed=10)), unit_rows(5, D, seed=11)
-    np.testing.assert_allclose(codec.scores(codes, Q), codec.reconstruct(codes) @ Q.T, atol=2e-6)
+    # decoding rounds the decoder to float32-exact integers (17 bits here); scoring keeps float64's
+    np.testing.assert_allclose(codec.scores(codes, Q), codec.reconstruct(codes) @ Q.T, atol=5e-5)
 
 
 def test_impossible_specs_are_refused():

@@ -99,3 +99,11 @@ def test_integer_products_are_exact_in_any_summation_order():
     assert (np.abs(whole - A @ B) <= 2.0**-35 * np.abs(A).sum(axis=1, keepdims=True) * np.abs(B).max()).all()
     with pytest.raises(ValueError, match="left_bits"):
         ExactMatrix(B).integer_product(A)
+    # with single=True: 24 - 8 - 3 = 13 bits are too few for B, so float64 products, the same bits
+    np.testing.assert_array_equal(ExactMatrix(B, left_bits=3, single=True).integer_product(A), whole)
+    levels, C, order = (2 * rng.integers(0, 4, size=(300, 128)) - 3).astype(np.float64), B[:128], rng.permutation(128)
+    single = ExactMatrix(C, left_bits=2, single=True)  # 24 - 7 - 2 = 15 bits: float32 products
+    np.testing.assert_array_equal(single.integer_product(levels),
+                                  ExactMatrix(C[order], left_bits=2, single=True).integer_product(levels[:, order]))
+    assert (np.abs(single.integer_product(levels) - levels @ C)
+            <= 2.0**-14 * np.abs(levels).sum(axis=1, keepdims=True) * np.abs(C).max()).all()

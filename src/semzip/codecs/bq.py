@@ -14,7 +14,9 @@ weighted alike (as in whitened space), at the length RaBitQ's inner-product esti
 items, its mean over the training vectors, so no per-item bits are spent. For classification and
 retrieval this measured better than the least-squares decoding (`white=0`: each level times its
 coordinate's standard deviation) on the validation splits (`benchmarks/bench_lodo.py`). Products run
-through `ExactMatrix` on the integer levels, so decoded floats and scores are the same on every machine.
+through `ExactMatrix` on the integer levels (decoding in float32-exact integers: the decoder keeps
+14-17 bits, far below what b-bit levels quantise away), so decoded floats and scores are the same
+on every machine.
 """
 
 from __future__ import annotations
@@ -120,7 +122,7 @@ class BinaryCodec(Codec):
         bits = self._per_coordinate()
         self._steps, self._half, self._most = self._per_coordinate(_STEP), 1 << (bits - 1), (1 << bits) - 1
         self._enc = ExactMatrix(self.encoder_)
-        self._dec = ExactMatrix(self.decoder_, left_bits=self.b + (self.top > 0))
+        self._dec = ExactMatrix(self.decoder_, left_bits=self.b + (self.top > 0), single=True)
 
     # ---- coding ----------------------------------------------------------------------------------
     def _quantize(self, X: np.ndarray) -> Codes:
@@ -145,7 +147,10 @@ class BinaryCodec(Codec):
 
     def reconstruct(self, codes: Codes) -> np.ndarray:
         odd = self._odd(codes)
-        return (self.mean_.astype(np.float64) + self._gain(odd) * self._dec.integer_product(odd)).astype(np.float32)
+        out = self._dec.integer_product(odd)
+        out *= self._gain(odd)
+        out += self.mean_.astype(np.float64)
+        return out.astype(np.float32)
 
     def _scorer(self, Q: np.ndarray) -> Callable[[Codes], np.ndarray]:
         """x.q = mean.q + gain x (levels . (decoder q)): one small product per item, exact."""
