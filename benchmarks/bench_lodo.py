@@ -97,12 +97,13 @@ def top1(task: tuple, Y: np.ndarray) -> float:
 # ---- methods: each returns (decode function, counted bits per item) for a fitted model ----------------
 def semzip_codec(spec: str, pool: np.ndarray, seed: int, budget: float | None = None):  # noqa: ANN201
     codec = fit_codec(spec, pool, seed=seed)
-    tmp = Path(tempfile.mkdtemp())
 
     def run(X: np.ndarray) -> tuple[np.ndarray, float]:
-        write_archive(tmp / "a.smz", codec, X, embed_codec=False, budget_bits=budget)
-        with Archive.open(tmp / "a.smz", codec=codec) as arc:
-            return arc.decode(), arc.info()["payload_bits_per_item"]
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "a.smz"
+            write_archive(path, codec, X, embed_codec=False, budget_bits=budget)
+            with Archive.open(path, codec=codec) as arc:
+                return arc.decode(), arc.info()["payload_bits_per_item"]
 
     return run
 

@@ -56,7 +56,7 @@ class ExactMatrix:
         if B.ndim != 2:
             raise ValueError(f"ExactMatrix needs a 2-D operand, got shape {B.shape}")
         self.shape = B.shape
-        self._left_bits = left_bits
+        self.left_bits = left_bits
         inner = max(1, math.ceil(math.log2(max(B.shape[0], 2))))
         self._dtype = np.float64
         if left_bits is None:
@@ -71,7 +71,7 @@ class ExactMatrix:
     def integer_product(self, A: np.ndarray) -> np.ndarray:
         """float64 A @ B for A (n, k) of integers below 2**left_bits in magnitude: exact sums of exact
         products, so the same bits whatever the BLAS, threads or batch."""
-        if self._left_bits is None:
+        if self.left_bits is None:
             raise ValueError("integer_product needs an ExactMatrix made with left_bits")
         out = (np.asarray(A, dtype=self._dtype) @ self._B).astype(np.float64)
         return np.ldexp(out, -self._shift, out=out)

@@ -45,7 +45,7 @@ def refine_archive(full: str | Path, have: str | Path, output: str | Path, budge
         rows: list[tuple[int, int, int, int]] = []
         pieces: list[bytes] = []
         results: list[int] = []
-        crc, spent = 0, 0
+        crc, spent, offset = 0, 0, 0
         for b, row in enumerate(src.index):
             n = int(row["items"])
             whole, held = src.block_codes(b), dst.block_codes(b)
@@ -57,8 +57,9 @@ def refine_archive(full: str | Path, have: str | Path, output: str | Path, budge
             crc = zlib.crc32(result, crc)
             results.append(len(result))
             piece = src.codec.pack_refinement(held["stages"], grown)  # type: ignore[attr-defined]
-            rows.append((sum(map(len, pieces)), len(piece), n, zlib.crc32(piece)))
+            rows.append((offset, len(piece), n, zlib.crc32(piece)))
             pieces.append(piece)
+            offset += len(piece)
         index = np.array(rows, dtype=_INDEX)
         head = {"format": FORMAT_VERSION, "kind": "rq refinement", "items": src.items,
                 "codec": {"spec": src.codec_spec, "hash": src.codec_hash}, "base": _fingerprint(dst),
@@ -71,9 +72,9 @@ def refine_archive(full: str | Path, have: str | Path, output: str | Path, budge
                 fh.write(_SECTION.pack(tag, len(payload), zlib.crc32(payload)))
                 fh.write(payload)
         n = src.items
-    return {"items": n, "refinement_bytes": Path(output).stat().st_size,
-            "refinement_bits_per_item": 8 * Path(output).stat().st_size / n,
-            "refinement_payload_bits_per_item": 8 * sum(map(len, pieces)) / n,
+    size = Path(output).stat().st_size
+    return {"items": n, "refinement_bytes": size, "refinement_bits_per_item": 8 * size / n,
+            "refinement_payload_bits_per_item": 8 * offset / n,
             "payload_bits_per_item_before": 8 * before / n, "payload_bits_per_item_after": 8 * sum(results) / n}
 
 

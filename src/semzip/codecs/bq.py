@@ -122,7 +122,7 @@ class BinaryCodec(Codec):
         bits = self._per_coordinate()
         self._steps, self._half, self._most = self._per_coordinate(_STEP), 1 << (bits - 1), (1 << bits) - 1
         self._enc = ExactMatrix(self.encoder_)
-        self._dec = ExactMatrix(self.decoder_, left_bits=self.b + (self.top > 0), single=True)
+        self._dec = ExactMatrix(self.decoder_, left_bits=int(self._most.max()).bit_length(), single=True)
 
     # ---- coding ----------------------------------------------------------------------------------
     def _quantize(self, X: np.ndarray) -> Codes:
@@ -155,7 +155,7 @@ class BinaryCodec(Codec):
     def _scorer(self, Q: np.ndarray) -> Callable[[Codes], np.ndarray]:
         """x.q = mean.q + gain x (levels . (decoder q)): one small product per item, exact."""
         per_query = ExactMatrix(Q.T)
-        table = ExactMatrix(per_query.left_product(self.decoder_), left_bits=self.b + (self.top > 0))
+        table = ExactMatrix(per_query.left_product(self.decoder_), left_bits=self._dec.left_bits)
         offset = per_query.left_product(self.mean_[None, :])
 
         def score(codes: Codes) -> np.ndarray:
