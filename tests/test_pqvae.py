@@ -80,7 +80,7 @@ def test_save_load_round_trip(fitted):
 
 
 def test_numpy_matches_torch(fitted):
-    from semzip.codecs._pqvae_train import _Net
+    from semzip.codecs.pqvae._train import _Net
 
     X = _data(seed=4)
     codes = fitted.quantize(X)["codes"]
@@ -92,10 +92,10 @@ def test_numpy_matches_torch(fitted):
         W = torch.from_numpy(W / np.linalg.norm(W, axis=1, keepdims=True))
         z = net.encode(W)
         r = net.decode(net.p["codebook"][torch.from_numpy(codes).long()]).numpy()
-    np.testing.assert_allclose(fitted._encode(W.numpy()), z.numpy(), atol=1e-5)
+    np.testing.assert_allclose(fitted._net.encode(W.numpy()), z.numpy(), atol=1e-5)
     np.testing.assert_array_equal(net.assign(z).numpy(), codes)
     codebook = fitted.weights_["codebook"]
-    np.testing.assert_allclose(fitted._decode_latents(codebook[codes]), r, atol=1e-5)
+    np.testing.assert_allclose(fitted._net.decode(codebook[codes]), r, atol=1e-5)
 
 
 def test_inference_without_torch(fitted, tmp_path):
@@ -281,7 +281,7 @@ def test_corrupt_payload(fitted):
 
 
 def test_learned_table_falls_back_towards_uniform():
-    from semzip.codecs.pqvae import _learned_table
+    from semzip.codecs.pqvae._codec import _learned_table
 
     rng = np.random.default_rng(0)
     skewed = rng.choice(8, size=(400, 3), p=[0.65] + [0.05] * 7)

@@ -1,31 +1,5 @@
-"""PQ-VAE with one shared codebook: the single-image semantic codec (Shen et al. 2025).
-
-"Compression Beyond Pixels" compresses a CLIP embedding by lifting it to a small spatial latent grid,
-cutting the latent into short sub-vectors and quantising every sub-vector against ONE codebook shared
-by all of them. Here, for width d, hidden channels H, latent channels C and a g x g grid:
-
-- encoder: a transposed convolution lifts the (d, 1, 1) embedding to (H, g, g); `blocks` residual
-  blocks (SiLU, 3x3 conv, SiLU, 1x1 conv); SiLU and a 1x1 conv to the (C, g, g) latent;
-- the latent is read as g*g*C/dim unit sub-vectors of length `dim` (position-major, then channel
-  groups), each replaced by the nearest of the K shared unit codewords;
-- decoder: the mirror image (1x1 conv to H, residual blocks, a g x g convolution back to d), and the
-  output is L2-normalised.
-
-Three additions to the paper's design (docs/PQVAE.md has the numbers): the network sees the embedding
-centred and half-whitened (bits go to the low-variance directions that carry most of the zero-shot
-information); an optional coarse first stage (`coarse` bits of spherical k-means on the whole
-embedding) picks a semantic cluster whose residual the PQ-VAE then codes; and an optional last stage
-(`bits`: total rate target) transform-codes what is left — principal axes of the residual, uniform
-scalar quantisation, per-axis entropy coding — which keeps improving where the PQ-VAE saturates.
-
-Training (`fit`) uses torch on the CPU (`_pqvae_train`, imported only there). Everything else —
-encoding, decoding, searching — runs the exported weights with numpy, so archives can be written and
-read without torch; inference is float64 with exact products and a libm-free SiLU (semzip._exact), so
-a code decodes to the same bits on every machine, thread count and batch. Indices are entropy-coded with per-position frequencies counted at fit.
-
-Not idempotent: re-encoding a decoded vector goes through the encoder again and need not land on the
-same codewords, so `idempotent = False`.
-"""
+"""The PQ-VAE codec: its stages (coarse k-means, the shared-codebook PQ-VAE, the residual
+transform coder), the rate-distortion choice of coarse centroid, entropy coding and state."""
 
 from __future__ import annotations
 
@@ -34,44 +8,14 @@ from typing import Any
 
 import numpy as np
 
-from .._errors import FormatError, InputError, SpecError
-from .._exact import ExactMatrix, sigmoid
-from .._validate import l2_normalize
-from ..entropy import FrequencyTable, SymbolReader, encode_symbols
-from ._base import Codec, Codes
-from ._registry import register
-
-#: Items per numpy inference block: bounds the memory of the (n, g, g, 9H) convolution columns.
-_BLOCK = 2048
-
-
-def net_shapes(d: int, dim: int, K: int, grid: int, C: int, H: int, blocks: int) -> dict[str, tuple[int, ...]]:
-    """Names and shapes (torch layout) of every learned array, derived from the spec and width only."""
-    g = grid
-    shapes: dict[str, tuple[int, ...]] = {"enc_lift_w": (d, H, g, g), "enc_lift_b": (H,)}
-    for i in range(blocks):
-        shapes |= {f"enc_b{i}_w1": (H, H, 3, 3), f"enc_b{i}_b1": (H,), f"enc_b{i}_w2": (H, H, 1, 1), f"enc_b{i}_b2": (H,)}
-    shapes |= {"enc_out_w": (C, H, 1, 1), "enc_out_b": (C,), "codebook": (K, dim)}
-    shapes |= {"dec_in_w": (H, C, 1, 1), "dec_in_b": (H,)}
-    for i in range(blocks):
-        shapes |= {f"dec_b{i}_w1": (H, H, 3, 3), f"dec_b{i}_b1": (H,), f"dec_b{i}_w2": (H, H, 1, 1), f"dec_b{i}_b2": (H,)}
-    shapes |= {"dec_out_w": (d, H, g, g), "dec_out_b": (d,)}
-    return shapes
-
-
-def state_shapes(d: int, dim: int, K: int, grid: int, C: int, H: int, blocks: int,
-                 coarse: int, refine_alphabet: int = 0) -> dict[str, tuple[int, ...]]:
-    """Every stored array: the network, the whitening (mean, basis, scale, rho), the coarse stage
-    (centroids and index counts, when coarse > 0), the index counts and the residual stage (mean,
-    axes, steps and symbol counts, when it has an alphabet)."""
-    n_sub = grid * grid * C // dim
-    fixed = {"mean": (d,), "basis": (d, d), "scale": (d,), "rho": (1,), "counts": (n_sub, K)}
-    if coarse:
-        fixed |= {"coarse_centroids": (1 << coarse, d), "coarse_counts": (1, 1 << coarse)}
-    if refine_alphabet:
-        fixed |= {"refine_mean": (d,), "refine_basis": (d, d), "refine_steps": (d,),
-                  "refine_counts": (d, refine_alphabet)}
-    return net_shapes(d, dim, K, grid, C, H, blocks) | fixed
+from ..._errors import FormatError, InputError, SpecError
+from ..._exact import ExactMatrix
+from ..._validate import l2_normalize
+from ...entropy import FrequencyTable, SymbolReader, encode_symbols
+from .._base import Codec, Codes
+from .._registry import register
+from ._infer import BLOCK, NumpyNet
+from ._net import state_shapes
 
 
 @register
@@ -174,7 +118,7 @@ class PQVAECodec(Codec):
     # ---- training --------------------------------------------------------------------------------
     def _fit(self, X: np.ndarray) -> None:
         try:
-            from . import _pqvae_train  # torch is needed for training only
+            from . import _train  # torch is needed for training only
         except ImportError as exc:
             raise ImportError(f"training a pqvae codec needs torch ({exc}); coding with a trained one does not") from None
 
@@ -190,7 +134,7 @@ class PQVAECodec(Codec):
         evals, basis = np.linalg.eigh(np.cov(R - mean, rowvar=False, bias=True))
         scale = (np.maximum(evals, 0) + self.whiten_floor * evals.mean()) ** (-0.5 * self.whiten)
         rho = np.linalg.norm((R - mean) @ (basis * scale), axis=1).mean(keepdims=True)
-        weights, info = _pqvae_train.train(self, X[fit_idx], X[val_idx], coarse, mean, basis * scale)
+        weights, info = _train.train(self, X[fit_idx], X[val_idx], coarse, mean, basis * scale)
         fixed = {"mean": mean, "basis": basis, "scale": scale, "rho": rho}
         if coarse is not None:
             fixed["coarse_centroids"] = coarse
@@ -254,68 +198,16 @@ class PQVAECodec(Codec):
                 "held_out_bits_per_item": stage_bits + spent}
 
     def _load_weights(self, weights: dict[str, np.ndarray], d: int) -> None:
-        """Keep the learned arrays and derive what numpy inference uses: channels-last matrices as
-        exact operands (`ExactMatrix`), float64 biases and the float32 codeword scorer."""
+        """Keep the learned arrays; derive the numpy network and the stage matrices (whitening and
+        residual axes) as exact operands (`ExactMatrix`)."""
         self.weights_ = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in weights.items()}
         self._width = d
-        w, g, H = self.weights_, self.grid, self.H
-        m: dict[str, np.ndarray] = {
-            "lift": w["enc_lift_w"].transpose(0, 2, 3, 1).reshape(d, g * g * H),
-            "out": w["dec_out_w"].transpose(2, 3, 1, 0).reshape(g * g * H, d),
-        }
-        for k, v in w.items():
-            if v.ndim == 4 and v.shape[2:] == (3, 3):
-                m[k] = v.transpose(2, 3, 1, 0).reshape(9 * v.shape[1], v.shape[0])
-            elif v.ndim == 4 and v.shape[2:] == (1, 1) and k not in ("enc_lift_w", "dec_out_w"):
-                m[k] = v[:, :, 0, 0].T
-        m["white"] = w["basis"] * w["scale"]
-        m["unwhite"] = (w["basis"] / w["scale"]).T
+        w = self.weights_
+        self._net = NumpyNet(w, d, self.grid, self.H, self.dim, self.blocks)
+        m = {"white": w["basis"] * w["scale"], "unwhite": (w["basis"] / w["scale"]).T}
         if "refine_basis" in w:
             m["refine"], m["refine_t"] = w["refine_basis"], w["refine_basis"].T
         self._mats = {k: ExactMatrix(v) for k, v in m.items()}
-        cb = w["codebook"]
-        self._scorer_mat = np.ascontiguousarray(np.concatenate([cb.T, -0.5 * (cb**2).sum(axis=1)[None, :]], axis=0))
-        self._bias = {k: v.astype(np.float64) for k, v in w.items() if v.ndim == 1}
-
-    # ---- numpy inference -------------------------------------------------------------------------
-    def _blocks(self, h: np.ndarray, side: str) -> np.ndarray:
-        m, b = self._mats, self._bias
-        for i in range(self.blocks):
-            t = _conv3(_silu(h), m[f"{side}_b{i}_w1"]) + b[f"{side}_b{i}_b1"]
-            h = h + m[f"{side}_b{i}_w2"].left_product(_silu(t)) + b[f"{side}_b{i}_b2"]
-        return h
-
-    def _encode(self, X: np.ndarray) -> np.ndarray:
-        """Unit latent sub-vectors, (n, n_sub, dim) float32, of whitened unit vectors X."""
-        out = np.empty((len(X), self.n_sub, self.dim), dtype=np.float32)
-        m, b, g = self._mats, self._bias, self.grid
-        for i in range(0, len(X), _BLOCK):
-            x = X[i : i + _BLOCK]
-            h = m["lift"].left_product(x).reshape(len(x), g, g, self.H) + b["enc_lift_b"]
-            h = self._blocks(h, "enc")
-            z = m["enc_out_w"].left_product(_silu(h)) + b["enc_out_b"]
-            out[i : i + len(x)] = l2_normalize(z.reshape(-1, self.dim)).reshape(len(x), self.n_sub, self.dim)
-        return out
-
-    def _assign(self, Z: np.ndarray) -> np.ndarray:
-        """Nearest shared (unit) codeword of every sub-vector: argmax z.e - |e|^2/2; int32 (n, n_sub)."""
-        n = len(Z)
-        flat = Z.reshape(-1, self.dim)
-        scores = np.concatenate([flat, np.ones((len(flat), 1), np.float32)], axis=1) @ self._scorer_mat
-        return scores.argmax(axis=1).astype(np.int32).reshape(n, self.n_sub)
-
-    def _decode_latents(self, Zq: np.ndarray) -> np.ndarray:
-        """Unit vectors in the centred space, float64 (n, d), from quantised latents (n, n_sub, dim)."""
-        m, b, g = self._mats, self._bias, self.grid
-        out = np.empty((len(Zq), self._width), dtype=np.float64)
-        for i in range(0, len(Zq), _BLOCK):
-            z = Zq[i : i + _BLOCK].reshape(-1, g, g, self.C)
-            h = m["dec_in_w"].left_product(z) + b["dec_in_b"]
-            h = self._blocks(h, "dec")
-            y = m["out"].left_product(_silu(h).reshape(len(z), -1)) + b["dec_out_b"]
-            norms = np.linalg.norm(y, axis=1, keepdims=True)
-            out[i : i + len(z)] = y / np.maximum(norms, 1e-12)
-        return out
 
     # ---- coding ----------------------------------------------------------------------------------
     def _quantize(self, X: np.ndarray) -> Codes:
@@ -361,7 +253,7 @@ class PQVAECodec(Codec):
             out["coarse"] = coarse.astype(np.int32)[:, None]
             R = X - self.weights_["coarse_centroids"][coarse]
         W = self._mats["white"].left_product(R - self.weights_["mean"])
-        out["codes"] = self._assign(self._encode(l2_normalize(W)))
+        out["codes"] = self._net.assign(self._net.encode(l2_normalize(W)))
         if self.bits and self.refine_table_ is not None:
             w = self.weights_
             P = self._mats["refine"].left_product(X - self._reconstruct_stages(out) - w["refine_mean"])
@@ -387,7 +279,7 @@ class PQVAECodec(Codec):
         if c.ndim != 2 or c.shape[1] != self.n_sub or (c.size and (c.min() < 0 or c.max() >= self.K)):
             raise FormatError(f"pqvae codes must be (n, {self.n_sub}) indices below {self.K}, got shape {c.shape}")
         w = self.weights_
-        Y = w["mean"] + self._mats["unwhite"].left_product(w["rho"] * self._decode_latents(w["codebook"][c]))
+        Y = w["mean"] + self._mats["unwhite"].left_product(w["rho"] * self._net.decode(w["codebook"][c]))
         if self.coarse:
             k = np.asarray(codes["coarse"])
             if k.shape != (len(c), 1) or (k.size and (k.min() < 0 or k.max() >= 1 << self.coarse)):
@@ -504,30 +396,17 @@ def _spherical_kmeans(X: np.ndarray, bits: int, seed: int, threads: int) -> np.n
 def _nearest(X: np.ndarray, centroids: np.ndarray, m: int = 1) -> np.ndarray:
     """Indices of the m most similar unit centroids for each row of X, most similar first, int32 (n, m)."""
     out = np.empty((len(X), m), dtype=np.int32)
-    for i in range(0, len(X), _BLOCK):
-        S = X[i : i + _BLOCK] @ centroids.T
+    for i in range(0, len(X), BLOCK):
+        S = X[i : i + BLOCK] @ centroids.T
         if m == 1:
-            out[i : i + _BLOCK, 0] = S.argmax(axis=1)
+            out[i : i + BLOCK, 0] = S.argmax(axis=1)
         else:
             top = np.argpartition(-S, m - 1, axis=1)[:, :m]
             order = np.argsort(-np.take_along_axis(S, top, axis=1), axis=1, kind="stable")
-            out[i : i + _BLOCK] = np.take_along_axis(top, order, axis=1)
+            out[i : i + BLOCK] = np.take_along_axis(top, order, axis=1)
     return out
 
 
 def _scalar_quantize(P: np.ndarray, steps: np.ndarray, level: int) -> np.ndarray:
     """Symbols in [0, 2*level] of the uniform quantiser with per-axis steps (rounding, clipped)."""
     return (np.clip(np.rint(P / steps), -level, level) + level).astype(np.int32)
-
-
-def _silu(x: np.ndarray) -> np.ndarray:
-    """x * sigmoid(x) in float64, the same bits on every machine (semzip._exact)."""
-    return x * sigmoid(x)
-
-
-def _conv3(h: np.ndarray, w: ExactMatrix) -> np.ndarray:
-    """3x3 convolution, zero padding 1, channels-last h (n, g, g, Ci) with w (9*Ci, Co) in (ky, kx, ci) order."""
-    g = h.shape[1]
-    p = np.pad(h, ((0, 0), (1, 1), (1, 1), (0, 0)))
-    cols = np.concatenate([p[:, ky : ky + g, kx : kx + g] for ky in range(3) for kx in range(3)], axis=3)
-    return w.left_product(cols)

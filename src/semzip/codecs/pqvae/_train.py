@@ -30,11 +30,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .._progress import progress_bar
-from .pqvae import net_shapes
+from ..._progress import progress_bar
+from ._net import net_shapes
 
 if TYPE_CHECKING:
-    from .pqvae import PQVAECodec
+    from ._codec import PQVAECodec
 
 _WARMUP_EPOCHS = 2
 _KMEANS_ITERS = 20
