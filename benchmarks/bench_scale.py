@@ -29,7 +29,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from semzip import make_codec, save_codec
-from semzip.collection import ShardedArchive
+from semzip.shards import ShardedArchive
 from semzip.container import Archive, write_archive
 
 TINY_CFG = {  # the embed tests' tiny CLIP: real architecture, random weights (timing only)

@@ -94,7 +94,7 @@ def check(op: str, base: Path, work: Path) -> str:
 def _check_collection(folder: Path, items: int) -> str:
     """A killed Ray run leaves no manifest ('original') or one whose every listed shard is intact."""
     from semzip import SemzipError
-    from semzip.collection import MANIFEST_NAME, ShardedArchive
+    from semzip.shards import MANIFEST_NAME, ShardedArchive
 
     if not (folder / MANIFEST_NAME).exists():
         return "original"

@@ -17,7 +17,7 @@ import pytest
 
 from semzip import FormatError, InputError, make_codec, save_codec
 from semzip.cli import main
-from semzip.collection import (
+from semzip.shards import (
     CODEC_NAME,
     MANIFEST_FORMAT,
     MANIFEST_NAME,

@@ -12,8 +12,8 @@ import pytest
 
 from semzip import CodecMismatchError, FormatError, InputError, make_codec, save_codec
 from semzip.cli import main
-from semzip.collection import ShardedArchive, open_collection, read_manifest
-from semzip.container import Archive, write_archive
+from semzip.shards import ShardedArchive, open_collection, read_manifest
+from semzip.container import Archive, ArchiveLike, write_archive
 
 from .utils import unit_rows
 
@@ -79,6 +79,19 @@ def test_sharded_collection_equals_one_archive(data, collection, tmp_path):
     for arc_file in collection.glob("shard-*.smz"):  # shards do not embed the codec
         with Archive.open(arc_file, codec=codec) as arc:
             assert not arc.codec_embedded
+
+
+def test_archives_and_collections_share_one_reader_interface(data, collection, tmp_path):
+    """`open_collection` gives an `ArchiveLike` either way; `archives` is the files, in order."""
+    t, X, codec = data
+    write_archive(tmp_path / "one.smz", codec, X[:10])
+    with open_collection(tmp_path / "one.smz") as one, open_collection(collection) as many:
+        assert isinstance(one, ArchiveLike) and isinstance(many, ArchiveLike)
+        assert one.archives == [one]
+        assert [a.path.name for a in many.archives] == [f"shard-0000{i}.smz" for i in range(4)]
+        assert [a.items for a in many.archives] == [300, 300, 300, 100]
+        assert sum(a.items for a in many.archives) == many.items
+    assert not isinstance(object(), ArchiveLike)
 
 
 def test_collection_damage_and_wrong_codec_are_refused(data, collection, tmp_path):
@@ -278,7 +291,7 @@ def test_images_embedded_by_workers_match_single_process(tiny_images, tmp_path):
 
 def test_collections_and_archives_open_as_one_list(data, collection, tmp_path):
     """What search reads: a collection's shards and plain archives, flattened; search equals brute force."""
-    from semzip.collection import open_archives
+    from semzip.shards import open_archives
     from semzip.search import Collection
 
     t, X, codec = data
@@ -299,7 +312,7 @@ def test_ray_search_equals_one_process_with_ties_and_batches(data, collection, t
     """Ray search over a sharded collection plus archives (one of another codec, holding exact
     duplicates of items in other shards, so scores tie across shards): the same ids in the same
     order and bitwise the same scores as Collection.search, for a batch of queries."""
-    from semzip.collection import open_archives
+    from semzip.shards import open_archives
     from semzip.scale._search import search_ray
     from semzip.search import Collection
 

@@ -18,7 +18,7 @@ import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -335,6 +335,46 @@ class _Section:
     crc: int
 
 
+@runtime_checkable
+class ArchiveLike(Protocol):
+    """The reader interface of a collection of coded items: `Archive` (one `.smz` file) and
+    `semzip.shards.ShardedArchive` (a folder of shards with a manifest) both satisfy it, and code
+    that reads either (`open_collection`, decompress, info, verify, export) types against it.
+    `archives` is the files themselves, in order (an archive is its own only file), for code that
+    works per file, such as compressed-domain search."""
+
+    @property
+    def path(self) -> Path: ...
+    @property
+    def items(self) -> int: ...
+    @property
+    def dim(self) -> int: ...
+    @property
+    def model(self) -> str: ...
+    @property
+    def codec_spec(self) -> str: ...
+    @property
+    def codec_hash(self) -> str: ...
+    @property
+    def ids(self) -> list[str]: ...
+    @property
+    def codec(self) -> Codec: ...
+    @property
+    def pixels(self) -> np.ndarray | None: ...
+    @property
+    def archives(self) -> list[Archive]: ...
+
+    def position(self, item_id: str) -> int: ...
+    def get(self, item_id: str) -> np.ndarray: ...
+    def iter_codes(self) -> Iterator[tuple[int, Codes]]: ...
+    def decode(self, progress: bool = False) -> np.ndarray: ...
+    def verify(self) -> list[str]: ...
+    def info(self) -> dict[str, Any]: ...
+    def close(self) -> None: ...
+    def __enter__(self) -> ArchiveLike: ...
+    def __exit__(self, *exc: object) -> None: ...
+
+
 class ItemsById:
     """Position of an item from its id (`ids` and `path` set by the subclass), indexed on first use."""
 
@@ -502,6 +542,11 @@ class Archive(ItemsById):
                 f"{self.codec_hash[:12]}): pass the codec file it was written with (--codec FILE.smzc)"
             )
         return self._codec
+
+    @property
+    def archives(self) -> list[Archive]:
+        """The files of this collection of items: the archive itself (see `ArchiveLike`)."""
+        return [self]
 
     @property
     def codec_section(self) -> bytes | None:

@@ -14,7 +14,7 @@ from .._atomic import atomic_writer
 from .._errors import InputError
 from ..codecs import load_codec
 from .._inputs import read_all
-from ..collection import open_archives
+from ..shards import open_archives
 from ._app import app, chosen_ids, print_json, stdout, write_rows
 from ._search import ArchivesArg, CodecOpt
 

@@ -19,7 +19,7 @@ AddressOpt = Annotated[str | None, typer.Option("--address", help="With --ray: R
 def compress_ray(input: str, codec: str, output: Path, *, model: str, weights: Path | None, device: str,
                  batch_size: int, workers: int, shard_items: int, fit_items: int, address: str | None) -> None:
     """Run `semzip.scale.compress_sharded` and print one line per finished shard and a summary."""
-    from ..collection import ShardedArchive
+    from ..shards import ShardedArchive
     from ..scale import compress_sharded
 
     def report(record: dict) -> None:

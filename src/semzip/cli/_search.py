@@ -14,7 +14,7 @@ from rich.table import Table
 from .._errors import InputError
 from .._inputs import read_embeddings, split_source
 from ..codecs import load_codec
-from ..collection import open_archives
+from ..shards import open_archives
 from ._app import app, stderr, stdout, write_rows
 from ._embed import DeviceOpt, WeightsOpt
 
@@ -327,7 +327,7 @@ def export(
     so their decoded vectors go into an IndexFlatIP, and the output says so. Inner-product metric;
     row i of the index is item i (`semzip ls` lists the ids). Example: `semzip export photos.smz --faiss photos.index`.
     """
-    from ..collection import open_collection
+    from ..shards import open_collection
     from ..search._export import export_faiss
 
     with open_collection(archive, codec=load_codec(codec) if codec else None) as arc:
@@ -354,7 +354,7 @@ def index(
     nearest list; the codes stay where they are (the index holds centroids and item positions).
     `--nprobe` = all lists gives exactly the flat search. Example: `semzip index photos.smz --nlist 1024`.
     """
-    from ..collection import is_manifest
+    from ..shards import is_manifest
     from ..container import Archive
     from ..search._ivf import build_ivf
 

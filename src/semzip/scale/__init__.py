@@ -2,7 +2,7 @@
 
 `compress_sharded(source, out_dir, codec, workers=...)` embeds (images) or reads (embedding files)
 items in parallel Ray workers, fits the codec on a seeded sample, and writes a resumable sharded
-collection that `semzip.collection.ShardedArchive` (and `semzip decompress/info`) read as one.
+collection that `semzip.shards.ShardedArchive` (and `semzip decompress/info`) read as one.
 Needs the optional extra `semzip[ray]`; Ray is imported only when a run starts. See docs/SCALE.md.
 """
 

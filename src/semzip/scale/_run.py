@@ -20,7 +20,7 @@ import numpy as np
 
 from .._errors import CodecMismatchError, InputError, SemzipError
 from ..codecs import Codec, fit_codec, load_codec, resolve_codec, save_codec
-from ..collection import (
+from ..shards import (
     CODEC_NAME,
     MANIFEST_FORMAT,
     MANIFEST_NAME,

@@ -25,7 +25,7 @@ from ._atomic import atomic_write_bytes
 from ._errors import CodecMismatchError, FormatError, InputError
 from ._validate import MAX_DIM, MAX_ITEMS
 from .codecs import Codec, Codes, load_codec
-from .container import Archive, ItemsById
+from .container import Archive, ArchiveLike, ItemsById
 
 MANIFEST_NAME = "manifest.json"
 CODEC_NAME = "codec.smzc"
@@ -187,9 +187,8 @@ def write_manifest(folder: str | Path, manifest: dict[str, Any]) -> None:
 class ShardedArchive(ItemsById):
     """A manifest's shards read as one collection, in shard order. Use `ShardedArchive.open` as a context manager.
 
-    Offers what readers of `Archive` use: `items dim model codec ids pixels decode() get(id)
-    position(id) iter_codes() verify() info()`, and `archives` (the opened shards, sharing `codec`)
-    for code that works per archive, such as compressed-domain search.
+    Satisfies `ArchiveLike`, the reader interface of `Archive`; its `archives` are the opened
+    shards, sharing `codec`.
     """
 
     def __init__(self, folder: Path, manifest: dict[str, Any], codec: Codec, archives: list[Archive]) -> None:
@@ -368,17 +367,17 @@ def open_archives(paths: Sequence[str | Path], codec: Codec | None = None) -> It
     """Archive files and sharded collections, opened as one flat list of archives (a collection
     contributes its shards, with its codec): the input of code that works over several archives,
     such as `semzip.search.Collection`. Everything opened here is closed on exit."""
-    opened: list[Archive | ShardedArchive] = []
+    opened: list[ArchiveLike] = []
     try:
         for p in paths:
             opened.append(open_collection(p, codec=codec))
-        yield [a for o in opened for a in (o.archives if isinstance(o, ShardedArchive) else [o])]
+        yield [a for o in opened for a in o.archives]
     finally:
         for o in opened:
             o.close()
 
 
-def open_collection(path: str | Path, codec: Codec | None = None, *, partial: bool = False) -> Archive | ShardedArchive:
+def open_collection(path: str | Path, codec: Codec | None = None, *, partial: bool = False) -> ArchiveLike:
     """An archive file, or a sharded collection (its folder or manifest.json): what `decompress`/`info` read."""
     if is_manifest(path):
         return ShardedArchive.open(path, codec=codec, partial=partial)
