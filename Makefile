@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 EXTRAS ?= all,test
 
-.PHONY: demo test test-portability test-wheel bench clean
+.PHONY: demo test test-portability test-wheel typecheck bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -22,6 +22,10 @@ demo: $(BIN)/.installed
 
 test: $(BIN)/.installed
 	$(BIN)/python -m pytest -q
+
+# The package ships py.typed: its annotations are checked (settings in pyproject.toml [tool.mypy]).
+typecheck: $(BIN)/.installed
+	$(BIN)/mypy
 
 # Decoded bits must not depend on the machine: the portability tests (goldens, determinism, ties)
 # again under two OpenBLAS kernels and with numpy's AVX2 loops switched off; they test 1 and 2 threads.

@@ -58,7 +58,7 @@ class ExactMatrix:
         self.shape = B.shape
         self.left_bits = left_bits
         inner = max(1, math.ceil(math.log2(max(B.shape[0], 2))))
-        self._dtype = np.float64
+        self._dtype: type[np.floating] = np.float64
         if left_bits is None:
             self._bits = _bits(B.shape[0])
         elif single and _FLOAT32_SIGNIFICAND - inner - left_bits >= _SINGLE_BITS:

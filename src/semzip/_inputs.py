@@ -66,7 +66,8 @@ def _read_embedding_folder(folder: Path, part: str) -> Embeddings:
     files = sorted((folder / part).glob(f"{part}_*.npy"), key=lambda f: _part_number(f, part))
     if not files:
         raise InputError(f"{str(folder)!r} has no {part}/{part}_N.npy files")
-    arrays, ids = [], []
+    arrays: list[np.ndarray] = []
+    ids: list[str] = []
     for f in files:
         n = _part_number(f, part)
         try:
@@ -197,7 +198,7 @@ def read_all(sources: Sequence[str]) -> Embeddings:
         raise InputError(f"some inputs have ids and {', '.join(missing)} do not: give every input ids, "
                          "or name the items with --ids FILE / --id-prefix P")
     X = parts[0].features if len(parts) == 1 else np.concatenate([p.features for p in parts])
-    ids = [i for p in parts for i in p.ids] if all(with_ids) else None
+    ids = [i for p in parts for i in p.ids or ()] if all(with_ids) else None
     pixels = np.concatenate([p.pixels for p in parts]) if all(p.pixels is not None for p in parts) else None
     return Embeddings(X, ids, models.pop() if models else None, pixels)
 

@@ -51,6 +51,9 @@ def progress_bar(label: str, total: int, enabled: bool = True) -> Iterator[Calla
         task = bar.add_task(label, total=total, note="")
 
         def advance(n: int, note: str | None = None) -> None:
-            bar.update(task, advance=n, **({} if note is None else {"note": note}))
+            if note is None:
+                bar.update(task, advance=n)
+            else:
+                bar.update(task, advance=n, note=note)
 
         yield advance

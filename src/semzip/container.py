@@ -157,9 +157,8 @@ def merge_archives(sources: Sequence[str | Path], output: str | Path) -> None:
                     raise CodecMismatchError(f"cannot merge {a.path} into {first.path}: {what} differs "
                                              f"({mine} vs {theirs}); blocks can only be copied between archives of one codec")
         ids = [i for a in arcs for i in a.ids]
-        if len(set(ids)) != len(ids):
-            seen: set[str] = set()
-            dup = next(i for i in ids if i in seen or seen.add(i))
+        dup = _first_duplicate(ids)
+        if dup is not None:
             owners = [str(a.path) for a in arcs if dup in a.ids]
             raise InputError(f"cannot merge: id {dup!r} appears in more than one item ({', '.join(owners)}); ids must stay unique")
         for a in arcs:
@@ -325,6 +324,16 @@ class _Writer:
         self.fh.write(_SECTION.pack(b"DATA", offset, crc))
         self.fh.seek(end)
         return np.concatenate([*rows, new]).astype(_INDEX)
+
+
+def _first_duplicate(ids: Sequence[str]) -> str | None:
+    """The first id that repeats an earlier one, or None when all are unique."""
+    seen: set[str] = set()
+    for i in ids:
+        if i in seen:
+            return i
+        seen.add(i)
+    return None
 
 
 # ---- reading ---------------------------------------------------------------------------------------
@@ -706,9 +715,8 @@ def _check_ids(ids: Sequence[str] | None, n: int, start: int) -> list[str]:
             raise InputError(f"item id {i!r} is not valid Unicode text (a lone surrogate?)") from None
         if size > _MAX_ID_BYTES:
             raise InputError(f"item id {i[:40]!r}... is {size} bytes; ids may have at most {_MAX_ID_BYTES}")
-    if len(set(ids)) != n:
-        seen: set[str] = set()
-        dup = next(i for i in ids if i in seen or seen.add(i))
+    dup = _first_duplicate(ids)
+    if dup is not None:
         raise InputError(f"item ids must be unique; {dup!r} appears more than once")
     return ids
 

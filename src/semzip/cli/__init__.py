@@ -57,8 +57,12 @@ def main(argv: list[str] | None = None) -> int:
     except typer.Abort:
         stderr.print("semzip: aborted")
         return 130
-    except typer.TyperException as exc:  # usage errors: typer prints them with the usage line
-        exc.show()
+    except typer.TyperException as exc:  # usage errors (typer's click exceptions) print with the usage line
+        show = getattr(exc, "show", None)  # typer types only its base class, which has no `show`
+        if show is None:
+            stderr.print(f"semzip: error: {exc.format_message()}", markup=False, highlight=False)
+        else:
+            show()
         return exc.exit_code
     except OSError as exc:
         stderr.print(f"semzip: error: {exc.strerror or exc}: {exc.filename or ''}", markup=False)

@@ -38,7 +38,7 @@ def print_json(data: Any) -> None:
     typer.echo(json.dumps(data, indent=2))
 
 
-def write_rows(path: Path, rows: list[dict], header: list[str], csv_rows: Any) -> None:
+def write_rows(path: Path, rows: list[Any], header: list[str], csv_rows: Any) -> None:
     """Results to a file, atomically: `rows` as JSON when the name ends in .json, as a parquet table
     of the CSV columns when it ends in .parquet, else CSV with `header` and `csv_rows` (tuples)."""
     from .._atomic import atomic_writer

@@ -111,6 +111,8 @@ def compress(
                             address=address)
         return
     _refuse_overwriting_inputs(inputs, output)
+    ids: list[str] | None
+    pixels: np.ndarray | None
     if images:
         found = _embed.embed_images(inputs, model=model or DEFAULT_MODEL, weights=weights, device=device,
                                     batch_size=batch_size, workers=None, cache=None, no_cache=no_cache, strict=strict)
@@ -120,13 +122,14 @@ def compress(
         if model and recorded and model != recorded:
             raise InputError(f"{', '.join(inputs)} was embedded with {recorded}, not {model}; drop --model or fix it")
         model = model or recorded or UNKNOWN_MODEL
-    ids = item_ids(len(X), ids_file, id_prefix, ids)
+    names = item_ids(len(X), ids_file, id_prefix, ids)
     if codec is None:
-        _compress_to_budget(X, float(bits), output, ids=ids, model=model, pixels=pixels, block_items=block_items,
+        assert bits is not None  # one of the two is required (checked first)
+        _compress_to_budget(X, float(bits), output, ids=names, model=model, pixels=pixels, block_items=block_items,
                             shared=shared, as_json=as_json)
         return
     fitted = _resolve_codec(codec, X, shared, progress=not as_json)
-    write_archive(output, fitted, X, ids=ids, model=model, embed_codec=not shared, pixels=pixels,
+    write_archive(output, fitted, X, ids=names, model=model, embed_codec=not shared, pixels=pixels,
                   block_items=block_items, progress=not as_json, budget_bits=bits)
     _summary(output, as_json)
 
@@ -327,7 +330,7 @@ def decompress(
         raise InputError(f"output {str(output)!r} is the archive itself: write to another file")
     with open_collection(archive, codec=_codec_file(codec)) as arc:
         X = arc.decode(progress=True)
-        beside = {"ids": np.array(arc.ids), "model": np.array(arc.model)}
+        beside: dict[str, Any] = {"ids": np.array(arc.ids), "model": np.array(arc.model)}
         if arc.pixels is not None:
             beside["pixels"] = arc.pixels
     with atomic_writer(output) as fh:

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.console import Console
 
 from .._errors import InputError
 from ._app import JsonFlag, JsonOutOpt, app, print_json, stderr, stdout
 from .._inputs import read_all
+
+if TYPE_CHECKING:
+    from ..eval.datasets import EvalDataset, ImageEmbedder, TextEmbedder
 
 ModelOpt = Annotated[str | None, typer.Option(
     "--model", help="CLIP model (open_clip ARCH:TAG) to embed images and class names; needs semzip.embed.")]
@@ -29,7 +33,8 @@ def _ints(text: str, what: str) -> list[int]:
         raise InputError(f"{what} must be comma-separated integers, got {text!r}") from None
 
 
-def _embedders(model: str | None, weights: str | None, device: str, templates: str):  # type: ignore[no-untyped-def]
+def _embedders(model: str | None, weights: str | None, device: str,
+               templates: str) -> tuple[ImageEmbedder, TextEmbedder] | tuple[None, None]:
     if model is None:
         if weights is not None:
             raise InputError("--weights needs --model")
@@ -116,8 +121,8 @@ def eval_(
                                           fit_on_items=fit_on_items, seed=s, progress=say)["rows"]
     console = stderr if as_json else stdout  # --json keeps stdout for the JSON alone
     print_report(report, console)
-    if pixel_codecs is not None:
-        _pixel_side(report, ds, pixel_codecs, qualities, image_embedder, console)
+    if pixel_codecs is not None and ds.image_paths is not None and image_embedder is not None:  # checked above
+        _pixel_side(report, ds, ds.image_paths, pixel_codecs, qualities, image_embedder, console)
     if json_out is not None:
         write_json(report, json_out)
         console.print(f"JSON -> {json_out}", highlight=False)
@@ -127,21 +132,22 @@ def eval_(
         print_json(report)
 
 
-def _pixel_side(report: dict, ds, names: str, qualities: str, embedder, console) -> None:  # type: ignore[no-untyped-def]
+def _pixel_side(report: dict[str, Any], ds: EvalDataset, paths: list[Path], names: str, qualities: str,
+                embedder: ImageEmbedder, console: Console) -> None:
     from ..eval.pixel import equal_fidelity_ratios, pixel_codec_eval
     from ..eval.report import print_pixel_rows, print_ratios
 
-    rows = pixel_codec_eval(ds.image_paths, names.split(","), _ints(qualities, "--qualities"), embedder=embedder,
+    rows = pixel_codec_eval(paths, names.split(","), _ints(qualities, "--qualities"), embedder=embedder,
                             dataset=ds, progress=True)
     report["pixel_codecs"] = rows
-    print_pixel_rows(rows, console, f"Pixel codecs on the same {len(ds.image_paths)} images, re-embedded",
+    print_pixel_rows(rows, console, f"Pixel codecs on the same {len(paths)} images, re-embedded",
                      report["reference"])
     metric = next((m for m in ("zs_top1", "knn10") if m in report["reference"]["metrics"]), "cosine")
     report["equal_fidelity"] = {"metric": metric, "rows": equal_fidelity_ratios(report["rows"], rows, metric)}
     print_ratios(report["equal_fidelity"]["rows"], metric, console)
 
 
-def _plot(reports: list[dict], path: Path, x: str, console=stdout) -> None:  # type: ignore[no-untyped-def]
+def _plot(reports: list[dict[str, Any]], path: Path, x: str, console: Console = stdout) -> None:
     from ..eval.plot import plot_rate_fidelity
 
     panels = plot_rate_fidelity(reports, path, x=x)

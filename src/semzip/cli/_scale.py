@@ -16,7 +16,7 @@ FitItemsOpt = Annotated[int, typer.Option("--fit-items", help="With --ray and a 
 AddressOpt = Annotated[str | None, typer.Option("--address", help="With --ray: Ray cluster address (default $RAY_ADDRESS, else a local Ray).", rich_help_panel="Ray")]
 
 
-def compress_ray(input: str, codec: str, output: Path, *, model: str, weights: Path | None, device: str,
+def compress_ray(input: str, codec: str, output: Path, *, model: str | None, weights: Path | None, device: str,
                  batch_size: int, workers: int, shard_items: int, fit_items: int, address: str | None) -> None:
     """Run `semzip.scale.compress_sharded` and print one line per finished shard and a summary."""
     from ..shards import ShardedArchive

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import zipfile
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import numpy as np
 import typer
@@ -150,7 +150,7 @@ def classify(
         predicted, scores = coll.classify(T, names, normalize=not raw)
         ids = [i for a in coll.archives for i in a.ids]
     counts = dict(zip(*np.unique(predicted, return_counts=True)))
-    summary = {"items": len(ids), "classes": len(names),
+    summary: dict[str, Any] = {"items": len(ids), "classes": len(names),
                "counts": {str(n): int(c) for n, c in sorted(counts.items(), key=lambda x: -x[1])}}
     if output is not None:
         write_rows(output, [{"id": i, "label": str(p), "score": float(s)} for i, p, s in zip(ids, predicted, scores)],
@@ -201,7 +201,7 @@ def tags(
             raise InputError(f"--vocab was embedded with {words.model}, the archive with {coll.model}: not comparable")
         top, scores = coll.tags(words.features, labels, k=k, normalize=not raw)
         ids = [i for a in coll.archives for i in a.ids]
-    rows = [{"id": i, "tags": [{"tag": str(t), "score": round(float(s), 4)} for t, s in zip(ts, ss)]}
+    rows: list[dict[str, Any]] = [{"id": i, "tags": [{"tag": str(t), "score": round(float(s), 4)} for t, s in zip(ts, ss)]}
             for i, ts, ss in zip(ids, top, scores)]
     if output is not None:
         write_rows(output, rows, ["id", "rank", "tag", "score"],
@@ -303,8 +303,8 @@ def serve(
             stderr.print(f"warning: listening on {host}: anyone who can reach it can search these archives and "
                          "see their images; there is no authentication", highlight=False)
         server = make_server(page_app, host=host, port=port)
-        host, bound = server.server_address[:2]
-        stdout.print(f"serving {coll.items} items at http://{host}:{bound}/  (Ctrl-C to stop)")
+        bound_host, bound = server.server_address[:2]
+        stdout.print(f"serving {coll.items} items at http://{bound_host!s}:{bound}/  (Ctrl-C to stop)")
         try:
             server.serve_forever()
         except KeyboardInterrupt:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -110,7 +111,7 @@ class PQCodec(Codec):
         """The table of `raw=1` codecs: it only tells the fixed-width coder the alphabet; not stored."""
         return FrequencyTable(np.ones((self.M, self.K), dtype=np.uint32))
 
-    def _faiss_pq(self, d: int, niter: int):
+    def _faiss_pq(self, d: int, niter: int) -> Any:
         import faiss
 
         pq = faiss.ProductQuantizer(d, self.M, self.nbits)
@@ -140,7 +141,7 @@ class PQCodec(Codec):
         """Nearest centroid per sub-space: argmax of y.c - |c|^2/2, one batched product per block."""
         n, d = Y.shape
         M, dsub = self.M, d // self.M
-        out = np.empty((n, M), dtype=self._dtype)
+        out: np.ndarray = np.empty((n, M), dtype=self._dtype)
         step = max(16, _SCORE_BLOCK // (M * self.K))
         ones = np.ones((M, step, 1), dtype=np.float32)
         for i in range(0, n, step):
@@ -231,7 +232,7 @@ class PQCodec(Codec):
         d = self.n_features_in_
         if d % self.M:
             raise FormatError(f"pq codec file: M={self.M} does not divide width {d}")
-        expect = {"centroids": (self.M, self.K, d // self.M)}
+        expect: dict[str, tuple[int, ...]] = {"centroids": (self.M, self.K, d // self.M)}
         if not self.raw:
             expect["counts"] = (self.M, self.K)
         if self.opq:

@@ -94,7 +94,7 @@ class RQCodec(Codec):
         self.codebooks_ = faiss.vector_to_array(rq.codebooks).reshape(self.M, self.K, d).astype(np.float32)
         self._prepare()
         self.table_ = FrequencyTable.fit(self._beam_codes(X), self.K)
-        self._bits_of = None
+        self._bits_of: np.ndarray | None = None  # derived from the table on first use
 
     def _prepare(self) -> None:
         """A faiss quantizer holding the codebooks (beam-search encoding)."""
@@ -242,7 +242,7 @@ class RQCodec(Codec):
 
     def _symbol_bits(self, codes: np.ndarray) -> np.ndarray:
         """(n, M) ideal code length of each stage index under its stage's learned frequencies."""
-        if getattr(self, "_bits_of", None) is None:  # with Python's log2, not numpy's SIMD one: the same
+        if self._bits_of is None:  # with Python's log2, not numpy's SIMD one: the same
             counts = self.table_.counts.astype(np.int64)  # allocation, so the same bytes, on every CPU
             self._bits_of = np.array([[math.log2(int(row.sum())) - math.log2(int(c)) for c in row] for row in counts])
         return self._bits_of[np.arange(self.M)[None, :], codes.astype(np.int64)]

@@ -10,7 +10,8 @@ collection. See docs/SMIC.md for the method, the measurements behind its choices
 from __future__ import annotations
 
 import math
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NoReturn
 
 import numpy as np
 
@@ -50,6 +51,9 @@ class SMICCodec(Codec):
 
     name = "smic"
     codec_id = b"SMIC"
+    #: What fit measured on the training items (fit_info); absent from a loaded codec.
+    _train_bits: float
+    _train_cos: float
     spec_params = {"atoms": int, "k": int, "coef": int, "dbits": int, "bits": float, "cos": float}
     example_specs = (
         "smic:atoms=16,k=1,coef=0,dbits=2,bits=0.0,cos=0.0",
@@ -118,7 +122,7 @@ class SMICCodec(Codec):
         self.n_features_in_ = d  # to_bytes() is measured during rate control
         try:
             candidates = [self.atoms] if self.atoms else _atom_candidates(n, d, self)
-            best: tuple[float, dict] | None = None
+            best: tuple[float, dict[str, Any]] | None = None
             tried = 0
             for atoms in candidates:
                 self._fit_dictionary(X, atoms)
@@ -190,8 +194,8 @@ class SMICCodec(Codec):
             self.atoms_f32_ = l2_normalize(_dequantize(self.dictionary_, self.steps_))
         self._mean32 = self.mean_.astype(np.float32)
         self._dictionary_stream: tuple[np.ndarray, np.ndarray] | None = None
-        self._gram: np.ndarray | None = None  # derived on first use; reset here, whenever the atoms change
-        self._mean_atom: np.ndarray | None = None
+        # (atom Gram matrix, atom . mean): derived on first use; reset here, whenever the atoms change
+        self._gram: tuple[np.ndarray, np.ndarray] | None = None
 
     def _choose_threshold(self, X: np.ndarray) -> Codes | None:
         """Per-item stopping cosine meeting the target; None when the target cannot be met."""
@@ -230,7 +234,7 @@ class SMICCodec(Codec):
         self.threshold_ = hi if self.cos else lo
         return _truncate(idx, lev, cos, self.threshold_)
 
-    def _refuse_target(self, X: np.ndarray) -> None:
+    def _refuse_target(self, X: np.ndarray) -> NoReturn:
         if self.cos:
             raise InputError(f"smic:cos={self.cos} cannot be met on average with atoms={self.atoms_}, "
                              f"k={self.k}, coef={self.coef}, dbits={self.dbits}: raise k, coef or atoms")
@@ -241,7 +245,7 @@ class SMICCodec(Codec):
                          f"tried ({self.atoms_} atoms at dbits={self.dbits}) already needs {need:.1f} bits "
                          "per item with one atom each; give more bits, a larger collection or lower dbits")
 
-    def _refuse_collapse(self, n: int, d: int) -> None:
+    def _refuse_collapse(self, n: int, d: int) -> NoReturn:
         """A budget that buys only a handful of atoms would decode the collection to a handful of
         vectors: refuse, saying what it would give and what to do instead."""
         what = f"smic:bits={self.bits:g}" if self.bits else "smic with atoms=0"
@@ -331,7 +335,7 @@ class SMICCodec(Codec):
                 out.append((use, idx[use, step], self.levels_[min(step, 1)][lev[use, step]]))
         return out
 
-    def _scorer(self, Q: np.ndarray):
+    def _scorer(self, Q: np.ndarray) -> Callable[[Codes], np.ndarray]:
         """Sparse products: atoms and mean against the queries once, then each item sums its few terms,
         divided by the unnormalised reconstruction's norm (from the atoms' Gram matrix)."""
         atom_q, mean_q = self.atoms_f32_ @ Q.T, self._mean32 @ Q.T
@@ -347,15 +351,15 @@ class SMICCodec(Codec):
 
     def _raw_norms(self, codes: Codes) -> np.ndarray:
         if self._gram is None:
-            self._gram = self.atoms_f32_ @ self.atoms_f32_.T
-            self._mean_atom = self.atoms_f32_ @ self._mean32
+            self._gram = self.atoms_f32_ @ self.atoms_f32_.T, self.atoms_f32_ @ self._mean32
+        gram, mean_atom = self._gram
         sq = np.full(len(codes["count"]), float(self._mean32 @ self._mean32))
         terms = self._terms(codes)
         for i, (use, atom, c) in enumerate(terms):
-            sq[use] += 2 * c * self._mean_atom[atom] + c * c * self._gram[atom, atom]
+            sq[use] += 2 * c * mean_atom[atom] + c * c * gram[atom, atom]
             for use2, atom2, c2 in terms[i + 1 :]:  # later steps cover a subset of earlier ones' items
                 pos = np.searchsorted(use, use2)
-                sq[use2] += 2 * c[pos] * c2 * self._gram[atom[pos], atom2]
+                sq[use2] += 2 * c[pos] * c2 * gram[atom[pos], atom2]
         return np.sqrt(np.maximum(sq, 0.0))
 
     def norms(self, codes: Codes) -> np.ndarray:
@@ -559,7 +563,8 @@ def _assign(R: np.ndarray, C: np.ndarray) -> np.ndarray:
     return out
 
 
-def _kmeans(R: np.ndarray, A: int, niter: int, rng: np.random.Generator, quantize, shared_norm: bool) -> np.ndarray:
+def _kmeans(R: np.ndarray, A: int, niter: int, rng: np.random.Generator, quantize: Callable[[np.ndarray], np.ndarray],
+            shared_norm: bool) -> np.ndarray:
     """k-means on residuals whose second half assigns with the quantised dictionary.
 
     Assigning with the atoms as the coder will see them (quantised directions; one shared length

@@ -30,7 +30,7 @@ def item_image(images: Path | None, item_id: str) -> Path | None:
     return path if found and path.suffix.lower() in IMAGE_SUFFIXES else None
 
 
-def thumbnail(path: Path, px: int = THUMB_PX) -> Any:
+def thumbnail(path: str | Path, px: int = THUMB_PX) -> Any:
     """The image at `path` as an RGB Pillow image whose longest side is at most `px`, or None when it
     cannot be read (a broken file gets an empty cell, not an error, in a sheet)."""
     from PIL import Image, UnidentifiedImageError
@@ -38,9 +38,9 @@ def thumbnail(path: Path, px: int = THUMB_PX) -> Any:
     try:
         with Image.open(path) as im:
             im.draft("RGB", (px, px))  # JPEG: decode at a reduced scale
-            im = im.convert("RGB")
-            im.thumbnail((px, px))
-            return im
+            rgb = im.convert("RGB")
+            rgb.thumbnail((px, px))
+            return rgb
     except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError):
         return None
 

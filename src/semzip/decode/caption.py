@@ -172,7 +172,7 @@ def _load_clipcap(path: Path, gpt2: str) -> Captioner:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
 
-            state = load_file(path)
+            state: Any = load_file(path)
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
         if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
@@ -346,4 +346,4 @@ def read_captions(path: str | Path, ids: Sequence[str] | None, n: int) -> tuple[
     pairs = [(r, c) for r, v in rows for c in ([v] if isinstance(v, str) else v if isinstance(v, list) else [None])]
     if not pairs or not all(isinstance(c, str) and c.strip() for _, c in pairs):
         raise InputError(f"{str(path)!r}: every caption must be a non-empty string")
-    return [r for r, _ in pairs], [c for _, c in pairs]
+    return [r for r, _ in pairs], [str(c) for _, c in pairs]

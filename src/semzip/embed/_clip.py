@@ -157,7 +157,7 @@ class CLIP(nn.Module):
             nn.init.normal_(self.text_projection.weight, std=width**-0.5)
             nn.init.zeros_(self.text_projection.bias)
         else:
-            nn.init.normal_(self.text_projection, std=width**-0.5)
+            nn.init.normal_(self.text_projection, std=width**-0.5)  # type: ignore[arg-type]  # a Parameter here
 
     @property
     def embed_dim(self) -> int:

@@ -15,12 +15,16 @@ import io
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .._errors import InputError
 from .._inputs import IMAGE_SUFFIXES
 from ._load import Preprocess
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 
 
@@ -44,7 +48,7 @@ def register_plugins() -> tuple[str, ...]:
     return tuple(found)
 
 
-def decode_image(data: bytes):  # -> PIL.Image.Image
+def decode_image(data: bytes) -> Image.Image:
     """Bytes of an image file -> upright 8-bit RGB PIL image (first frame). Raises on anything unreadable."""
     from PIL import Image, ImageOps
 
@@ -65,7 +69,7 @@ def decode_image(data: bytes):  # -> PIL.Image.Image
     return img if img.mode == "RGB" else img.convert("RGB")
 
 
-def to_pixels(img, pre: Preprocess) -> np.ndarray:
+def to_pixels(img: Image.Image, pre: Preprocess) -> np.ndarray:
     """An RGB PIL image -> float32 (3, S, S) model input."""
     from PIL import Image
 

@@ -235,6 +235,7 @@ def _hub_files(pre_cfg: dict[str, Any]) -> tuple[str, list[str]] | None:
 def _cached_or_downloaded(name: str, pre_cfg: dict[str, Any]) -> Path:
     hub = _hub_files(pre_cfg)
     url = pre_cfg.get("url", "")
+    huggingface_hub: Any
     try:
         import huggingface_hub
         from huggingface_hub import constants as hf_constants

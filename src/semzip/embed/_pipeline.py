@@ -7,7 +7,7 @@ import contextlib
 import hashlib
 import logging
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -86,7 +86,7 @@ def _load_one(path: Path, known: frozenset[str], model: ClipModel) -> tuple[str,
         return f"not a readable image ({type(exc).__name__}: {exc})"[:300]
 
 
-def _ordered(pool: ThreadPoolExecutor, fn: Callable[[int], Any], n: int, window: int, overlap: bool) -> Iterator[Any]:
+def _ordered(pool: ThreadPoolExecutor, fn: Callable[[int], Any], n: int, window: int, overlap: bool) -> Generator[Any, None, None]:
     """fn(0..n-1) run on `pool`, yielded in order.
 
     With `overlap`, up to `window` calls run ahead, also while the caller runs the model (right for a GPU).
@@ -121,11 +121,11 @@ def embed_paths(paths: Sequence[str | os.PathLike[str]], model: str | ClipModel 
     naming it when `strict`). With `cache` (a path or an EmbeddingCache), files whose bytes were already
     embedded by this model are not decoded again. `ids` default to the paths as given.
     """
-    paths = [Path(p) for p in paths]
-    ids = [p.as_posix() for p in paths] if ids is None else [str(i) for i in ids]
-    if len(ids) != len(paths):
-        raise InputError(f"{len(ids)} ids for {len(paths)} paths")
-    if not paths:
+    files = [Path(p) for p in paths]
+    ids = [p.as_posix() for p in files] if ids is None else [str(i) for i in ids]
+    if len(ids) != len(files):
+        raise InputError(f"{len(ids)} ids for {len(files)} paths")
+    if not files:
         raise InputError("no images given")
     if not isinstance(batch_size, int) or batch_size < 1:
         raise InputError(f"batch_size must be a positive integer, got {batch_size!r}")
@@ -134,14 +134,13 @@ def embed_paths(paths: Sequence[str | os.PathLike[str]], model: str | ClipModel 
         raise InputError(f"workers must be a positive integer, got {workers!r}")
 
     clip = resolve_model(model, weights, device)
-    own_cache = cache is not None and not isinstance(cache, EmbeddingCache)
-    store = EmbeddingCache(cache) if own_cache else cache
+    store = cache if cache is None or isinstance(cache, EmbeddingCache) else EmbeddingCache(cache)
     try:
         key = cache_key(clip) if store is not None else ""
         known = store.digests(key) if store is not None else frozenset()
-        return _run(paths, ids, clip, store, key, known, batch_size, workers, strict, progress)
+        return _run(files, ids, clip, store, key, known, batch_size, workers, strict, progress)
     finally:
-        if own_cache:
+        if store is not None and store is not cache:  # opened here from a path
             store.close()
 
 

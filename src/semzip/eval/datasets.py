@@ -11,6 +11,7 @@ import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -267,9 +268,9 @@ def clip_embedders(model: str, weights: str | None = None, device: str = "cpu",
         from .. import embed
     except ImportError as exc:
         raise InputError(f"embedding images or class names needs the CLIP front-end semzip.embed ({exc})") from None
-    loaded: list = []
+    loaded: list[Any] = []
 
-    def clip():  # type: ignore[no-untyped-def]
+    def clip() -> Any:
         if not loaded:
             loaded.append(embed.load_model(model, weights=weights, device=device))
         return loaded[0]

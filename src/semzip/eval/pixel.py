@@ -154,6 +154,6 @@ def equal_fidelity_ratios(rows: Sequence[dict[str, Any]], pixel_rows: Sequence[d
                 "pixel_quality": best["quality"] if best else None, "pixel_bpp": best["bpp"] if best else None,
                 "bitrate_fraction": row["bpp"] / best["bpp"] if best else None,
                 # reached already at the lowest quality tried: a lower one might too, so the fraction is a lower bound
-                "at_lowest_quality": bool(best) and best["quality"] == lowest,
+                "at_lowest_quality": best is not None and best["quality"] == lowest,
             })
     return out

@@ -298,7 +298,10 @@ class _Worker:
     def __init__(self, source: Source, settings: dict[str, Any]) -> None:
         self.source = source
         self.settings = settings
-        self.matrix, self.pixels = source.load() if isinstance(source, EmbeddingSource) else (None, None)
+        self.matrix: np.ndarray | None = None
+        self.pixels: np.ndarray | None = None
+        if isinstance(source, EmbeddingSource):
+            self.matrix, self.pixels = source.load()
         self.clip: Any = None
         if isinstance(source, ImageSource):
             import torch
@@ -312,7 +315,13 @@ class _Worker:
         """(features, positions embedded, pixel counts, [id, reason] of each failure) for image positions."""
         from ..embed import decode_image, to_pixels
 
-        feats, kept, pixels, failed = [], [], [], []
+        source = self.source
+        if not isinstance(source, ImageSource):
+            raise InputError("only a source of image files is embedded in the workers")
+        feats: list[np.ndarray] = []
+        kept: list[int] = []
+        pixels: list[int] = []
+        failed: list[list[str]] = []
         batch: list[np.ndarray] = []
 
         def flush() -> None:
@@ -322,10 +331,10 @@ class _Worker:
 
         for p in positions:
             try:
-                img = decode_image(self.source.read(p))
+                img = decode_image(source.read(p))
                 batch.append(to_pixels(img, self.clip.preprocess))
             except Exception as exc:  # noqa: BLE001 - unreadable inputs are skipped and listed, as in embed_paths
-                failed.append([self.source.ids[p], f"{type(exc).__name__}: {exc}"[:300]])
+                failed.append([source.ids[p], f"{type(exc).__name__}: {exc}"[:300]])
                 continue
             kept.append(p)
             pixels.append(img.width * img.height)
@@ -368,7 +377,7 @@ class _ShardWriter(_Worker):
         """Encode items [start, stop) into this shard's file (atomically) and describe it for the manifest."""
         skipped: list[list[str]] = []
         pixels = None
-        if self.matrix is not None:
+        if isinstance(self.source, EmbeddingSource) and self.matrix is not None:
             X = self.source.rows(self.matrix, start, stop)
             ids = self.source.ids[start:stop]
             pixels = None if self.pixels is None else self.pixels[start:stop]

@@ -245,13 +245,14 @@ class Collection:
             rank = a.codec.fast_ranker(Q, normalize)
             score = None
             for run in self._runs(s, normalize, fast=rank is not None):
-                if run.index is not None:
+                if run.index is not None and rank is not None:  # a fast index exists only with a ranker
                     idx, vals = rank(run.index, keep, best.min(axis=1))
                 else:
                     score = score or a.codec.scorer(Q)
-                    idx, vals = _above(_dense(score, run), best, keep)
-                    if idx is None:
+                    found = _above(_dense(score, run), best, keep)
+                    if found is None:
                         continue
+                    idx, vals = found
                 cand = np.concatenate([best, vals], axis=1)
                 cpos = np.concatenate([pos, run.first + idx], axis=1)
                 csrc = np.concatenate([src, np.full(idx.shape, s, dtype=np.int32)], axis=1)
@@ -329,9 +330,9 @@ def _select(scores: np.ndarray, src: np.ndarray, pos: np.ndarray, keep: int) -> 
     return sel
 
 
-def _above(S: np.ndarray, best: np.ndarray, keep: int) -> tuple[np.ndarray | None, np.ndarray | None]:
+def _above(S: np.ndarray, best: np.ndarray, keep: int) -> tuple[np.ndarray, np.ndarray] | None:
     """(positions (q, w), scores (q, w)) of the run's scores S (n, q) that may enter the running top:
-    those at or above each query's k-th best so far; (None, None) when there are none."""
+    those at or above each query's k-th best so far; None when there are none."""
     q, n = best.shape[0], len(S)
     if n <= keep:
         return np.broadcast_to(np.arange(n), (q, n)), S.T
@@ -341,7 +342,7 @@ def _above(S: np.ndarray, best: np.ndarray, keep: int) -> tuple[np.ndarray | Non
         threshold = np.maximum(threshold, np.partition(sample, len(sample) - keep, axis=0)[len(sample) - keep])
     items, queries = np.nonzero(S >= threshold[None, :])
     if not len(items):
-        return None, None
+        return None
     order = np.argsort(queries, kind="stable")
     items, queries = items[order], queries[order]
     counts = np.bincount(queries, minlength=q)

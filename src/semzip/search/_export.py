@@ -15,17 +15,18 @@ from typing import Any
 import numpy as np
 
 from .._atomic import atomic_writer
-from ..container import Archive
+from ..codecs.pq import PQCodec
+from ..container import ArchiveLike
 
 
-def export_faiss(archive: Archive, path: str | Path) -> dict[str, Any]:
+def export_faiss(archive: ArchiveLike, path: str | Path) -> dict[str, Any]:
     """Write `archive` as a faiss index file at `path` (atomically); returns what was written."""
     import faiss
 
     codec = archive.codec
     name, d, n = codec.name, archive.dim, archive.items
     reused = name in ("pq", "f16")
-    if name == "pq":
+    if isinstance(codec, PQCodec):
         nbits = pq_bits(codec)
         index = faiss.IndexPQ(d, codec.M, nbits, faiss.METRIC_INNER_PRODUCT)
         copy_pq(codec, index)
@@ -53,12 +54,12 @@ def export_faiss(archive: Archive, path: str | Path) -> dict[str, Any]:
             f"{name} has no faiss layout: decoded vectors in a flat index (32 bits per dimension)"}
 
 
-def pq_bits(codec: Any) -> int:
+def pq_bits(codec: PQCodec) -> int:
     """Bits per sub-quantiser index of a pq codec (K is a power of two)."""
     return int(codec.K).bit_length() - 1
 
 
-def copy_pq(codec: Any, index: Any) -> None:
+def copy_pq(codec: PQCodec, index: Any) -> None:
     """A pq codec's centroids into a faiss index's ProductQuantizer (`index.pq`), marked trained."""
     import faiss
 
@@ -66,7 +67,7 @@ def copy_pq(codec: Any, index: Any) -> None:
     index.is_trained = True
 
 
-def _add_codes(index: Any, archive: Archive, to_bytes: Any) -> None:
+def _add_codes(index: Any, archive: ArchiveLike, to_bytes: Any) -> None:
     """Append every block's codes, as faiss code bytes, to a flat-coded index."""
     import faiss
 

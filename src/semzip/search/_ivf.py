@@ -27,6 +27,7 @@ from .._errors import FormatError, InputError
 from .._progress import progress_bar
 from .._validate import l2_normalize
 from ..codecs import Codes
+from ..codecs.pq import PQCodec
 from ..container import Archive
 from ._engine import SearchResult
 
@@ -147,15 +148,16 @@ class IVFSearcher:
         self.norms = np.asarray(codec.norms(self.codes), dtype=np.float32)
         self._row = np.empty(len(positions), dtype=np.int64)
         self._row[positions] = np.arange(len(positions))  # archive position -> row in list order
-        self._faiss = self._faiss_lists() if codec.name == "pq" and len(positions) else None
+        self._pq = codec if isinstance(codec, PQCodec) and len(positions) else None
+        self._faiss: Any = self._faiss_lists(self._pq) if self._pq is not None else None
 
-    def _faiss_lists(self) -> Any:
+    def _faiss_lists(self, codec: PQCodec) -> Any:
         """The same lists and codes as a faiss IndexIVFPQ over the codec's (rotated) space."""
         import faiss
 
         from ._export import copy_pq, pack_indices, pq_bits
 
-        codec, d = self.archive.codec, self.archive.dim
+        d = self.archive.dim
         nbits = pq_bits(codec)
         quantizer = faiss.IndexFlatIP(d)
         quantizer.add(np.ascontiguousarray(codec.rotate(self.centroids), dtype=np.float32))
@@ -203,12 +205,12 @@ class IVFSearcher:
 
     def _candidates(self, Q: np.ndarray, k: int, nprobe: int, shortlist: int | None) -> list[np.ndarray]:
         """Per query, the rows (list order) to score: every item of its lists, or faiss's shortlist."""
-        if self._faiss is not None and shortlist != 0:
+        if self._pq is not None and shortlist != 0:
             keep = min(len(self.positions), shortlist or max(500, 50 * k))
             if keep < k:
                 raise InputError(f"shortlist must be at least k ({k}), got {shortlist}")
             self._faiss.nprobe = nprobe
-            _, found = self._faiss.search(np.ascontiguousarray(self.archive.codec.rotate(Q), dtype=np.float32), keep)
+            _, found = self._faiss.search(np.ascontiguousarray(self._pq.rotate(Q), dtype=np.float32), keep)
             return [np.sort(self._row[row[row >= 0]]) for row in found]
         probes = np.sort(np.argsort(-(l2_normalize(Q) @ self.centroids.T), axis=1, kind="stable")[:, :nprobe], axis=1)
         return [np.concatenate([np.arange(self.offsets[j], self.offsets[j + 1]) for j in lists]) for lists in probes]

@@ -88,7 +88,7 @@ class SearchApp:
         self._lock = threading.Lock()  # one search at a time bounds memory
         self._ids = frozenset(i for a in collection.archives for i in a.ids)
         self._text_model: Any = None  # loaded on the first text query, then kept
-        self.vocab = None
+        self.vocab: tuple[np.ndarray, list[str]] | None = None
         if vocab is not None:
             T, words = vocab
             if T.shape[1] != collection.dim or len(words) != len(T):
@@ -120,7 +120,7 @@ class SearchApp:
         with self._lock:
             found = self.collection.search(vector, min(depth, self.collection.items))
         hits = found.to_json()[0]["hits"][page * k :]
-        tags = self._tags([h["id"] for h in hits]) if self.vocab is not None and hits else None
+        tags = self._tags(self.vocab, [h["id"] for h in hits]) if self.vocab is not None and hits else None
         for n, h in enumerate(hits):
             h["image"] = self.image_path(h["id"]) is not None
             h["generated"] = h["id"] in self.generated
@@ -130,9 +130,9 @@ class SearchApp:
                 h["tags"] = tags[n]
         return hits
 
-    def _tags(self, ids: list[str]) -> list[list[str]]:
-        """The best words of each item's decoded vector (ties to the earlier word)."""
-        T, words = self.vocab
+    def _tags(self, vocab: tuple[np.ndarray, list[str]], ids: list[str]) -> list[list[str]]:
+        """The best words of `vocab` for each item's decoded vector (ties to the earlier word)."""
+        T, words = vocab
         _, V = self.collection.vectors(ids)
         best, _ = best_columns(l2_normalize(V) @ T.T, _TAGS)
         return [[words[j] for j in row] for row in best]
@@ -256,7 +256,7 @@ def make_server(app: SearchApp, host: str = "127.0.0.1", port: int = 0,
             data = None
             if path is not None:
                 data = thumbnail_jpeg(path) if route == "/thumb" else path.read_bytes()
-            if data is None:
+            if path is None or data is None:
                 self._send(HTTPStatus.NOT_FOUND, b"no such image", "text/plain")
                 return
             kind = "image/jpeg" if route == "/thumb" else mimetypes.guess_type(path.name)[0] or ""

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from ..._errors import FormatError, InputError, SpecError
+from ..._errors import FormatError, InputError, NotFittedError, SpecError
 from ..._exact import ExactMatrix
 from ..._validate import l2_normalize
 from ...entropy import FrequencyTable, SymbolReader, encode_symbols
@@ -43,6 +43,10 @@ class PQVAECodec(Codec):
                   "blocks": "residual blocks per side",
                   "coarse": "bits of a spherical k-means first stage (0 = none, the paper's design)",
                   "bits": "total bits per item the residual transform-coding stage tops the rate up to (0 = none)"}
+    #: Entropy-coding tables of the stages, set by fit or a codec file (None: no such stage).
+    table_: FrequencyTable
+    coarse_table_: FrequencyTable | None
+    refine_table_: FrequencyTable | None
     example_specs = (
         "pqvae:dim=8,K=4,grid=1,C=16,H=16,blocks=1",
         "pqvae:dim=8,K=16,grid=2,C=16,H=16,blocks=1",
@@ -154,7 +158,7 @@ class PQVAECodec(Codec):
             self.coarse_table_.entropy_bits() if self.coarse_table_ else 0.0)
         if self.bits:
             held_out = self.table_.information_bits(codes["codes"][val_idx]).mean() + (
-                self.coarse_table_.information_bits(codes["coarse"][val_idx]).mean() if self.coarse else 0.0)
+                self.coarse_table_.information_bits(codes["coarse"][val_idx]).mean() if self.coarse_table_ else 0.0)
             info |= self._fit_refine(X - self._reconstruct_stages(codes), fit_idx, val_idx, float(held_out))
         self._info = info
 
@@ -243,7 +247,8 @@ class PQVAECodec(Codec):
         return self._code_bits(codes) + ((X - self._refined(codes)) ** 2).sum(axis=1) / lam
 
     def _code_bits(self, codes: Codes) -> np.ndarray:
-        return sum(table.information_bits(codes[key]) for key, table in self._tables())
+        start = np.zeros(len(codes["codes"]))  # + 0.0 changes no sum: the same bits as starting at the first stage
+        return sum((table.information_bits(codes[key]) for key, table in self._tables()), start)
 
     def _quantize_with(self, X: np.ndarray, coarse: np.ndarray | None) -> Codes:
         """Codes of unit vectors X given their coarse indices (None without a coarse stage)."""
@@ -268,6 +273,8 @@ class PQVAECodec(Codec):
         """Stage reconstruction plus the dequantised residual, before the final normalisation (float64)."""
         Y = self._reconstruct_stages(codes)
         w, r = self.weights_, np.asarray(codes["refine"])
+        if self.refine_table_ is None:
+            raise NotFittedError("pqvae: the residual stage is not fitted")
         L = self.refine_table_.alphabet // 2
         if r.shape != (len(Y), self._width) or (r.size and (r.min() < 0 or r.max() > 2 * L)):
             raise FormatError(f"pqvae residual codes must be (n, {self._width}) symbols below {2 * L + 1}, got {r.shape}")
@@ -289,9 +296,8 @@ class PQVAECodec(Codec):
 
     def _tables(self) -> list[tuple[str, FrequencyTable]]:
         """(codes key, table) of every stage, in stream order."""
-        tables = [("coarse", self.coarse_table_)] if self.coarse else []
-        tables.append(("codes", self.table_))
-        return tables + ([("refine", self.refine_table_)] if self.bits else [])
+        stages = [("coarse", self.coarse_table_), ("codes", self.table_), ("refine", self.refine_table_)]
+        return [(key, table) for key, table in stages if table is not None]
 
     def pack(self, codes: Codes) -> bytes:
         return encode_symbols([(table, codes[key]) for key, table in self._tables()])

@@ -205,7 +205,7 @@ def _train(codec: PQVAECodec, X: np.ndarray, X_val: np.ndarray,
     bs = max(1, min(codec.batch_size, len(tr)))
 
     best: tuple[float, int, dict[str, torch.Tensor]] = (np.inf, -1, {})
-    history: list[dict[str, float]] = []
+    history: list[dict[str, Any]] = []
     restarts = 0
     with progress_bar("pqvae fit (epochs)", total, enabled=codec.progress) as bar:
         for epoch in range(total):
