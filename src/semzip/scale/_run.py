@@ -13,6 +13,7 @@ import fcntl
 import json
 import os
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -84,12 +85,11 @@ def compress_sharded(
     settings = {"model": model, "weights": None if weights is None else str(Path(weights).resolve()),
                 "device": device, "batch_size": batch_size, "threads": max(1, int(cpus_per_worker))}
     with _locked(folder), _ray_session(address, workers * cpus_per_worker) as ray:
-        manifest = _prepare(folder, src, codec, shard_items, fit_items, seed, settings, ray,
-                            workers, cpus_per_worker, gpus)
+        pool = _Pool(ray, workers, cpus_per_worker, gpus)
+        manifest = _prepare(folder, src, codec, shard_items, fit_items, seed, settings, pool)
         pending = _pending(folder, manifest, len(src))
         if pending:
-            _run_shards(ray, folder, src, manifest, pending, settings, workers, cpus_per_worker, gpus,
-                        on_shard, progress)
+            _run_shards(pool, folder, src, manifest, pending, settings, on_shard, progress)
     return manifest
 
 
@@ -118,7 +118,7 @@ def _ours(name: str) -> bool:
 
 
 def _prepare(folder: Path, src: Source, codec_arg: Any, shard_items: int, fit_items: int, seed: int,
-             settings: dict[str, Any], ray: Any, workers: int, cpus: float, gpus: float) -> dict[str, Any]:
+             settings: dict[str, Any], pool: _Pool) -> dict[str, Any]:
     """The manifest to continue: the existing one (checked against this call) or a new one with the codec saved."""
     foreign = sorted(p.name for p in folder.iterdir() if not _ours(p.name))
     if foreign:
@@ -131,7 +131,7 @@ def _prepare(folder: Path, src: Source, codec_arg: Any, shard_items: int, fit_it
         manifest = read_manifest(folder)
         _check_resume(folder, manifest, described, codec_arg, shard_items, settings)
         return manifest
-    codec = _fit_or_load(codec_arg, src, fit_items, seed, settings, ray, workers, cpus, gpus)
+    codec = _fit_or_load(codec_arg, src, fit_items, seed, settings, pool)
     save_codec(codec, folder / CODEC_NAME)
     manifest = {
         "format": MANIFEST_FORMAT,
@@ -172,8 +172,8 @@ def _check_resume(folder: Path, manifest: dict[str, Any], described: dict[str, A
         raise CodecMismatchError(f"{where} with codec spec {manifest['codec']['spec']!r}, not {str(codec_arg)!r}")
 
 
-def _fit_or_load(codec_arg: Any, src: Source, fit_items: int, seed: int, settings: dict[str, Any], ray: Any,
-                 workers: int, cpus: float, gpus: float) -> Codec:
+def _fit_or_load(codec_arg: Any, src: Source, fit_items: int, seed: int, settings: dict[str, Any],
+                 pool: _Pool) -> Codec:
     codec = resolve_codec(codec_arg)
     if isinstance(codec_arg, Codec):
         codec.check_is_fitted()
@@ -184,7 +184,7 @@ def _fit_or_load(codec_arg: Any, src: Source, fit_items: int, seed: int, setting
     if isinstance(src, EmbeddingSource):
         X = src.rows(src.load()[0][positions], 0, len(positions))
     else:
-        X = _embed_sample(ray, src, positions, settings, workers, cpus, gpus)
+        X = _embed_sample(pool, src, positions, settings)
     return fit_codec(codec, X, seed=seed)
 
 
@@ -234,24 +234,29 @@ def _ray_session(address: str | None, cpus_wanted: float) -> Iterator[Any]:
         ray.shutdown()
 
 
-def _pool(ray: Any, workers: int) -> Any:
-    return ray.data.ActorPoolStrategy(size=workers)
+@dataclass(frozen=True)
+class _Pool:
+    """The Ray session and the actor pool the work runs on: `workers` actors of `cpus` and `gpus` each."""
+
+    ray: Any
+    workers: int
+    cpus: float
+    gpus: float
+
+    def map(self, rows: list[dict[str, Any]], actor: type, kwargs: dict[str, Any], progress: bool = False) -> Any:
+        """A Ray dataset of `rows` (one block each) mapped one row at a time by `actor(**kwargs)` actors."""
+        data = self.ray.data
+        data.DataContext.get_current().enable_progress_bars = progress
+        return data.from_items(rows, override_num_blocks=len(rows)).map_batches(
+            actor, batch_size=1, compute=data.ActorPoolStrategy(size=min(self.workers, len(rows))),
+            num_cpus=self.cpus, num_gpus=self.gpus, fn_constructor_kwargs=kwargs)
 
 
-def _dataset(ray: Any, rows: list[dict[str, Any]], progress: bool) -> Any:
-    ray.data.DataContext.get_current().enable_progress_bars = progress
-    return ray.data.from_items(rows, override_num_blocks=len(rows))
-
-
-def _run_shards(ray: Any, folder: Path, src: Source, manifest: dict[str, Any], pending: list[tuple[int, int, int]],
-                settings: dict[str, Any], workers: int, cpus: float, gpus: float,
-                on_shard: Callable[[dict[str, Any]], None] | None, progress: bool) -> None:
+def _run_shards(pool: _Pool, folder: Path, src: Source, manifest: dict[str, Any], pending: list[tuple[int, int, int]],
+                settings: dict[str, Any], on_shard: Callable[[dict[str, Any]], None] | None, progress: bool) -> None:
     rows = [{"shard": i, "start": a, "stop": b} for i, a, b in pending]
-    ds = _dataset(ray, rows, progress).map_batches(
-        _ShardWriter, batch_size=1, compute=_pool(ray, min(workers, len(rows))), num_cpus=cpus, num_gpus=gpus,
-        fn_constructor_kwargs={"source": src, "folder": str(folder.resolve()), "settings": settings,
-                               "model_id": manifest["model"]},
-    )
+    ds = pool.map(rows, _ShardWriter, {"source": src, "folder": str(folder.resolve()), "settings": settings,
+                                       "model_id": manifest["model"]}, progress)
     for out in ds.iter_rows():
         _check_row(out)
         record = json.loads(out["record"])
@@ -261,15 +266,11 @@ def _run_shards(ray: Any, folder: Path, src: Source, manifest: dict[str, Any], p
             on_shard(record)
 
 
-def _embed_sample(ray: Any, src: ImageSource, positions: np.ndarray, settings: dict[str, Any], workers: int,
-                  cpus: float, gpus: float) -> np.ndarray:
+def _embed_sample(pool: _Pool, src: ImageSource, positions: np.ndarray, settings: dict[str, Any]) -> np.ndarray:
     """Embed the images at `positions` on the workers, for fitting the codec."""
     chunks = np.array_split(positions, max(1, -(-len(positions) // 256)))
     rows = [{"chunk": k, "positions": c.tolist()} for k, c in enumerate(chunks)]
-    ds = _dataset(ray, rows, False).map_batches(
-        _SampleEmbedder, batch_size=1, compute=_pool(ray, min(workers, len(rows))), num_cpus=cpus, num_gpus=gpus,
-        fn_constructor_kwargs={"source": src, "settings": settings},
-    )
+    ds = pool.map(rows, _SampleEmbedder, {"source": src, "settings": settings})
     parts = []
     for row in ds.iter_rows():
         _check_row(row)
