@@ -27,7 +27,7 @@ from ._atomic import atomic_writer, writer_lock
 from ._errors import CodecMismatchError, FormatError, InputError
 from ._progress import progress_bar
 from ._validate import MAX_DIM, MAX_ITEMS, check_embeddings
-from .codecs import Codec, Codes, codec_from_bytes
+from .codecs import Codec, Codes, ProgressiveCodec, as_progressive, codec_from_bytes
 
 MAGIC = b"\x89SMZ\r\n\x1a\n"
 FORMAT_VERSION = 1
@@ -96,8 +96,8 @@ def write_archive(
         "writer": WRITER,
     }
     with atomic_writer(path) if isinstance(path, str | Path) else contextlib.nullcontext(path) as fh:
-        _Writer(fh, budget_bits).write(head, codec.to_bytes() if embed_codec else None, [], codec, X, ids, pixels,
-                                       block_items, progress)
+        new = _NewBlocks(codec, X, block_items, budget_bits, progress)
+        _Writer(fh).write(head, codec.to_bytes() if embed_codec else None, [], new, ids, pixels)
 
 
 def append_archive(
@@ -131,8 +131,8 @@ def append_archive(
             ])
         head = dict(old.head, items=old.items + len(X), writer=WRITER)
         with atomic_writer(path) as fh:
-            _Writer(fh).write(head, old.codec_section, [(old.data, old.index)], old.codec, X,
-                              list(old.ids) + new_ids, all_pixels, int(old.head["block_items"]), progress)
+            new = _NewBlocks(old.codec, X, int(old.head["block_items"]), progress=progress)
+            _Writer(fh).write(head, old.codec_section, [(old.data, old.index)], new, list(old.ids) + new_ids, all_pixels)
 
 
 def merge_archives(sources: Sequence[str | Path], output: str | Path) -> None:
@@ -169,8 +169,7 @@ def merge_archives(sources: Sequence[str | Path], output: str | Path) -> None:
         codec_bytes = next((a.codec_section for a in arcs if a.codec_embedded), None)
         head = dict(first.head, items=len(ids), writer=WRITER)
         with atomic_writer(output) as fh:
-            _Writer(fh).write(head, codec_bytes, [(a.data, a.index) for a in arcs], None,
-                              np.empty((0, first.dim), np.float32), ids, pixels, int(first.head["block_items"]), False)
+            _Writer(fh).write(head, codec_bytes, [(a.data, a.index) for a in arcs], None, ids, pixels)
 
 
 def delete_items(path: str | Path, ids: Sequence[str], codec: Codec | None = None) -> dict[str, int]:
@@ -215,8 +214,7 @@ def delete_items(path: str | Path, ids: Sequence[str], codec: Codec | None = Non
         head = dict(old.head, items=len(kept_ids), writer=WRITER)
         before = Path(path).stat().st_size
         with atomic_writer(path) as fh:
-            _Writer(fh).write(head, old.codec_section, pieces, None, np.empty((0, old.dim), np.float32),
-                              kept_ids, pixels, int(old.head["block_items"]), False)
+            _Writer(fh).write(head, old.codec_section, pieces, None, kept_ids, pixels)
     return {"deleted": len(unique), "items": len(kept_ids), "bytes_before": before, "bytes_after": Path(path).stat().st_size,
             "ids_now_stored": _default_ids(old.ids) and not _default_ids(kept_ids)}
 
@@ -232,22 +230,19 @@ def truncate_archive(path: str | Path, output: str | Path, budget_bits: float, c
         raise InputError(f"output {str(output)!r} is the archive itself: write the cut to another file")
     _check_budget(budget_bits)
     with Archive.open(path, codec=codec) as old:
-        if not old.codec.progressive:
-            raise InputError(f"{old.codec_spec} codes are not progressive (a prefix of a code is no code); "
-                             "only rq archives can be cut to a lower rate")
+        codec = as_progressive(old.codec, "cut to a lower rate")
         old.check_sections()
         pieces: list[tuple[memoryview | bytes, np.ndarray]] = []
         spent = 0
         for b, row in enumerate(old.index):
             n = int(row["items"])
             share = budget_bits * (int(old._starts[b]) + n) - spent
-            payload = old.codec.truncate_within(old.block_codes(b), share)  # type: ignore[attr-defined]
+            payload = codec.truncate_within(old.block_codes(b), share)
             spent += 8 * len(payload)
             pieces.append(_piece(payload, n))
         head = dict(old.head, writer=WRITER)
         with atomic_writer(output) as fh:
-            _Writer(fh).write(head, old.codec_section, pieces, None, np.empty((0, old.dim), np.float32),
-                              list(old.ids), old.pixels, int(old.head["block_items"]), False)
+            _Writer(fh).write(head, old.codec_section, pieces, None, list(old.ids), old.pixels)
 
 
 def _piece(payload: memoryview | bytes, items: int) -> tuple[memoryview | bytes, np.ndarray]:
@@ -260,23 +255,37 @@ def _check_budget(bits: float) -> None:
         raise InputError(f"a bit budget must be a positive number of bits per item, got {bits}")
 
 
+#: Coded blocks to copy as they are: (DATA bytes, their index rows with offsets into those bytes).
+Pieces = list[tuple[memoryview | bytes, np.ndarray]]
+
+
+@dataclass(frozen=True)
+class _NewBlocks:
+    """Vectors to encode into blocks of `block_items`, after any copied ones; within `budget_bits`
+    payload bits per item when given (see `write_archive`)."""
+
+    codec: Codec
+    X: np.ndarray
+    block_items: int
+    budget_bits: float | None = None
+    progress: bool = False
+
+
 class _Writer:
-    """Streams one archive: sections in order, DATA's header patched once its length is known; new
-    blocks within `budget_bits` per item when given (see `write_archive`)."""
+    """Streams one archive to `fh`: sections in order, DATA's header patched once its length is known.
+    DATA is the copied blocks, then the encoded new ones, if any."""
 
-    def __init__(self, fh: BinaryIO, budget_bits: float | None = None) -> None:
+    def __init__(self, fh: BinaryIO) -> None:
         self.fh = fh
-        self.budget = budget_bits
 
-    def write(self, head: dict, codec_bytes: bytes | None, old: list[tuple[memoryview | bytes, np.ndarray]],
-              codec: Codec | None, X: np.ndarray, ids: list[str], pixels: np.ndarray | None, block_items: int,
-              progress: bool) -> None:
+    def write(self, head: dict[str, Any], codec_bytes: bytes | None, old: Pieces, new: _NewBlocks | None,
+              ids: list[str], pixels: np.ndarray | None) -> None:
         count = len(_REQUIRED) + (codec_bytes is not None) + (pixels is not None)
         self.fh.write(_PREAMBLE.pack(MAGIC, FORMAT_VERSION, 0, count))
         self._section(b"HEAD", json.dumps(head, sort_keys=True, separators=(",", ":")).encode())
         if codec_bytes is not None:
             self._section(b"CODC", codec_bytes)
-        index = self._data(old, codec, X, block_items, progress)
+        index = self._data(old, new)
         self._section(b"INDX", index.tobytes())
         self._section(b"IDS_", _pack_ids(ids))
         if pixels is not None:
@@ -286,44 +295,53 @@ class _Writer:
         self.fh.write(_SECTION.pack(tag, len(payload), zlib.crc32(payload)))
         self.fh.write(payload)
 
-    def _data(self, old: list[tuple[memoryview | bytes, np.ndarray]], codec: Codec | None, X: np.ndarray,
-              block_items: int, progress: bool) -> np.ndarray:
+    def _data(self, old: Pieces, new: _NewBlocks | None) -> np.ndarray:
+        """Write the DATA section; its index rows, offsets relative to it."""
         header_at = self.fh.tell()
         self.fh.write(_SECTION.pack(b"DATA", 0, 0))
-        crc, offset, rows = 0, 0, []
+        self._crc, self._offset = 0, 0
+        rows = []
         for data, index in old:
-            self.fh.write(data)
-            crc = zlib.crc32(data, crc)
             shifted = index.copy()
-            shifted["offset"] += offset  # block offsets are relative to the DATA section they came from
+            shifted["offset"] += self._offset  # block offsets are relative to the DATA section they came from
             rows.append(shifted)
-            offset += len(data)
-        starts = range(0, len(X), block_items)
-        new = np.zeros(len(starts), dtype=_INDEX)
-        spent = 0
-        with progress_bar("encoding", total=len(X), enabled=progress) as advance:
-            for b, start in enumerate(starts):
-                block = X[start : start + block_items]
-                if self.budget is not None and codec.progressive:  # type: ignore[union-attr]
-                    payload = codec.encode_within(block, self.budget * (start + len(block)) - spent)  # type: ignore[union-attr]
-                else:
-                    payload = codec.encode(block)  # type: ignore[union-attr]  # None only when X is empty
-                spent += 8 * len(payload)
-                block_crc = zlib.crc32(payload)
-                new[b] = (offset, len(payload), len(block), block_crc)
-                self.fh.write(payload)
-                crc = zlib.crc32(payload, crc)
-                offset += len(payload)
-                advance(len(block))
-        if self.budget is not None and spent > self.budget * len(X):
-            raise InputError(f"{codec.spec} spends {spent / len(X):.1f} payload bits per item on this input, over the "  # type: ignore[union-attr]
-                             f"budget of {self.budget:g}; nothing was written. A progressive codec (rq) meets any "
-                             "budget it can reach: e.g. --codec rq:M=32,K=256 --bits B")
+            self._put(data)
+        if new is not None:
+            rows.append(self._encode(new))
         end = self.fh.tell()
         self.fh.seek(header_at)
-        self.fh.write(_SECTION.pack(b"DATA", offset, crc))
+        self.fh.write(_SECTION.pack(b"DATA", self._offset, self._crc))
         self.fh.seek(end)
-        return np.concatenate([*rows, new]).astype(_INDEX)
+        return np.concatenate(rows).astype(_INDEX) if rows else np.zeros(0, dtype=_INDEX)
+
+    def _put(self, data: memoryview | bytes) -> None:
+        self.fh.write(data)
+        self._crc = zlib.crc32(data, self._crc)
+        self._offset += len(data)
+
+    def _encode(self, new: _NewBlocks) -> np.ndarray:
+        """Encode `new` block by block (each within what the blocks before it left of the budget, for a
+        progressive codec); the index rows of its blocks."""
+        codec, X, budget = new.codec, new.X, new.budget_bits
+        starts = range(0, len(X), new.block_items)
+        rows = np.zeros(len(starts), dtype=_INDEX)
+        spent = 0
+        with progress_bar("encoding", total=len(X), enabled=new.progress) as advance:
+            for b, start in enumerate(starts):
+                block = X[start : start + new.block_items]
+                if budget is not None and isinstance(codec, ProgressiveCodec):
+                    payload = codec.encode_within(block, budget * (start + len(block)) - spent)
+                else:
+                    payload = codec.encode(block)
+                spent += 8 * len(payload)
+                rows[b] = (self._offset, len(payload), len(block), zlib.crc32(payload))
+                self._put(payload)
+                advance(len(block))
+        if budget is not None and spent > budget * len(X):
+            raise InputError(f"{codec.spec} spends {spent / len(X):.1f} payload bits per item on this input, over the "
+                             f"budget of {budget:g}; nothing was written. A progressive codec (rq) meets any "
+                             "budget it can reach: e.g. --codec rq:M=32,K=256 --bits B")
+        return rows
 
 
 def _first_duplicate(ids: Sequence[str]) -> str | None:

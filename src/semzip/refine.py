@@ -20,7 +20,7 @@ import numpy as np
 from ._atomic import atomic_writer, writer_lock
 from ._errors import CodecMismatchError, FormatError, InputError
 from ._version import WRITER
-from .codecs import Codec
+from .codecs import Codec, ProgressiveCodec, as_progressive
 from .container import (_INDEX, _MAX_HEAD_BYTES, _PREAMBLE, _SECTION, FORMAT_VERSION, Archive, _check_budget, _piece,
                         _read_sections, _Writer)
 
@@ -41,7 +41,7 @@ def refine_archive(full: str | Path, have: str | Path, output: str | Path, budge
     if Path(output).exists() and any(Path(output).resolve() == Path(p).resolve() for p in (full, have)):
         raise InputError(f"output {str(output)!r} is one of the archives: write the refinement to another file")
     with Archive.open(full, codec=codec) as src, Archive.open(have, codec=codec) as dst:
-        _check_pair(src, dst)
+        codec = _check_pair(src, dst)
         rows: list[tuple[int, int, int, int]] = []
         pieces: list[bytes] = []
         results: list[int] = []
@@ -50,13 +50,13 @@ def refine_archive(full: str | Path, have: str | Path, output: str | Path, budge
             n = int(row["items"])
             whole, held = src.block_codes(b), dst.block_codes(b)
             _check_prefix(whole, held, b)
-            stages = src.codec.refine_within(held, whole, budget_bits * (int(src._starts[b]) + n) - spent)  # type: ignore[attr-defined]
+            stages = codec.refine_within(held, whole, budget_bits * (int(src._starts[b]) + n) - spent)
             grown = {"codes": whole["codes"], "stages": stages}
-            result = src.codec.pack(grown)
+            result = codec.pack(grown)
             spent += 8 * len(result)
             crc = zlib.crc32(result, crc)
             results.append(len(result))
-            piece = src.codec.pack_refinement(held["stages"], grown)  # type: ignore[attr-defined]
+            piece = codec.pack_refinement(held["stages"], grown)
             rows.append((offset, len(piece), n, zlib.crc32(piece)))
             pieces.append(piece)
             offset += len(piece)
@@ -91,13 +91,14 @@ def patch_archive(have: str | Path, refinement: str | Path, output: str | Path,
         if len(index) != len(dst.index) or (index["items"] != dst.index["items"]).any():
             raise FormatError(f"{str(refinement)!r} has blocks that do not match the archive's")
         dst.check_sections()
+        codec = as_progressive(dst.codec, "refined")
         pieces, crc = [], 0
         for b, row in enumerate(index):
             chunk = data[int(row["offset"]) : int(row["offset"]) + int(row["nbytes"])]
             if zlib.crc32(chunk) != int(row["crc"]):
                 raise FormatError(f"refinement is damaged: checksum mismatch in block {b}")
-            grown = dst.codec.apply_refinement(dst.block_codes(b), chunk)  # type: ignore[attr-defined]
-            payload = dst.codec.pack(grown)
+            grown = codec.apply_refinement(dst.block_codes(b), chunk)
+            payload = codec.pack(grown)
             crc = zlib.crc32(payload, crc)
             pieces.append(_piece(payload, int(row["items"])))
         if crc != head["result"]["data_crc"] or sum(len(p) for p, _ in pieces) != head["result"]["data_bytes"]:
@@ -105,23 +106,22 @@ def patch_archive(have: str | Path, refinement: str | Path, output: str | Path,
                               "computed; nothing was written")
         before = dst.sections[b"DATA"].length
         with atomic_writer(output) as fh:
-            _Writer(fh).write(dict(dst.head, writer=WRITER), dst.codec_section, pieces, None,
-                              np.empty((0, dst.dim), np.float32), list(dst.ids), dst.pixels,
-                              int(dst.head["block_items"]), False)
+            _Writer(fh).write(dict(dst.head, writer=WRITER), dst.codec_section, pieces, None, list(dst.ids), dst.pixels)
         n = dst.items
     return {"items": n, "payload_bits_per_item_before": 8 * before / n,
             "payload_bits_per_item_after": 8 * int(head["result"]["data_bytes"]) / n}
 
 
-def _check_pair(src: Archive, dst: Archive) -> None:
-    if not src.codec.progressive:
-        raise InputError(f"{src.codec_spec} codes are not progressive; only rq archives can be refined")
+def _check_pair(src: Archive, dst: Archive) -> ProgressiveCodec:
+    """The shared codec of `src` and `dst`, a cut of it; refused unless progressive and a true cut."""
+    codec = as_progressive(src.codec, "refined")
     for what, mine, theirs in (("codec", src.codec_hash, dst.codec_hash), ("ids", src.ids, dst.ids),
                                ("blocks", src.index["items"].tolist(), dst.index["items"].tolist())):
         if mine != theirs:
             raise CodecMismatchError(f"{dst.path} is not a cut of {src.path}: its {what} differ")
     src.check_sections()
     dst.check_sections()
+    return codec
 
 
 def _check_prefix(whole: dict[str, np.ndarray], held: dict[str, np.ndarray], block: int) -> None:

@@ -1,6 +1,6 @@
 """Codecs: the registry, the base class and the built-in codec families."""
 
-from ._base import Codec, Codes
+from ._base import Codec, Codes, ProgressiveCodec, as_progressive
 from ._registry import (
     available_codecs,
     codec_class,
@@ -17,6 +17,8 @@ from . import bq, pq, pqvae, rq, scalar, smic  # noqa: E402,F401  (import regist
 __all__ = [
     "Codec",
     "Codes",
+    "ProgressiveCodec",
+    "as_progressive",
     "available_codecs",
     "codec_class",
     "codec_from_bytes",

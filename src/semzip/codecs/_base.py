@@ -17,7 +17,7 @@ from typing import Any, ClassVar, Self
 
 import numpy as np
 
-from .._errors import FormatError, NotFittedError, SpecError
+from .._errors import FormatError, InputError, NotFittedError, SpecError
 from .._exact import ExactMatrix
 from .._validate import MAX_DIM, check_embeddings
 from ..spec import Spec, Value, format_spec
@@ -47,9 +47,6 @@ class Codec(ABC):
     example_specs: ClassVar[tuple[str, ...]] = ()
     #: True when quantize(reconstruct(codes)) == codes is guaranteed.
     idempotent: ClassVar[bool] = True
-    #: True for codecs whose items' codes can stop at any stage: they meet a bit budget by
-    #: `encode_within(X, max_bits)` (see codecs/rq.py); `container.write_archive(budget_bits=B)` uses it.
-    progressive: ClassVar[bool] = False
     #: True for codecs learned on the collection they code (their state is its dictionary, paid by its items).
     collection: ClassVar[bool] = False
     #: Parameters added after a codec first shipped, with the value that means "absent": left out of
@@ -271,6 +268,40 @@ class Codec(ABC):
             "fit_info": json.dumps(self.fit_info(), sort_keys=True),
         }
         return save({k: np.ascontiguousarray(v) for k, v in state.items()}, metadata=meta)
+
+
+class ProgressiveCodec(Codec):
+    """A codec whose items' codes can stop at any stage boundary and still decode (`rq`). It meets a
+    bit budget (`encode_within`; `container.write_archive(budget_bits=B)`), is cut to a lower one
+    without the originals (`truncate_within`) and grown back by refinements (refine.py)."""
+
+    @abstractmethod
+    def encode_within(self, X: object, max_bits: float) -> bytes:
+        """Bytes of X's codes in at most `max_bits` bits (a block's share of a budget)."""
+
+    @abstractmethod
+    def truncate_within(self, codes: Codes, max_bits: float) -> bytes:
+        """Coded items cut to at most `max_bits` bits, each keeping a prefix of its stages."""
+
+    @abstractmethod
+    def refine_within(self, have: Codes, full: Codes, max_bits: float) -> np.ndarray:
+        """Stage counts (n,) that grow `have`, a cut of `full`, to at most `max_bits` bits."""
+
+    @abstractmethod
+    def pack_refinement(self, have_stages: np.ndarray, codes: Codes) -> bytes:
+        """What a receiver holding `have_stages` stages per item lacks of `codes`."""
+
+    @abstractmethod
+    def apply_refinement(self, have: Codes, data: bytes | memoryview) -> Codes:
+        """`have` grown by a `pack_refinement` payload."""
+
+
+def as_progressive(codec: Codec, doing: str) -> ProgressiveCodec:
+    """`codec` typed as progressive, or InputError saying that only such archives can be `doing`."""
+    if not isinstance(codec, ProgressiveCodec):
+        raise InputError(f"{codec.spec} codes are not progressive (a prefix of a code is no code); "
+                         f"only rq archives can be {doing}")
+    return codec
 
 
 def _coerce(codec: str, key: str, value: Value, kind: type) -> Any:

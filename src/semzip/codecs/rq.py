@@ -23,7 +23,7 @@ from .._errors import FormatError, InputError, SpecError
 from .._threads import limited_threads
 from .._validate import check_embeddings
 from ..entropy import FrequencyTable, SymbolReader, encode_symbols
-from ._base import Codec, Codes
+from ._base import Codes, ProgressiveCodec
 from ._registry import register
 
 #: Tightening rounds before a block that will not fit its budget is refused.
@@ -32,7 +32,7 @@ _LAYOUT = struct.Struct("<I")
 
 
 @register
-class RQCodec(Codec):
+class RQCodec(ProgressiveCodec):
     """`rq:M=32,K=256,beam=8`: up to M residual stages of K centroids (log2 K bits each before entropy
     coding); with a budget, each item keeps the stages worth their bits, and every block fits it."""
 
@@ -44,7 +44,6 @@ class RQCodec(Codec):
                   "K": "centroids per stage, a power of two from 2 to 4096",
                   "beam": "beam width of the encoder (and of training): wider finds better codes, more slowly"}
     example_specs = ("rq:M=4,K=16,beam=4", "rq:M=8,K=64,beam=4", "rq:M=16,K=256,beam=8")
-    progressive = True
     idempotent = False  # beam search may code a reconstruction with another, no worse, code
 
     def __init__(self, M: int = 32, K: int = 256, beam: int = 8, *, seed: int = 0, niter: int = 20,
