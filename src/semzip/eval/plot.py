@@ -50,18 +50,12 @@ def plot_rate_fidelity(reports: Sequence[dict[str, Any]], path: str | Path,
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
-        from matplotlib.ticker import FuncFormatter, LogLocator
     except ImportError:
         raise InputError("plotting needs matplotlib (pip install 'semzip[eval]')") from None
     if x not in _X_LABELS:
         raise InputError(f"unknown rate axis {x!r}; one of {', '.join(_X_LABELS)}")
     fmt = plot_format(path)
-    panels = [(rep, m) for rep in reports for m in (metrics or DEFAULT_METRICS)
-              if m in rep["reference"]["metrics"]]
-    if metrics is None and len(reports) > 1:  # several datasets: their first task metric each
-        panels = [next((rep, m) for m in DEFAULT_METRICS if m in rep["reference"]["metrics"]) for rep in reports]
-    if not panels:
-        raise InputError("nothing to plot: the reports have none of the requested metrics")
+    panels = _panels(reports, metrics)
     families = _families(reports, x)
     style = {f: (f"C{i % 10}", _MARKERS[i % len(_MARKERS)]) for i, f in enumerate(families)}
     pixel_families = {r["family"] for rep in reports for r in rep.get("pixel_codecs", [])}
@@ -71,33 +65,7 @@ def plot_rate_fidelity(reports: Sequence[dict[str, Any]], path: str | Path,
     fig, axes = plt.subplots(rows_n, cols, figsize=(4.4 * cols, 3.4 * rows_n + 1.0), squeeze=False)
     single = len({rep["dataset"] for rep, _ in panels}) == 1
     for ax, (rep, metric) in zip(axes.flat, panels):
-        ref = rep["reference"]
-        for family in families:
-            pts = _points([r for r in _rows(rep, x) if _variant(r) == family and metric in r["metrics"] and r.get(x)],
-                          x, metric)
-            if pts:
-                colour, marker = style[family]
-                pixel = family in pixel_families
-                xs, ys, lo, hi = (np.array(v) for v in zip(*pts))
-                ax.errorbar(xs, ys, yerr=np.stack([ys - lo, hi - ys]) if (hi > lo).any() else None,
-                            marker=marker, color=colour, linewidth=1.3 if pixel else 1.6, capsize=3,
-                            linestyle=":" if pixel else "-", markersize=6,
-                            label=f"{family} (pixels)" if pixel else family)
-        level = ref["metrics"][metric]
-        ax.axhline(level, color="0.35", linestyle="--", linewidth=1, label="uncompressed")
-        ax.annotate(f"uncompressed {level:.3f}", (0.02, level), xycoords=("axes fraction", "data"),
-                    xytext=(0, -11), textcoords="offset points", fontsize=7.5, color="0.3")
-        if ref.get(x):
-            ax.plot([ref[x]], [level], marker="*", color="0.2", markersize=11, linestyle="none", label="float32")
-        base = 10 if x == "bpp" else 2  # bits per item read best as powers of two, bpp as decades
-        ax.set_xscale("log", base=base)
-        ax.xaxis.set_major_locator(LogLocator(base=base, numticks=40))  # every power: each rate tick labelled
-        ax.xaxis.set_major_formatter(FuncFormatter(_rate_tick))
-        ax.set_xlabel(_X_LABELS[x], fontsize=9)
-        label = METRIC_LABELS.get(metric, metric)
-        ax.set_ylabel(label, fontsize=9)
-        ax.set_title(label if single else f"{rep['dataset']}: {label}", fontsize=10)
-        ax.grid(True, which="major", alpha=0.3)
+        _draw_panel(ax, rep, metric, x, style, pixel_families, single)
     for ax in list(axes.flat)[len(panels):]:
         ax.set_visible(False)
     handles: dict[str, Any] = {}
@@ -116,6 +84,52 @@ def plot_rate_fidelity(reports: Sequence[dict[str, Any]], path: str | Path,
         fig.savefig(fh, format=fmt, dpi=130)
     plt.close(fig)
     return [(rep["dataset"], m) for rep, m in panels]
+
+
+def _panels(reports: Sequence[dict[str, Any]], metrics: Sequence[str] | None) -> list[tuple[dict[str, Any], str]]:
+    """(report, metric) of every panel: the metrics asked for that a report has, or with several
+    reports and none asked for, each report's first task metric."""
+    panels = [(rep, m) for rep in reports for m in (metrics or DEFAULT_METRICS)
+              if m in rep["reference"]["metrics"]]
+    if metrics is None and len(reports) > 1:
+        panels = [next((rep, m) for m in DEFAULT_METRICS if m in rep["reference"]["metrics"]) for rep in reports]
+    if not panels:
+        raise InputError("nothing to plot: the reports have none of the requested metrics")
+    return panels
+
+
+def _draw_panel(ax: Any, rep: dict[str, Any], metric: str, x: str, style: dict[str, tuple[str, str]],
+                pixel_families: set[str], single: bool) -> None:
+    """One panel: a curve per codec variant (colour and marker from `style`; pixel codecs dotted),
+    the uncompressed level, and the log rate axis."""
+    from matplotlib.ticker import FuncFormatter, LogLocator
+
+    ref = rep["reference"]
+    for family, (colour, marker) in style.items():
+        pts = _points([r for r in _rows(rep, x) if _variant(r) == family and metric in r["metrics"] and r.get(x)],
+                      x, metric)
+        if pts:
+            pixel = family in pixel_families
+            xs, ys, lo, hi = (np.array(v) for v in zip(*pts))
+            ax.errorbar(xs, ys, yerr=np.stack([ys - lo, hi - ys]) if (hi > lo).any() else None,
+                        marker=marker, color=colour, linewidth=1.3 if pixel else 1.6, capsize=3,
+                        linestyle=":" if pixel else "-", markersize=6,
+                        label=f"{family} (pixels)" if pixel else family)
+    level = ref["metrics"][metric]
+    ax.axhline(level, color="0.35", linestyle="--", linewidth=1, label="uncompressed")
+    ax.annotate(f"uncompressed {level:.3f}", (0.02, level), xycoords=("axes fraction", "data"),
+                xytext=(0, -11), textcoords="offset points", fontsize=7.5, color="0.3")
+    if ref.get(x):
+        ax.plot([ref[x]], [level], marker="*", color="0.2", markersize=11, linestyle="none", label="float32")
+    base = 10 if x == "bpp" else 2  # bits per item read best as powers of two, bpp as decades
+    ax.set_xscale("log", base=base)
+    ax.xaxis.set_major_locator(LogLocator(base=base, numticks=40))  # every power: each rate tick labelled
+    ax.xaxis.set_major_formatter(FuncFormatter(_rate_tick))
+    ax.set_xlabel(_X_LABELS[x], fontsize=9)
+    label = METRIC_LABELS.get(metric, metric)
+    ax.set_ylabel(label, fontsize=9)
+    ax.set_title(label if single else f"{rep['dataset']}: {label}", fontsize=10)
+    ax.grid(True, which="major", alpha=0.3)
 
 
 def plot_format(path: str | Path) -> str:

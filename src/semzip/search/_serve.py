@@ -208,86 +208,89 @@ def make_server(app: SearchApp, host: str = "127.0.0.1", port: int = 0,
                 idle_timeout: float = _IDLE_TIMEOUT_S) -> ThreadingHTTPServer:
     """A server bound to host:port (port 0 = a free one; see `server.server_address`); call serve_forever.
     Connections idle for `idle_timeout` seconds are closed."""
+    handler = type("Handler", (_Handler,), {"app": app, "timeout": idle_timeout})
+    return ThreadingHTTPServer((host, port), handler)
 
-    class Handler(BaseHTTPRequestHandler):
-        timeout = idle_timeout
-        head_only = False
 
-        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
-            try:
-                if not _allowed_host(self.headers.get("Host", ""), server.server_address):
-                    self._send(HTTPStatus.MISDIRECTED_REQUEST, b"unknown host", "text/plain")
-                    return
-                self._route()
-            except Exception:  # noqa: BLE001 - whatever a request does, it gets an answer
-                self._send(HTTPStatus.INTERNAL_SERVER_ERROR, b"internal error", "text/plain")
+class _Handler(BaseHTTPRequestHandler):
+    """One request to the page of `app` (set by `make_server` on a subclass)."""
 
-        def do_HEAD(self) -> None:  # noqa: N802
-            self.head_only = True
-            self.do_GET()
+    app: SearchApp
+    head_only = False
 
-        def _route(self) -> None:
-            url = urlsplit(self.path)
-            args = parse_qs(url.query)
-            q = args.get("q", [""])[0]
-            try:
-                k = min(max(int(args.get("k", [app.k])[0]), 1), _MAX_K)
-            except ValueError:
-                k = app.k
-            try:
-                page = max(int(args.get("page", ["0"])[0]), 0)
-            except ValueError:
-                page = 0
-            item = args.get("id", [""])[0]
-            if url.path == "/":
-                status, body = app.page(q, k, page)
-                self._send(status, body.encode(), "text/html; charset=utf-8")
-            elif url.path == "/api/search":
-                self._api(q, k, page)
-            elif url.path in ("/image", "/thumb", "/generated"):
-                self._image(url.path, item)
-            else:
-                self._send(HTTPStatus.NOT_FOUND, b"not found", "text/plain")
-
-        def _image(self, route: str, item: str) -> None:
-            from ..decode._images import thumbnail_jpeg
-
-            path = app.generated.get(item) if route == "/generated" else app.image_path(item)
-            data = None
-            if path is not None:
-                data = thumbnail_jpeg(path) if route == "/thumb" else path.read_bytes()
-            if path is None or data is None:
-                self._send(HTTPStatus.NOT_FOUND, b"no such image", "text/plain")
+    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        try:
+            if not _allowed_host(self.headers.get("Host", ""), self.server.server_address):
+                self._send(HTTPStatus.MISDIRECTED_REQUEST, b"unknown host", "text/plain")
                 return
-            kind = "image/jpeg" if route == "/thumb" else mimetypes.guess_type(path.name)[0] or ""
-            self._send(HTTPStatus.OK, data, kind if kind.startswith("image/") else "application/octet-stream")
+            self._route()
+        except Exception:  # noqa: BLE001 - whatever a request does, it gets an answer
+            self._send(HTTPStatus.INTERNAL_SERVER_ERROR, b"internal error", "text/plain")
 
-        def _api(self, q: str, k: int, page: int) -> None:
-            try:
-                payload: Any = {"query": q, "page": page, "hits": app.search(q, k, page)}
-                status = HTTPStatus.OK
-            except SemzipError as exc:
-                payload, status = {"error": str(exc)}, HTTPStatus.BAD_REQUEST
-            self._send(status, json.dumps(payload).encode(), "application/json")
+    def do_HEAD(self) -> None:  # noqa: N802
+        self.head_only = True
+        self.do_GET()
 
-        def _send(self, status: HTTPStatus, data: bytes, kind: str) -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", kind)
-            self.send_header("Content-Length", str(len(data)))
-            for name, value in _SECURITY_HEADERS.items():
-                self.send_header(name, value)
-            self.end_headers()
-            if not self.head_only:
-                self.wfile.write(data)
+    def _route(self) -> None:
+        url = urlsplit(self.path)
+        args = parse_qs(url.query)
+        q, item = args.get("q", [""])[0], args.get("id", [""])[0]
+        k = min(max(_int_arg(args, "k", self.app.k), 1), _MAX_K)
+        page = max(_int_arg(args, "page", 0), 0)
+        if url.path == "/":
+            status, body = self.app.page(q, k, page)
+            self._send(status, body.encode(), "text/html; charset=utf-8")
+        elif url.path == "/api/search":
+            self._api(q, k, page)
+        elif url.path in ("/image", "/thumb", "/generated"):
+            self._image(url.path, item)
+        else:
+            self._send(HTTPStatus.NOT_FOUND, b"not found", "text/plain")
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-            pass  # quiet: the terminal shows the URL, not every request
+    def _image(self, route: str, item: str) -> None:
+        from ..decode._images import thumbnail_jpeg
 
-    server = ThreadingHTTPServer((host, port), Handler)
-    return server
+        path = self.app.generated.get(item) if route == "/generated" else self.app.image_path(item)
+        data = None
+        if path is not None:
+            data = thumbnail_jpeg(path) if route == "/thumb" else path.read_bytes()
+        if path is None or data is None:
+            self._send(HTTPStatus.NOT_FOUND, b"no such image", "text/plain")
+            return
+        kind = "image/jpeg" if route == "/thumb" else mimetypes.guess_type(path.name)[0] or ""
+        self._send(HTTPStatus.OK, data, kind if kind.startswith("image/") else "application/octet-stream")
+
+    def _api(self, q: str, k: int, page: int) -> None:
+        try:
+            payload: Any = {"query": q, "page": page, "hits": self.app.search(q, k, page)}
+            status = HTTPStatus.OK
+        except SemzipError as exc:
+            payload, status = {"error": str(exc)}, HTTPStatus.BAD_REQUEST
+        self._send(status, json.dumps(payload).encode(), "application/json")
+
+    def _send(self, status: HTTPStatus, data: bytes, kind: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(data)))
+        for name, value in _SECURITY_HEADERS.items():
+            self.send_header(name, value)
+        self.end_headers()
+        if not self.head_only:
+            self.wfile.write(data)
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        pass  # quiet: the terminal shows the URL, not every request
 
 
-def _allowed_host(header: str, address: tuple) -> bool:
+def _int_arg(args: dict[str, list[str]], name: str, default: int) -> int:
+    """The integer query argument `name`, or `default` when absent or not an integer."""
+    try:
+        return int(args.get(name, [str(default)])[0])
+    except ValueError:
+        return default
+
+
+def _allowed_host(header: str, address: Any) -> bool:
     """True when a request's Host names the address served (any loopback name for a loopback server):
     a page elsewhere that points its own name at 127.0.0.1 (DNS rebinding) sends its own name."""
     bound, port = str(address[0]), int(address[1])
