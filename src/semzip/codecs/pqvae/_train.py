@@ -188,6 +188,28 @@ def train(codec: PQVAECodec, X: np.ndarray, X_val: np.ndarray, coarse: np.ndarra
         return _train(codec, X, X_val, _Frame(coarse, mean, white))
 
 
+def _epoch(net: _Net, opt: torch.optim.Optimizer, tr_w: torch.Tensor, codec: PQVAECodec, gen: torch.Generator,
+           bs: int, quantise: bool) -> tuple[dict[str, float], torch.Tensor, torch.Tensor | None]:
+    """One pass over the (mixed) training inputs in a seeded order: summed loss terms, codeword
+    usage counts, and the last batch's latent sub-vectors (what dead codewords restart on)."""
+    usage = torch.zeros(codec.K, dtype=torch.long)
+    sums = dict.fromkeys(("loss", "rec", "cb", "commit"), 0.0)
+    last_z = None
+    perm = torch.randperm(len(tr_w), generator=gen)
+    for i in range(0, len(tr_w), bs):
+        w = _mix(tr_w[perm[i : i + bs]], codec.mix, gen)
+        loss, terms, idx = _losses(net, w, codec, quantise)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if idx is not None:
+            usage += torch.bincount(idx.flatten(), minlength=codec.K)
+            last_z = net.encode(w).detach().reshape(-1, codec.dim) if i + bs >= len(tr_w) else None
+        for k, v in ({"loss": loss} | terms).items():
+            sums[k] += float(v.detach()) * len(w)
+    return sums, usage, last_z
+
+
 def _train(codec: PQVAECodec, X: np.ndarray, X_val: np.ndarray,
            frame: _Frame) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     t0 = time.perf_counter()
@@ -214,21 +236,7 @@ def _train(codec: PQVAECodec, X: np.ndarray, X_val: np.ndarray,
                 with torch.no_grad():
                     latents = net.encode(tr_w).reshape(-1, codec.dim)
                     net.p["codebook"].copy_(_kmeans(latents, codec.K, gen))
-            usage = torch.zeros(codec.K, dtype=torch.long)
-            sums = dict.fromkeys(("loss", "rec", "cb", "commit"), 0.0)
-            last_z = None
-            perm = torch.randperm(len(tr), generator=gen)
-            for i in range(0, len(tr), bs):
-                w = _mix(tr_w[perm[i : i + bs]], codec.mix, gen)
-                loss, terms, idx = _losses(net, w, codec, quantise)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                if idx is not None:
-                    usage += torch.bincount(idx.flatten(), minlength=codec.K)
-                    last_z = net.encode(w).detach().reshape(-1, codec.dim) if i + bs >= len(tr) else None
-                for k, v in ({"loss": loss} | terms).items():
-                    sums[k] += float(v.detach()) * len(w)
+            sums, usage, last_z = _epoch(net, opt, tr_w, codec, gen, bs, quantise)
             sched.step()
             dead = torch.nonzero(usage == 0).flatten() if quantise else torch.zeros(0, dtype=torch.long)
             if len(dead) and last_z is not None:
