@@ -6,6 +6,7 @@ from .utils import require_clip
 
 require_clip()
 
+import contextlib
 import copy
 import os
 import subprocess
@@ -29,7 +30,11 @@ SRC = str(Path(__file__).resolve().parents[2] / "src")
 @pytest.fixture
 def open_clip_model_module(monkeypatch):
     """open_clip's real model.py. Its utils.py imports torchvision only for FrozenBatchNorm2d (ResNet
-    freezing); a stand-in for that one name is put in sys.modules for this test and removed after."""
+    freezing); a stand-in for that one name is put in sys.modules for this test and removed after.
+    model.py also imports transformers, whose import probes torchvision with find_spec, which fails on
+    a stand-in without a spec: transformers is imported first (when installed), so it sees the real one."""
+    with contextlib.suppress(ImportError):
+        import transformers  # noqa: F401
     tv = types.ModuleType("torchvision")
     ops = types.ModuleType("torchvision.ops")
     misc = types.ModuleType("torchvision.ops.misc")

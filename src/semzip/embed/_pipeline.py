@@ -138,76 +138,89 @@ def embed_paths(paths: Sequence[str | os.PathLike[str]], model: str | ClipModel 
     try:
         key = cache_key(clip) if store is not None else ""
         known = store.digests(key) if store is not None else frozenset()
-        return _run(files, ids, clip, store, key, known, batch_size, workers, strict, progress)
+        return _Run(files, ids, clip, store, key, known).run(batch_size, workers, strict, progress)
     finally:
         if store is not None and store is not cache:  # opened here from a path
             store.close()
 
 
-def _run(paths: list[Path], ids: list[str], clip: ClipModel, store: EmbeddingCache | None, key: str,
-         known: frozenset[str], batch_size: int, workers: int, strict: bool, progress: bool) -> Embedded:
-    from .._progress import progress_bar
+class _Run:
+    """One embedding run: decoded images batched through the model, cache hits read in groups, and
+    the results placed in input order."""
 
-    n = len(paths)
-    features = np.zeros((n, clip.embed_dim), dtype=np.float32)
-    pixels = np.zeros(n, dtype=np.int64)
-    ok = np.zeros(n, dtype=bool)
-    failures: list[Failure] = []
-    batch: list[tuple[int, str, np.ndarray]] = []
-    hits: list[tuple[int, str]] = []
-    cached = 0
+    def __init__(self, paths: list[Path], ids: list[str], clip: ClipModel, store: EmbeddingCache | None,
+                 key: str, known: frozenset[str]) -> None:
+        self.paths, self.ids, self.clip, self.store, self.key, self.known = paths, ids, clip, store, key, known
+        n = len(paths)
+        self.features = np.zeros((n, clip.embed_dim), dtype=np.float32)
+        self.pixels = np.zeros(n, dtype=np.int64)
+        self.ok = np.zeros(n, dtype=bool)
+        self.failures: list[Failure] = []
+        self.batch: list[tuple[int, str, np.ndarray]] = []
+        self.hits: list[tuple[int, str]] = []
+        self.cached = 0
 
-    def flush_batch() -> None:
-        rows = [i for i, _, _ in batch]
-        out = clip.encode_images(np.stack([x for _, _, x in batch]))
-        features[rows] = out
-        ok[rows] = True
-        if store is not None:
-            store.put(key, [(d, out[j], pixels[i]) for j, (i, d, _) in enumerate(batch)])
-        batch.clear()
+    def run(self, batch_size: int, workers: int, strict: bool, progress: bool) -> Embedded:
+        from .._progress import progress_bar
 
-    def flush_hits() -> None:
-        nonlocal cached
-        got = store.get(key, [d for _, d in hits], clip.embed_dim) if store is not None else {}
-        for i, digest in hits:
+        n, clip = len(self.paths), self.clip
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="semzip-decode") as pool, \
+                progress_bar("embedding", n, enabled=progress) as advance:
+            on_cpu = clip.device.startswith("cpu")
+            results = _ordered(pool, lambda i: _load_one(self.paths[i], self.known, clip), n,
+                               window=batch_size if on_cpu else batch_size + 2 * workers, overlap=not on_cpu)
+            with contextlib.closing(results):  # on an error, queued decodes are cancelled before the pool waits
+                for i, res in enumerate(results):
+                    self._take(i, res, strict)
+                    if len(self.batch) >= batch_size:
+                        self._flush_batch()
+                    if len(self.hits) >= 1024:
+                        self._flush_hits()
+                    advance(1)
+            if self.batch:
+                self._flush_batch()
+            if self.hits:
+                self._flush_hits()
+        keep = np.flatnonzero(self.ok)
+        return Embedded(self.features[keep], [self.ids[i] for i in keep], self.pixels[keep], clip.name,
+                        self.failures, self.cached)
+
+    def _take(self, i: int, res: tuple[str, np.ndarray | None, int] | str, strict: bool) -> None:
+        """Input i's decode result: an error text, a cache hit (digest, None, 0) or (digest, pixels, count)."""
+        if isinstance(res, str):
+            if strict:
+                raise InputError(f"{self.paths[i]}: {res}")
+            log.warning("skipping %s: %s", self.paths[i], res)
+            self.failures.append(Failure(str(self.paths[i]), self.ids[i], res))
+            return
+        digest, x, count = res
+        if x is None:
+            self.hits.append((i, digest))
+        else:
+            self.pixels[i] = count
+            self.batch.append((i, digest, x))
+
+    def _flush_batch(self) -> None:
+        rows = [i for i, _, _ in self.batch]
+        out = self.clip.encode_images(np.stack([x for _, _, x in self.batch]))
+        self.features[rows] = out
+        self.ok[rows] = True
+        if self.store is not None:
+            self.store.put(self.key, [(d, out[j], self.pixels[i]) for j, (i, d, _) in enumerate(self.batch)])
+        self.batch.clear()
+
+    def _flush_hits(self) -> None:
+        store = self.store
+        got = store.get(self.key, [d for _, d in self.hits], self.clip.embed_dim) if store is not None else {}
+        for i, digest in self.hits:
             if digest in got:
-                features[i], pixels[i] = got[digest]
-                ok[i] = True
-                cached += 1
+                self.features[i], self.pixels[i] = got[digest]
+                self.ok[i] = True
+                self.cached += 1
             else:  # the row vanished since `known` was read (another process): embed it after all
-                failures.append(Failure(str(paths[i]), ids[i], "cache entry disappeared during the run; re-run"))
-        hits.clear()
-
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="semzip-decode") as pool, \
-            progress_bar("embedding", n, enabled=progress) as advance:
-        on_cpu = clip.device.startswith("cpu")
-        results = _ordered(pool, lambda i: _load_one(paths[i], known, clip), n,
-                           window=batch_size if on_cpu else batch_size + 2 * workers, overlap=not on_cpu)
-        with contextlib.closing(results):  # on an error, queued decodes are cancelled before the pool waits
-            for i, res in enumerate(results):
-                if isinstance(res, str):
-                    if strict:
-                        raise InputError(f"{paths[i]}: {res}")
-                    log.warning("skipping %s: %s", paths[i], res)
-                    failures.append(Failure(str(paths[i]), ids[i], res))
-                else:
-                    digest, x, count = res
-                    if x is None:
-                        hits.append((i, digest))
-                    else:
-                        pixels[i] = count
-                        batch.append((i, digest, x))
-                if len(batch) >= batch_size:
-                    flush_batch()
-                if len(hits) >= 1024:
-                    flush_hits()
-                advance(1)
-        if batch:
-            flush_batch()
-        if hits:
-            flush_hits()
-    keep = np.flatnonzero(ok)
-    return Embedded(features[keep], [ids[i] for i in keep], pixels[keep], clip.name, failures, cached)
+                self.failures.append(Failure(str(self.paths[i]), self.ids[i],
+                                             "cache entry disappeared during the run; re-run"))
+        self.hits.clear()
 
 
 def embed_texts(texts: Sequence[str], model: str | ClipModel = "ViT-B-32:openai", *, weights: Any = None,
