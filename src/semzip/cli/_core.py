@@ -103,19 +103,18 @@ def compress(
     if codec is None and bits is None:
         raise InputError("give --codec (a codec file or spec), --bits (a budget in bits per item), or both")
     images = _are_images(inputs)
+    clip = _embed.ClipOptions(model or DEFAULT_MODEL, weights, device, batch_size)
     if ray:
         if codec is None or len(inputs) > 1 or ids_file or id_prefix:
             raise InputError("--ray takes one INPUT and --codec (no --bits, --ids or --id-prefix)")
-        _scale.compress_ray(inputs[0], codec, output, model=model, weights=weights, device=device,
-                            batch_size=batch_size, workers=workers, shard_items=shard_items, fit_items=fit_items,
-                            address=address)
+        _scale.compress_ray(inputs[0], codec, output, clip, model is not None, workers=workers,
+                            shard_items=shard_items, fit_items=fit_items, address=address)
         return
     _refuse_overwriting_inputs(inputs, output)
     ids: list[str] | None
     pixels: np.ndarray | None
     if images:
-        found = _embed.embed_images(inputs, model=model or DEFAULT_MODEL, weights=weights, device=device,
-                                    batch_size=batch_size, workers=None, cache=None, no_cache=no_cache, strict=strict)
+        found = _embed.embed_images(inputs, clip, no_cache=no_cache, strict=strict)
         X, ids, pixels, model = found.features, found.ids, found.pixels, found.model_id
     else:
         X, ids, recorded, pixels = read_all(inputs)

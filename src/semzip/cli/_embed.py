@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -28,15 +29,25 @@ NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Neither read nor w
 StrictOpt = Annotated[bool, typer.Option("--strict", help="Fail on the first unreadable image instead of skipping it.", rich_help_panel="CLIP model")]
 
 
-def embed_images(inputs: list[str], *, model: str, weights: Path | None, device: str, batch_size: int,
-                 workers: int | None, cache: Path | None, no_cache: bool, strict: bool) -> Embedded:
+@dataclass(frozen=True)
+class ClipOptions:
+    """The "CLIP model" option group: which model, its local weights, where it runs, images per call."""
+
+    model: str = DEFAULT_MODEL
+    weights: Path | None = None
+    device: str = "cpu"
+    batch_size: int = 64
+
+
+def embed_images(inputs: list[str], clip: ClipOptions, *, workers: int | None = None, cache: Path | None = None,
+                 no_cache: bool = False, strict: bool = False) -> Embedded:
     """Files and folders -> embeddings (ids relative to a single folder), skipped files reported on stderr."""
     from ..embed import collect_images, default_cache_path, embed_paths
 
     paths, ids = collect_images(inputs)
     store = None if no_cache else (cache or default_cache_path())
-    result = embed_paths(paths, model, ids=ids, weights=weights, device=device, batch_size=batch_size,
-                         workers=workers, cache=store, strict=strict, progress=True)
+    result = embed_paths(paths, clip.model, ids=ids, weights=clip.weights, device=clip.device,
+                         batch_size=clip.batch_size, workers=workers, cache=store, strict=strict, progress=True)
     for failure in result.failures:
         stderr.print(f"semzip: skipped {failure.path}: {failure.reason}", markup=False, highlight=False)
     if not result.ids:
@@ -63,8 +74,8 @@ def embed(
     Unreadable files are reported and skipped (`--strict` fails instead). Files already embedded by
     the same model are served from the cache. Example: `semzip embed photos/ -o photos.npz`
     """
-    result = embed_images(images, model=model, weights=weights, device=device, batch_size=batch_size,
-                          workers=workers, cache=cache, no_cache=no_cache, strict=strict)
+    result = embed_images(images, ClipOptions(model, weights, device, batch_size), workers=workers, cache=cache,
+                          no_cache=no_cache, strict=strict)
     with atomic_writer(output) as fh:
         np.savez(fh, features=result.features, ids=np.array(result.ids, dtype=str), pixels=result.pixels,
                  model=np.array(result.model_id))

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from ._app import stdout
+
+if TYPE_CHECKING:
+    from ._embed import ClipOptions
 
 RayOpt = Annotated[bool, typer.Option("--ray", help="Compress with a Ray Data pipeline into a resumable sharded collection (OUTPUT is a folder).", rich_help_panel="Ray")]
 RayWorkersOpt = Annotated[int, typer.Option("--workers", help="With --ray: parallel Ray workers (actors), each embedding/encoding whole shards.", rich_help_panel="Ray")]
@@ -16,9 +19,10 @@ FitItemsOpt = Annotated[int, typer.Option("--fit-items", help="With --ray and a 
 AddressOpt = Annotated[str | None, typer.Option("--address", help="With --ray: Ray cluster address (default $RAY_ADDRESS, else a local Ray).", rich_help_panel="Ray")]
 
 
-def compress_ray(input: str, codec: str, output: Path, *, model: str | None, weights: Path | None, device: str,
-                 batch_size: int, workers: int, shard_items: int, fit_items: int, address: str | None) -> None:
-    """Run `semzip.scale.compress_sharded` and print one line per finished shard and a summary."""
+def compress_ray(input: str, codec: str, output: Path, clip: ClipOptions, model_given: bool, *, workers: int,
+                 shard_items: int, fit_items: int, address: str | None) -> None:
+    """Run `semzip.scale.compress_sharded` and print one line per finished shard and a summary.
+    `clip.model` is passed on only when `model_given` (else embedding files keep the model they record)."""
     from ..shards import ShardedArchive
     from ..scale import compress_sharded
 
@@ -27,8 +31,8 @@ def compress_ray(input: str, codec: str, output: Path, *, model: str | None, wei
         stdout.print(f"shard {record['index']}: {record['items']} items{skipped} -> {record['file']}")
 
     manifest = compress_sharded(input, output, codec, workers=workers, shard_items=shard_items, fit_items=fit_items,
-                                model=model, weights=weights, device=device, batch_size=batch_size, address=address,
-                                on_shard=report)
+                                model=clip.model if model_given else None, weights=clip.weights, device=clip.device,
+                                batch_size=clip.batch_size, address=address, on_shard=report)
     with ShardedArchive.open(output) as coll:
         info = coll.info()
     stdout.print(f"{info['items']} items in {info['shards']} shards -> {output}: "

@@ -15,7 +15,7 @@ from ...entropy import FrequencyTable, SymbolReader, encode_symbols
 from .._base import Codec, Codes
 from .._registry import register
 from ._infer import BLOCK, NumpyNet
-from ._net import state_shapes
+from ._net import Arch, state_shapes
 
 
 @register
@@ -103,9 +103,14 @@ class PQVAECodec(Codec):
                             f"{self._stage_bits:g} fixed bits of the coarse and PQ-VAE stages, at most {_MAX_REFINE_BITS}")
 
     @property
+    def arch(self) -> Arch:
+        """The network's spec parameters."""
+        return Arch(self.dim, self.K, self.grid, self.C, self.H, self.blocks)
+
+    @property
     def n_sub(self) -> int:
         """Sub-vectors (indices) per item."""
-        return self.grid * self.grid * self.C // self.dim
+        return self.arch.n_sub
 
     @property
     def _stage_bits(self) -> float:
@@ -207,7 +212,7 @@ class PQVAECodec(Codec):
         self.weights_ = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in weights.items()}
         self._width = d
         w = self.weights_
-        self._net = NumpyNet(w, d, self.grid, self.H, self.dim, self.blocks)
+        self._net = NumpyNet(w, d, self.arch)
         m = {"white": w["basis"] * w["scale"], "unwhite": (w["basis"] / w["scale"]).T}
         if "refine_basis" in w:
             m["refine"], m["refine_t"] = w["refine_basis"], w["refine_basis"].T
@@ -322,8 +327,7 @@ class PQVAECodec(Codec):
             if alphabet % 2 == 0 or not 3 <= alphabet <= 2 * _MAX_REFINE_LEVEL + 1:
                 raise FormatError(f"pqvae codec file: residual stage alphabet {alphabet} is not an odd size "
                                   f"in [3, {2 * _MAX_REFINE_LEVEL + 1}]")
-        expect = state_shapes(self.n_features_in_, self.dim, self.K, self.grid, self.C, self.H, self.blocks,
-                              self.coarse, alphabet)
+        expect = state_shapes(self.n_features_in_, self.arch, self.coarse, alphabet)
         bad = sorted(set(expect) ^ set(state)) or [k for k, s in expect.items() if state[k].shape != s]
         if bad:
             raise FormatError(

@@ -8,6 +8,7 @@ import numpy as np
 
 from ..._exact import ExactMatrix, sigmoid
 from ..._validate import l2_normalize
+from ._net import Arch
 
 #: Items per numpy inference block: bounds the memory of the (n, g, g, 9H) convolution columns.
 BLOCK = 2048
@@ -17,11 +18,10 @@ class NumpyNet:
     """Encoder, codeword assignment and decoder from the exported weights (torch layout, `_net`):
     channels-last matrices as exact operands, float64 biases and the float32 codeword scorer."""
 
-    def __init__(self, weights: dict[str, np.ndarray], d: int, grid: int, H: int, dim: int, blocks: int) -> None:
-        w, g = weights, grid
-        self.d, self.grid, self.H, self.dim, self.blocks = d, grid, H, dim, blocks
-        self.C = w["enc_out_w"].shape[0]
-        self.n_sub = g * g * self.C // dim
+    def __init__(self, weights: dict[str, np.ndarray], d: int, arch: Arch) -> None:
+        w, g, H = weights, arch.grid, arch.H
+        self.d, self.grid, self.H, self.C, self.dim, self.blocks = d, g, H, arch.C, arch.dim, arch.blocks
+        self.n_sub = arch.n_sub
         m: dict[str, np.ndarray] = {
             "lift": w["enc_lift_w"].transpose(0, 2, 3, 1).reshape(d, g * g * H),
             "out": w["dec_out_w"].transpose(2, 3, 1, 0).reshape(g * g * H, d),

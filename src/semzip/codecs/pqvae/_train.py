@@ -59,7 +59,7 @@ class _Net(torch.nn.Module):
     def __init__(self, codec: PQVAECodec, d: int) -> None:
         super().__init__()
         self.c = codec
-        shapes = net_shapes(d, codec.dim, codec.K, codec.grid, codec.C, codec.H, codec.blocks)
+        shapes = net_shapes(d, codec.arch)
         self.p = torch.nn.ParameterDict()
         for name, shape in shapes.items():
             if name == "codebook":
