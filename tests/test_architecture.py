@@ -1,4 +1,5 @@
-"""The package's shape (issue 17, docs/ARCHITECTURE.md): no import cycle."""
+"""The package's shape (issue 17, docs/ARCHITECTURE.md): no import cycle, and no function over the
+size limits unless its docstring says why."""
 
 from __future__ import annotations
 
@@ -6,6 +7,12 @@ import ast
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src"
+#: Longest function body (lines after the docstring), and most parameters (self/cls not counted),
+#: before a reason is owed. CLI commands are not held to the parameter limit: each of their
+#: parameters is an option typer declares, and their docstring is their --help.
+MAX_LINES, MAX_PARAMS = 60, 8
+#: How a docstring gives that reason: a line starting with it.
+REASON = "Size:"
 
 
 def _modules() -> dict[str, Path]:
@@ -101,3 +108,46 @@ def test_the_graph_sees_lazy_imports_and_skips_type_checking_ones():
 
 def test_no_import_cycle():
     assert cycles(import_graph()) == []
+
+
+def size(node: ast.FunctionDef | ast.AsyncFunctionDef) -> tuple[int, int]:
+    """(body lines after the docstring, parameters other than self/cls) of a function."""
+    body = node.body[1:] if ast.get_docstring(node) is not None else node.body
+    lines = node.end_lineno - body[0].lineno + 1 if body and node.end_lineno else 0
+    a = node.args
+    params = [*a.posonlyargs, *a.args, *a.kwonlyargs]
+    return lines, len(params) - (bool(params) and params[0].arg in ("self", "cls"))
+
+
+def _is_command(node: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
+    return any(ast.unparse(d).startswith("app.command") for d in node.decorator_list)
+
+
+def oversized(tree: ast.Module) -> list[str]:
+    """Functions over the limits whose docstring has no line starting with REASON."""
+    found = []
+    for node in ast.walk(tree):
+        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        lines, params = size(node)
+        if lines <= MAX_LINES and (params <= MAX_PARAMS or _is_command(node)):
+            continue
+        if not any(line.strip().startswith(REASON) for line in (ast.get_docstring(node) or "").splitlines()):
+            found.append(f"{node.name} ({lines} lines, {params} parameters)")
+    return found
+
+
+def test_the_size_rule_counts_and_accepts_reasons():
+    body = "\n".join(f"    x{i} = {i}" for i in range(61))
+    long = f'def f():\n    """Doc."""\n{body}\n'
+    assert oversized(ast.parse(long)) == ["f (61 lines, 0 parameters)"]
+    assert oversized(ast.parse(long.replace('"""Doc."""', '"""Doc.\n\n    Size: a table."""'))) == []
+    wide = "def g(self, a, b, c, d, e, f, h, i, *, j):\n    pass\n"
+    assert oversized(ast.parse(wide)) == ["g (1 lines, 9 parameters)"]
+    assert oversized(ast.parse("@app.command()\n" + wide)) == []
+
+
+def test_size_limits_or_a_stated_reason():
+    found = [f"{name}.{f}" for name, path in _modules().items() for f in oversized(ast.parse(path.read_text()))]
+    assert found == [], f"over {MAX_LINES} lines or {MAX_PARAMS} parameters with no {REASON!r} docstring line"
+

@@ -84,6 +84,8 @@ def compress_to_budget(X: Any, bits: float, output: str | Path, *, ids: Sequence
 
     Raises InputError, listing what each candidate needed, when none fits. `progress(spec)` is called
     before each candidate.
+
+    Size: the keyword-only options are `write_archive`'s and the fit's (seed, sample size), each defaulted.
     """
     X = check_embeddings(X)
     if not bits > 0:

@@ -75,6 +75,9 @@ def write_archive(
     is at most B bits per item, or InputError and nothing is written. A progressive codec (`rq`)
     meets it by coding each item with the stages worth their bits, each block within what the
     blocks before it left of B x items; any other codec is measured and refused when over.
+
+    Size: what an archive records beside the codes (ids, model, pixels) and how it is written are
+    keyword-only options, each defaulted to the common case.
     """
     codec.check_is_fitted()
     X = check_embeddings(X, dim=codec.n_features_in_)

@@ -107,8 +107,8 @@ def compress(
     if ray:
         if codec is None or len(inputs) > 1 or ids_file or id_prefix:
             raise InputError("--ray takes one INPUT and --codec (no --bits, --ids or --id-prefix)")
-        _scale.compress_ray(inputs[0], codec, output, clip, model is not None, workers=workers,
-                            shard_items=shard_items, fit_items=fit_items, address=address)
+        _scale.compress_ray(inputs[0], codec, output, clip, model is not None,
+                            _scale.RayOptions(workers, shard_items, fit_items, address))
         return
     _refuse_overwriting_inputs(inputs, output)
     ids: list[str] | None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -19,8 +20,18 @@ FitItemsOpt = Annotated[int, typer.Option("--fit-items", help="With --ray and a 
 AddressOpt = Annotated[str | None, typer.Option("--address", help="With --ray: Ray cluster address (default $RAY_ADDRESS, else a local Ray).", rich_help_panel="Ray")]
 
 
-def compress_ray(input: str, codec: str, output: Path, clip: ClipOptions, model_given: bool, *, workers: int,
-                 shard_items: int, fit_items: int, address: str | None) -> None:
+@dataclass(frozen=True)
+class RayOptions:
+    """The "Ray" option group of `compress --ray`."""
+
+    workers: int
+    shard_items: int
+    fit_items: int
+    address: str | None
+
+
+def compress_ray(input: str, codec: str, output: Path, clip: ClipOptions, model_given: bool,
+                 options: RayOptions) -> None:
     """Run `semzip.scale.compress_sharded` and print one line per finished shard and a summary.
     `clip.model` is passed on only when `model_given` (else embedding files keep the model they record)."""
     from ..shards import ShardedArchive
@@ -30,9 +41,10 @@ def compress_ray(input: str, codec: str, output: Path, clip: ClipOptions, model_
         skipped = f", {len(record['skipped'])} skipped" if record["skipped"] else ""
         stdout.print(f"shard {record['index']}: {record['items']} items{skipped} -> {record['file']}")
 
-    manifest = compress_sharded(input, output, codec, workers=workers, shard_items=shard_items, fit_items=fit_items,
-                                model=clip.model if model_given else None, weights=clip.weights, device=clip.device,
-                                batch_size=clip.batch_size, address=address, on_shard=report)
+    manifest = compress_sharded(input, output, codec, workers=options.workers, shard_items=options.shard_items,
+                                fit_items=options.fit_items, model=clip.model if model_given else None,
+                                weights=clip.weights, device=clip.device, batch_size=clip.batch_size,
+                                address=options.address, on_shard=report)
     with ShardedArchive.open(output) as coll:
         info = coll.info()
     stdout.print(f"{info['items']} items in {info['shards']} shards -> {output}: "

@@ -46,6 +46,8 @@ class PQCodec(Codec):
 
     def __init__(self, M: int = 32, K: int = 256, opq: bool = True, raw: bool = False, *, seed: int = 0,
                  niter: int = 25, opq_iter: int = 50, max_train: int = 65536, threads: int = 1) -> None:
+        """Size: a scikit-learn estimator takes every hyper-parameter as a constructor keyword
+        (`get_params`/`set_params` read them): the spec's structural ones, then the training options."""
         self.M = M
         self.K = K
         self.opq = opq

@@ -72,6 +72,8 @@ class SMICCodec(Codec):
 
     def __init__(self, atoms: int = 0, k: int = 1, coef: int = 0, dbits: int = 1, bits: float = 0.0,
                  cos: float = 0.0, *, seed: int = 0, niter: int = 20, mod_iter: int = 4, search: int = 3) -> None:
+        """Size: a scikit-learn estimator takes every hyper-parameter as a constructor keyword
+        (`get_params`/`set_params` read them): the spec's structural ones, then the training options."""
         self.atoms = atoms
         self.k = k
         self.coef = coef

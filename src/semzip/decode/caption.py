@@ -216,7 +216,10 @@ def fit_captioner(X: Any, captions: Sequence[str], *, gpt2: str = "gpt2", layout
                   progress: bool = False) -> Captioner:
     """Train a mapper (and GPT-2 when `finetune_gpt2`) on (embedding, caption) pairs, row i of X with
     captions[i]: teacher-forced cross-entropy of the caption after the prefix, AdamW with a linear
-    warm-up over the first tenth of the steps. `model` is the CLIP model the embeddings came from."""
+    warm-up over the first tenth of the steps. `model` is the CLIP model the embeddings came from.
+
+    Size: ClipCap's architecture and training hyper-parameters are keyword-only options with the
+    paper's defaults, as `semzip fit-captioner` exposes them."""
     require("torch", "transformers", "safetensors")
     import torch
     from transformers import get_linear_schedule_with_warmup

@@ -120,6 +120,8 @@ def embed_paths(paths: Sequence[str | os.PathLike[str]], model: str | ClipModel 
     A file that cannot be read or decoded is logged and listed in `failures` (or raises InputError
     naming it when `strict`). With `cache` (a path or an EmbeddingCache), files whose bytes were already
     embedded by this model are not decoded again. `ids` default to the paths as given.
+
+    Size: the model's and the run's settings are keyword-only options, as `semzip embed` exposes them.
     """
     files = [Path(p) for p in paths]
     ids = [p.as_posix() for p in files] if ids is None else [str(i) for i in ids]

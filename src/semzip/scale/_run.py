@@ -68,6 +68,9 @@ def compress_sharded(
     at once (and passed to `on_shard`), so running the same call again after a crash resumes: done
     shards are kept, the rest redone. Uses a running Ray (`ray.init` already called), else
     `address` or $RAY_ADDRESS, else starts a local Ray for the call. See docs/SCALE.md.
+
+    Size: the pool's, the CLIP model's and the run's settings are keyword-only options, as
+    `semzip compress --ray` exposes them.
     """
     for name, value in (("workers", workers), ("shard_items", shard_items), ("fit_items", fit_items),
                         ("batch_size", batch_size)):

@@ -60,6 +60,8 @@ class PQVAECodec(Codec):
                  mix: float = 0.5, whiten: float = 0.5, whiten_floor: float = 0.1, holdout: float = 0.05,
                  patience: int = 5, tilt: float = -0.2, coarse_search: int = 4, threads: int = 1,
                  progress: bool = False) -> None:
+        """Size: a scikit-learn estimator takes every hyper-parameter as a constructor keyword
+        (`get_params`/`set_params` read them): the spec's structural ones, then the training options."""
         self.dim = dim
         self.K = K
         self.grid = grid
