@@ -61,8 +61,6 @@ def main() -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    import numpy as np
-
     from rich.console import Console
 
     from semzip.eval.datasets import load_dataset, load_reference_pool

@@ -7,6 +7,7 @@ from .container import Archive, append_archive, write_archive
 from .spec import Spec, format_spec, parse_spec
 
 __all__ = [
+    "__version__",
     "Archive",
     "Codec",
     "CodecMismatchError",

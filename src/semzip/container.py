@@ -27,7 +27,7 @@ from ._atomic import atomic_writer, writer_lock
 from ._errors import CodecMismatchError, FormatError, InputError
 from ._progress import progress_bar
 from ._validate import MAX_DIM, MAX_ITEMS, check_embeddings
-from .codecs import Codec, Codes, ProgressiveCodec, as_progressive, codec_from_bytes
+from .codecs import Codec, Codes, ProgressiveCodec, as_progressive, check_codec_matches, codec_from_bytes
 
 MAGIC = b"\x89SMZ\r\n\x1a\n"
 FORMAT_VERSION = 1
@@ -553,12 +553,7 @@ class Archive(ItemsById):
                 raise FormatError("archive is damaged: embedded codec does not match the header's codec hash")
             codec = codec or embedded
         if given is not None:
-            given.check_is_fitted()
-            if given.state_hash != self.codec_hash:
-                raise CodecMismatchError(
-                    f"wrong codec: archive was written with {self.codec_spec} (hash {self.codec_hash[:12]}), "
-                    f"given {given.spec} (hash {given.state_hash[:12]})"
-                )
+            check_codec_matches(given, self.codec_spec, self.codec_hash, "archive")
         if codec is not None and codec.n_features_in_ != self.dim:
             raise FormatError(f"archive header says width {self.dim} but its codec codes width {codec.n_features_in_}")
         return codec

@@ -22,9 +22,9 @@ import numpy as np
 
 from ._version import WRITER
 from ._atomic import atomic_write_bytes
-from ._errors import CodecMismatchError, FormatError, InputError
+from ._errors import FormatError, InputError
 from ._validate import MAX_DIM, MAX_ITEMS
-from .codecs import Codec, Codes, load_codec
+from .codecs import Codec, Codes, check_codec_matches, load_codec
 from .container import Archive, ArchiveLike, ItemsById
 
 MANIFEST_NAME = "manifest.json"
@@ -239,11 +239,7 @@ class ShardedArchive(ItemsById):
     def _codec_for(folder: Path, manifest: dict[str, Any], given: Codec | None) -> Codec:
         want = manifest["codec"]["hash"]
         if given is not None:
-            given.check_is_fitted()
-            if given.state_hash != want:
-                raise CodecMismatchError(f"wrong codec: collection {str(folder)!r} was written with "
-                                         f"{manifest['codec']['spec']} (hash {want[:12]}), given {given.spec} "
-                                         f"(hash {given.state_hash[:12]})")
+            check_codec_matches(given, manifest["codec"]["spec"], want, f"collection {str(folder)!r}")
             return given
         path = folder / CODEC_NAME
         if not path.is_file():

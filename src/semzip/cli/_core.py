@@ -17,7 +17,7 @@ from ..spec import format_spec, parse_spec
 from ..codecs import Codec, available_codecs, codec_class, fit_codec, load_codec, make_codec, resolve_codec, save_codec
 from ..shards import ShardedArchive, is_manifest, open_collection
 from ..container import DEFAULT_BLOCK_ITEMS, DEFAULT_MODEL, UNKNOWN_MODEL, Archive, append_archive, write_archive
-from ._app import JsonFlag, JsonOutOpt, app, chosen_ids, print_json, stderr, stdout, write_rows
+from ._app import JsonFlag, JsonOutOpt, app, chosen_ids, print_json, stdout, write_rows
 from . import _embed, _scale
 
 OutOpt = Annotated[Path, typer.Option("--output", "-o", help="File to write (replaced atomically).")]

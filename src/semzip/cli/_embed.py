@@ -9,11 +9,10 @@ from typing import TYPE_CHECKING, Annotated
 
 import numpy as np
 import typer
-from rich.table import Table
 
 from .._atomic import atomic_writer
 from .._errors import InputError
-from ..container import DEFAULT_MODEL, Archive
+from ..container import DEFAULT_MODEL
 from ._app import JsonFlag, app, stderr, stdout
 
 if TYPE_CHECKING:

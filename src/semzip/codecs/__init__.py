@@ -1,6 +1,6 @@
 """Codecs: the registry, the base class and the built-in codec families."""
 
-from ._base import Codec, Codes, ProgressiveCodec, as_progressive
+from ._base import Codec, Codes, ProgressiveCodec, as_progressive, check_codec_matches
 from ._registry import (
     available_codecs,
     codec_class,
@@ -20,6 +20,7 @@ __all__ = [
     "ProgressiveCodec",
     "as_progressive",
     "available_codecs",
+    "check_codec_matches",
     "codec_class",
     "codec_from_bytes",
     "fit_codec",

@@ -17,7 +17,7 @@ from typing import Any, ClassVar, Self
 
 import numpy as np
 
-from .._errors import FormatError, InputError, NotFittedError, SpecError
+from .._errors import CodecMismatchError, FormatError, InputError, NotFittedError, SpecError
 from .._exact import ExactMatrix
 from .._validate import MAX_DIM, check_embeddings
 from ..spec import Spec, Value, format_spec
@@ -294,6 +294,15 @@ class ProgressiveCodec(Codec):
     @abstractmethod
     def apply_refinement(self, have: Codes, data: bytes | memoryview) -> Codes:
         """`have` grown by a `pack_refinement` payload."""
+
+
+def check_codec_matches(given: Codec, spec: str, state_hash: str, what: str) -> None:
+    """Refuse (CodecMismatchError) a fitted codec `given` for `what`, written with the codec `spec` of
+    hash `state_hash`, unless it is that very codec."""
+    given.check_is_fitted()
+    if given.state_hash != state_hash:
+        raise CodecMismatchError(f"wrong codec: {what} was written with {spec} (hash {state_hash[:12]}), "
+                                 f"given {given.spec} (hash {given.state_hash[:12]})")
 
 
 def as_progressive(codec: Codec, doing: str) -> ProgressiveCodec:

@@ -16,8 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from .._errors import InputError
 from .._progress import progress_bar
 from .datasets import EvalDataset, ImageEmbedder, embed_readable
