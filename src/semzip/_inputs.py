@@ -203,6 +203,14 @@ def read_all(sources: Sequence[str]) -> Embeddings:
     return Embeddings(X, ids, models.pop() if models else None, pixels)
 
 
+def recorded_model(given: str | None, recorded: str | None, what: str) -> str | None:
+    """The model id of embeddings read from `what`: the one they record, else the one given; a
+    given id that contradicts the recorded one is refused (their vectors would be mislabelled)."""
+    if given and recorded and given != recorded:
+        raise InputError(f"{what} was embedded with {recorded}, not {given}; drop the model option or fix it")
+    return given or recorded
+
+
 def item_ids(n: int, ids_file: str | None, prefix: str | None, found: list[str] | None) -> list[str] | None:
     """The ids to store: from --ids FILE (one per line, or a .parquet's id/image_path/url/key column),
     --id-prefix P (P0, P1, ...), or the input's."""

@@ -12,7 +12,7 @@ from rich.table import Table
 
 from .._atomic import atomic_writer
 from .._errors import InputError
-from .._inputs import item_ids, read_all, split_source
+from .._inputs import item_ids, read_all, recorded_model, split_source
 from ..spec import format_spec, parse_spec
 from ..codecs import Codec, available_codecs, codec_class, fit_codec, load_codec, make_codec, resolve_codec, save_codec
 from ..shards import ShardedArchive, is_manifest, open_collection
@@ -118,9 +118,7 @@ def compress(
         X, ids, pixels, model = found.features, found.ids, found.pixels, found.model_id
     else:
         X, ids, recorded, pixels = read_all(inputs)
-        if model and recorded and model != recorded:
-            raise InputError(f"{', '.join(inputs)} was embedded with {recorded}, not {model}; drop --model or fix it")
-        model = model or recorded or UNKNOWN_MODEL
+        model = recorded_model(model, recorded, ", ".join(inputs)) or UNKNOWN_MODEL
     names = item_ids(len(X), ids_file, id_prefix, ids)
     if codec is None:
         assert bits is not None  # one of the two is required (checked first)

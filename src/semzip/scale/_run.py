@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from .._errors import CodecMismatchError, InputError, SemzipError
+from .._inputs import recorded_model
 from ..codecs import Codec, fit_codec, load_codec, resolve_codec, save_codec
 from ..shards import (
     CODEC_NAME,
@@ -81,9 +82,8 @@ def compress_sharded(
     folder = Path(output)
     src = open_source(source)
     recorded = src.model if isinstance(src, EmbeddingSource) else None
-    if model and recorded and model != recorded:
-        raise InputError(f"{source} was embedded with {recorded}, not {model}; drop the model or fix it")
-    model = model or recorded or (UNKNOWN_MODEL if isinstance(src, EmbeddingSource) else DEFAULT_MODEL)
+    model = recorded_model(model, recorded, source) or (
+        UNKNOWN_MODEL if isinstance(src, EmbeddingSource) else DEFAULT_MODEL)
     gpus = gpus_per_worker if gpus_per_worker is not None else (1.0 if device.startswith("cuda") else 0.0)
     settings = {"model": model, "weights": None if weights is None else str(Path(weights).resolve()),
                 "device": device, "batch_size": batch_size, "threads": max(1, int(cpus_per_worker))}
