@@ -29,6 +29,24 @@ def test_an_exception_keeps_the_old_file_and_leaves_no_temp(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["a"]
 
 
+def test_keep_sees_the_finished_file_and_decides_whether_it_replaces(tmp_path):
+    target = tmp_path / "a"
+    target.write_bytes(b"precious")
+    seen = []
+
+    def keep(tmp):
+        seen.append(tmp.read_bytes())
+        return tmp.read_bytes() == b"better"
+
+    with atomic_writer(target, keep=keep) as fh:
+        fh.write(b"worse")
+    assert target.read_bytes() == b"precious" and [p.name for p in tmp_path.iterdir()] == ["a"]
+    with atomic_writer(target, keep=keep) as fh:
+        fh.write(b"better")
+    assert target.read_bytes() == b"better" and [p.name for p in tmp_path.iterdir()] == ["a"]
+    assert seen == [b"worse", b"better"]
+
+
 def test_a_second_writer_is_refused_and_the_lock_leaves_no_file(tmp_path):
     import threading
 

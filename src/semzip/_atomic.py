@@ -13,7 +13,7 @@ import glob
 import os
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -99,8 +99,11 @@ def _remove_stale_temps(target: Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_writer(path: str | Path) -> Iterator[BinaryIO]:
-    """Yield a binary file that replaces `path` only if the block finishes without an exception."""
+def atomic_writer(path: str | Path, keep: Callable[[Path], bool] | None = None) -> Iterator[BinaryIO]:
+    """Yield a binary file that replaces `path` only if the block finishes without an exception.
+
+    With `keep`, the finished file (flushed and synced, under its temporary name) is passed to
+    `keep` first, and replaces `path` only when it returns True; else it is removed."""
     target = Path(path)
     folder = target.parent if str(target.parent) else Path(".")
     if target.is_dir():
@@ -116,11 +119,11 @@ def atomic_writer(path: str | Path) -> Iterator[BinaryIO]:
                 yield fh
                 fh.flush()
                 os.fsync(fh.fileno())
-            os.replace(tmp, target)
-        except BaseException:
+            if keep is None or keep(Path(tmp)):
+                os.replace(tmp, target)
+        finally:
             with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+                os.unlink(tmp)  # nothing left when replaced
 
 
 def _final_mode(target: Path) -> int:

@@ -8,16 +8,12 @@ the archive in the same order with the same ids, pixel counts and model id.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import tempfile
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ._atomic import writer_lock
+from ._atomic import atomic_writer, writer_lock
 from ._errors import InputError
 from .codecs import fit_codec
 from .container import Archive, write_archive
@@ -48,27 +44,23 @@ def _compact(target: Path, spec: str | Spec | None, seed: int, force: bool, prog
         old = arc.decode(progress=progress)
         ids, pixels, model = list(arc.ids), arc.pixels, arc.model
         block_items = int(arc.head["block_items"])
-        old_spec = arc.codec.spec
+        old_spec, refit_spec = arc.codec.spec, arc.codec.refit_spec()
         old_bits = 8 * target.stat().st_size
-    new_spec = _refit_spec(old_spec) if spec is None else (parse_spec(spec) if isinstance(spec, str) else spec)
+    new_spec = refit_spec if spec is None else (parse_spec(spec) if isinstance(spec, str) else spec)
     codec = fit_codec(new_spec, old, seed=seed)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)  # a dead one is cleaned
-    try:
-        with os.fdopen(fd, "wb") as fh:  # written in place, not through a second temp the cleaner cannot see
-            write_archive(fh, codec, old, ids=ids, model=model, pixels=pixels, block_items=block_items,
-                          progress=progress)
-            fh.flush()
-            os.fsync(fh.fileno())
-        new_bits = 8 * Path(tmp).stat().st_size
+    written: dict[str, Any] = {}
+
+    def smaller(tmp: Path) -> bool:
+        written["bits"] = 8 * tmp.stat().st_size
         with Archive.open(tmp) as arc:
-            new = arc.decode()
-        replaced = force or new_bits < old_bits
-        if replaced:
-            os.chmod(tmp, target.stat().st_mode & 0o777)  # the archive keeps its permissions
-            os.replace(tmp, target)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+            written["decoded"] = arc.decode()
+        written["replaced"] = force or written["bits"] < old_bits
+        return bool(written["replaced"])
+
+    with atomic_writer(target, keep=smaller) as fh:  # the archive is written in place, into the temp file
+        write_archive(fh, codec, old, ids=ids, model=model, pixels=pixels, block_items=block_items,
+                      progress=progress)
+    new_bits, new, replaced = written["bits"], written["decoded"], written["replaced"]
     cos = (old * new).sum(axis=1) / np.maximum(np.linalg.norm(old, axis=1) * np.linalg.norm(new, axis=1), 1e-12)
     return {
         "items": len(ids), "old_spec": str(old_spec), "new_spec": str(codec.spec),
@@ -76,10 +68,3 @@ def _compact(target: Path, spec: str | Spec | None, seed: int, force: bool, prog
         "replaced": replaced, "cos_to_previous": float(cos.mean()),
     }
 
-
-def _refit_spec(spec: Spec) -> Spec:
-    """The archive's spec, with a bits= target free to choose its dictionary size again."""
-    params = dict(spec.params)
-    if spec.name == "smic" and params.get("bits"):
-        params["atoms"] = 0
-    return replace(spec, params=tuple(params.items()))

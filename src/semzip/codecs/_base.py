@@ -79,6 +79,11 @@ class Codec(ABC):
         return Spec(self.name, tuple((k, _spec_value(getattr(self, k))) for k in self.spec_params
                                      if k not in self.later_params or getattr(self, k) != self.later_params[k]))
 
+    def refit_spec(self) -> Spec:
+        """The spec to fit again on new data (compaction): this codec's, with whatever fit chose from
+        a target set free to be chosen again."""
+        return self.spec
+
     @classmethod
     def describe(cls) -> dict[str, Any]:
         """Name, id, one-paragraph summary and every spec parameter's type, default and meaning."""

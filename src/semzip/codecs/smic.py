@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any, NoReturn
 
 import numpy as np
@@ -107,6 +108,11 @@ class SMICCodec(Codec):
         atoms = getattr(self, "atoms_", self.atoms)
         values = dict(atoms=atoms, k=self.k, coef=self.coef, dbits=self.dbits, bits=self.bits, cos=self.cos)
         return Spec(self.name, tuple((k, _spec_value(values[k])) for k in self.spec_params))
+
+    def refit_spec(self) -> Spec:
+        """With a bits= target, the dictionary size is chosen again (atoms=0)."""
+        spec = self.spec
+        return replace(spec, params=tuple((k, 0 if k == "atoms" else v) for k, v in spec.params)) if self.bits else spec
 
     @property
     def fixed_bits(self) -> float:
