@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from .._clusters import assignment_matrix, nearest
 from .._errors import FormatError, InputError, SpecError
 from .._exact import ExactMatrix
 from .._threads import limited_threads
@@ -128,11 +129,10 @@ class PQCodec(Codec):
         centroid norms^2 (reconstruction norms) and the exact inverse rotation (machine-independent
         decoding, see semzip._exact)."""
         c = np.ascontiguousarray(self.centroids_, dtype=np.float32)
-        bias = -0.5 * (c**2).sum(axis=2, keepdims=True)
-        self._assigner = np.ascontiguousarray(np.concatenate([c, bias], axis=2).transpose(0, 2, 1))
+        self._assigner = assignment_matrix(c)
         self._rows = c.reshape(self.M * self.K, -1).view(np.dtype((np.void, 4 * c.shape[2]))).ravel()
         self._offsets = np.arange(self.M, dtype=np.int64) * self.K
-        self._sqnorms = -2.0 * bias.ravel()  # centroid |c|^2 at the same flat index, for reconstruction norms
+        self._sqnorms = (c**2).sum(axis=2).ravel()  # centroid |c|^2 at the same flat index, for reconstruction norms
         self._unrotate = None if self.rotation_ is None else ExactMatrix(self.rotation_)
 
     def rotate(self, X: np.ndarray) -> np.ndarray:
@@ -142,16 +142,10 @@ class PQCodec(Codec):
     def _assign(self, Y: np.ndarray) -> np.ndarray:
         """Nearest centroid per sub-space: argmax of y.c - |c|^2/2, one batched product per block."""
         n, d = Y.shape
-        M, dsub = self.M, d // self.M
-        out: np.ndarray = np.empty((n, M), dtype=self._dtype)
-        step = max(16, _SCORE_BLOCK // (M * self.K))
-        ones = np.ones((M, step, 1), dtype=np.float32)
-        for i in range(0, n, step):
-            blk = Y[i : i + step]
-            b = len(blk)
-            sub = np.concatenate([blk.reshape(b, M, dsub).transpose(1, 0, 2), ones[:, :b]], axis=2)
-            out[i : i + b] = np.matmul(sub, self._assigner).argmax(axis=2).T
-        return out
+        M = self.M
+        per_space = np.asarray(Y, dtype=np.float32).reshape(n, M, d // M).transpose(1, 0, 2)
+        rows = max(16, _SCORE_BLOCK // (M * self.K))
+        return nearest(per_space, self._assigner, rows).T.astype(self._dtype)
 
     # ---- coding ----------------------------------------------------------------------------------
     def _quantize(self, X: np.ndarray) -> Codes:

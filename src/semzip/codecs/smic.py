@@ -16,6 +16,7 @@ from typing import Any, NoReturn
 
 import numpy as np
 
+from .._clusters import assignment_matrix, nearest
 from .._errors import FormatError, InputError, SpecError
 from .._validate import l2_normalize
 from ..entropy import FrequencyTable, SymbolReader, encode_symbols
@@ -563,14 +564,6 @@ def _dequantize(q: np.ndarray, step: np.ndarray) -> np.ndarray:
     return ((q.astype(np.float32) + 0.5) * step).astype(np.float32)
 
 
-def _assign(R: np.ndarray, C: np.ndarray) -> np.ndarray:
-    bias = -0.5 * (C * C).sum(axis=1)
-    out = np.empty(len(R), dtype=np.int64)
-    for s in range(0, len(R), _ROWS):
-        out[s : s + _ROWS] = (R[s : s + _ROWS] @ C.T + bias).argmax(axis=1)
-    return out
-
-
 def _kmeans(R: np.ndarray, A: int, niter: int, rng: np.random.Generator, quantize: Callable[[np.ndarray], np.ndarray],
             shared_norm: bool) -> np.ndarray:
     """k-means on residuals whose second half assigns with the quantised dictionary.
@@ -589,7 +582,7 @@ def _kmeans(R: np.ndarray, A: int, niter: int, rng: np.random.Generator, quantiz
     C = min((_kmeans_pp(sample, A, rng) for _ in range(seedings)), key=lambda c: _inertia(sample, c))
     for it in range(niter):
         aware = it >= niter // 2
-        a = _assign(R, quantize(C) * _norms(C, shared_norm) if aware else C)
+        a = nearest(R, assignment_matrix(quantize(C) * _norms(C, shared_norm) if aware else C), _ROWS)
         sums = sparse.csr_matrix((np.ones(n, np.float32), (a, np.arange(n))), shape=(A, n)) @ R
         counts = np.bincount(a, minlength=A)
         empty = counts == 0
@@ -622,7 +615,7 @@ def _kmeans_pp(R: np.ndarray, A: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def _inertia(R: np.ndarray, C: np.ndarray) -> float:
-    a = _assign(R, C)
+    a = nearest(R, assignment_matrix(C), _ROWS)
     return float(((R - C[a]) ** 2).sum())
 
 

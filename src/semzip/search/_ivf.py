@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from .._atomic import atomic_writer
+from .._clusters import spherical_kmeans
 from .._errors import FormatError, InputError
 from .._progress import progress_bar
 from .._validate import l2_normalize
@@ -53,8 +54,6 @@ def build_ivf(archive: Archive, path: str | Path | None = None, *, nlist: int | 
     """Cluster the archive's decoded vectors into `nlist` lists (default: the power of two at or below
     sqrt(items)) with spherical k-means (10 iterations) on a sample of at most 32 x nlist, assign
     every item to its nearest centroid, and write the index."""
-    import faiss
-
     n, d = archive.items, archive.dim
     nlist = 1 << int(np.log2(max(np.sqrt(n), 1))) if nlist is None else nlist
     if not 1 <= nlist <= n:
@@ -62,10 +61,7 @@ def build_ivf(archive: Archive, path: str | Path | None = None, *, nlist: int | 
     rng = np.random.default_rng(seed)
     sample = np.sort(rng.choice(n, size=min(n, 32 * nlist), replace=False))
     X = l2_normalize(archive.rows(sample))
-    km = faiss.Kmeans(d, nlist, niter=10, seed=seed, spherical=True, verbose=False,
-                      min_points_per_centroid=1, max_points_per_centroid=32)
-    km.train(X)
-    centroids = l2_normalize(km.centroids.astype(np.float32))
+    centroids = spherical_kmeans(X, nlist, seed=seed, niter=10, max_points_per_centroid=32)
     assign = np.empty(n, dtype=np.int64)
     with progress_bar("assigning items to lists", total=n, enabled=progress) as advance:
         for start, codes in archive.iter_codes():

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from ..._errors import FormatError, InputError, NotFittedError, SpecError
+from ..._clusters import spherical_kmeans
 from ..._exact import ExactMatrix
 from ..._validate import l2_normalize
 from ...entropy import FrequencyTable, SymbolReader, encode_symbols
@@ -388,21 +389,11 @@ def _learned_table(codes: np.ndarray, fit_idx: np.ndarray, val_idx: np.ndarray,
 
 def _spherical_kmeans(X: np.ndarray, bits: int, seed: int, threads: int) -> np.ndarray:
     """Unit centroids of 2**bits clusters of the unit vectors X (faiss, seeded)."""
-    import faiss
-
     k = 1 << bits
     if len(X) < k:
         raise InputError(f"pqvae:coarse={bits} needs at least {k} training vectors (after the held-out share), "
                          f"got {len(X)}")
-    old = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(threads)
-    try:
-        km = faiss.Kmeans(X.shape[1], k, niter=20, seed=seed, spherical=True, min_points_per_centroid=1,
-                          max_points_per_centroid=1 << 30)
-        km.train(np.ascontiguousarray(X, dtype=np.float32))
-    finally:
-        faiss.omp_set_num_threads(old)
-    return l2_normalize(km.centroids.astype(np.float32))
+    return spherical_kmeans(X, k, seed=seed, niter=20, threads=threads)
 
 
 def _nearest(X: np.ndarray, centroids: np.ndarray, m: int = 1) -> np.ndarray:

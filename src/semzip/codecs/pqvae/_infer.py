@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..._clusters import assignment_matrix, nearest
 from ..._exact import ExactMatrix, sigmoid
 from ..._validate import l2_normalize
 from ._net import Arch
@@ -32,8 +33,7 @@ class NumpyNet:
             elif v.ndim == 4 and v.shape[2:] == (1, 1) and k not in ("enc_lift_w", "dec_out_w"):
                 m[k] = v[:, :, 0, 0].T
         self._mats = {k: ExactMatrix(v) for k, v in m.items()}
-        cb = w["codebook"]
-        self._scorer = np.ascontiguousarray(np.concatenate([cb.T, -0.5 * (cb**2).sum(axis=1)[None, :]], axis=0))
+        self._scorer = assignment_matrix(w["codebook"])
         self._bias = {k: v.astype(np.float64) for k, v in w.items() if v.ndim == 1}
 
     def _blocks(self, h: np.ndarray, side: str) -> np.ndarray:
@@ -57,10 +57,8 @@ class NumpyNet:
 
     def assign(self, Z: np.ndarray) -> np.ndarray:
         """Nearest shared (unit) codeword of every sub-vector: argmax z.e - |e|^2/2; int32 (n, n_sub)."""
-        n = len(Z)
         flat = Z.reshape(-1, self.dim)
-        scores = np.concatenate([flat, np.ones((len(flat), 1), np.float32)], axis=1) @ self._scorer
-        return scores.argmax(axis=1).astype(np.int32).reshape(n, self.n_sub)
+        return nearest(flat, self._scorer, max(1, len(flat))).astype(np.int32).reshape(len(Z), self.n_sub)
 
     def decode(self, Zq: np.ndarray) -> np.ndarray:
         """Unit vectors in the centred space, float64 (n, d), from quantised latents (n, n_sub, dim)."""
