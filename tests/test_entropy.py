@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pytest
 
@@ -50,10 +52,24 @@ def test_damaged_streams_are_reported():
 
 
 def test_bad_tables_are_refused():
-    with pytest.raises(FormatError):
+    """Programmer misuse is a ValueError; the same counts read from a codec file are a FormatError."""
+    with pytest.raises(ValueError):
         FrequencyTable(np.zeros((2, 4), dtype=np.uint32))
-    with pytest.raises(FormatError):
+    with pytest.raises(ValueError):
         FrequencyTable(np.ones(4, dtype=np.uint32))
+    from safetensors.numpy import load, save
+
+    from semzip import make_codec
+    from semzip.codecs import codec_from_bytes
+    from semzip.codecs._base import _hash_state
+
+    blob = make_codec("pq:M=4,K=16,opq=0").fit(np.random.default_rng(0).standard_normal((200, 16))).to_bytes()
+    meta = json.loads(blob[8 : 8 + int.from_bytes(blob[:8], "little")])["__metadata__"]
+    arrays = dict(load(blob))
+    arrays["counts"] = np.zeros_like(arrays["counts"])
+    meta["hash"] = _hash_state(meta["codec_id"].encode(), meta["spec"], int(meta["n_features_in"]), arrays)
+    with pytest.raises(FormatError, match="frequency table counts"):
+        codec_from_bytes(save(arrays, metadata=meta))
 
 
 def test_data_unlike_the_training_set_falls_back_to_fixed_width():

@@ -37,14 +37,15 @@ class FrequencyTable:
     def __post_init__(self) -> None:
         c = np.asarray(self.counts)
         if c.ndim != 2 or c.shape[0] < 1 or c.shape[1] < 2:
-            raise FormatError(f"frequency table must be (streams, alphabet>=2), got shape {c.shape}")
+            raise ValueError(f"frequency table must be (streams, alphabet>=2), got shape {c.shape}")
         if not np.issubdtype(c.dtype, np.integer) or c.min() < 1 or c.max() > np.iinfo(np.uint32).max:
-            raise FormatError("frequency table counts must be integers in [1, 2**32)")
+            raise ValueError("frequency table counts must be integers in [1, 2**32)")
         object.__setattr__(self, "counts", np.ascontiguousarray(c, dtype=np.uint32))
 
     @classmethod
-    def fit(cls, symbols: np.ndarray, alphabet: int) -> FrequencyTable:
-        """Count each stream's symbols (columns of `symbols`), with add-1/2 smoothing."""
+    def fit(cls, symbols: np.ndarray, alphabet: int, max_count: int = _MAX_COUNT) -> FrequencyTable:
+        """Count each stream's symbols (columns of `symbols`), with add-1/2 smoothing, rescaled (rounded,
+        at least 1) so that no count exceeds `max_count` (a format storing counts narrower sets it)."""
         symbols = np.asarray(symbols)
         if symbols.ndim != 2:
             raise ValueError(f"symbols must be (items, streams), got shape {symbols.shape}")
@@ -54,8 +55,8 @@ class FrequencyTable:
             counts[s] = np.bincount(symbols[:, s], minlength=alphabet)[:alphabet]
         counts = 2 * counts + 1  # add-1/2 smoothing in integers
         peak = counts.max()
-        if peak > _MAX_COUNT:
-            counts = np.maximum(1, counts * (_MAX_COUNT / peak)).astype(np.int64)
+        if peak > max_count:
+            counts = np.maximum(1, np.round(counts * (max_count / peak))).astype(np.int64)
         return cls(counts.astype(np.uint32))
 
     @property

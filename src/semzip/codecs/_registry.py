@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from .._atomic import atomic_write_bytes
-from .._errors import FormatError, InputError, SpecError
+from .._errors import FormatError, InputError, SemzipError, SpecError
 from ..spec import Spec, format_spec, parse_spec
 from ._base import Codec, read_state
 
@@ -75,7 +75,12 @@ def codec_from_bytes(data: bytes) -> Codec:
     except SpecError as exc:
         raise FormatError(f"codec file has a bad spec: {exc}") from None
     codec.n_features_in_ = width
-    codec._set_state(arrays)
+    try:
+        codec._set_state(arrays)
+    except SemzipError:
+        raise
+    except ValueError as exc:  # a stored array its constructor refuses (e.g. frequency counts below 1)
+        raise FormatError(f"codec file holds an invalid array: {exc}") from None
     return codec
 
 

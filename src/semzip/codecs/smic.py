@@ -537,12 +537,8 @@ def _atom_candidates(n: int, d: int, codec: SMICCodec) -> list[int]:
 
 
 def _table(symbols: np.ndarray, alphabet: int) -> FrequencyTable:
-    """Frequency table of one stream, rescaled so its counts fit the uint16 they are stored in."""
-    counts = 2 * np.bincount(np.asarray(symbols, dtype=np.int64).ravel(), minlength=alphabet)[:alphabet] + 1
-    peak = counts.max()
-    if peak > _MAX_STORED_COUNT:
-        counts = np.maximum(1, np.round(counts * (_MAX_STORED_COUNT / peak))).astype(np.int64)
-    return FrequencyTable(counts[None, :].astype(np.uint32))
+    """Frequency table of one stream (all of `symbols`), its counts fitting the uint16 they are stored in."""
+    return FrequencyTable.fit(np.asarray(symbols, dtype=np.int64).reshape(-1, 1), alphabet, _MAX_STORED_COUNT)
 
 
 def _truncate(idx: np.ndarray, lev: np.ndarray, cos: np.ndarray, threshold: float) -> Codes:
