@@ -371,14 +371,14 @@ def test_fast_scan_search_equals_exact_search(tmp_path, fast_codec, varied, monk
     calls = []
     original = fastscan.FastScanRanker.__call__
     monkeypatch.setattr(fastscan.FastScanRanker, "__call__", lambda self, *a: calls.append(1) or original(self, *a))
-    monkeypatch.setattr(fastscan, "_SHORTLIST", 4)  # short first shortlists: the retry path runs too
     path = tmp_path / "a.smz"
     write_archive(path, fast_codec, varied, block_items=256)
     Q = unit_rows(40, D, seed=22, clusters=5) * 2.0
     with Archive.open(path) as arc:
         decoded = arc.decode()
     _, best = brute_force(decoded, Q, k, normalize)
-    with Collection([path], fast_chunk_items=1500) as coll:  # several runs, a short last one
+    # several runs, a short last one; short first shortlists, so the retry path runs too
+    with Collection([path], fast_chunk_items=1500, fast_shortlist=4) as coll:
         result = coll.search(Q, k=k, normalize=normalize)
     assert calls, "the fast path was not taken"
     np.testing.assert_allclose(result.scores, best, rtol=1e-5, atol=1e-5)
@@ -393,20 +393,17 @@ def test_fast_scan_search_equals_exact_search(tmp_path, fast_codec, varied, monk
 
 @pytest.mark.parametrize("spec", ["pq:M=4,K=16,opq=0", "pq:M=16,K=16,opq=1"])
 @pytest.mark.parametrize("normalize", [True, False])
-def test_fast_scan_shortlists_are_complete(varied, monkeypatch, spec, normalize):
+def test_fast_scan_shortlists_are_complete(varied, spec, normalize):
     """With one-item first shortlists, only the completeness test (quantisation bound, norm range)
     decides when to stop: every query's best items must still all be found, with exact scores.
     (Dropping the bound or the rounding term makes some of these 200 queries miss their best item.)"""
-    import semzip.codecs._fastscan as fastscan
-
-    monkeypatch.setattr(fastscan, "_SHORTLIST", 1)
     codec = make_codec(spec).fit(varied[:2000])
     codes = codec.quantize(varied)
     S = codec.scores(codes, unit_rows(200, D, seed=22, clusters=5))
     if normalize:
         S /= codec.norms(codes)[:, None]
     index = codec.fast_index(codes)
-    ranker = codec.fast_ranker(unit_rows(200, D, seed=22, clusters=5), normalize)
+    ranker = codec.fast_ranker(unit_rows(200, D, seed=22, clusters=5), normalize, shortlist=1)
     for keep in (1, 5):
         positions, scores = ranker(index, keep, np.full(200, -np.inf))
         np.testing.assert_allclose(-np.sort(-scores, axis=1)[:, :keep], -np.sort(-S, axis=0)[:keep].T, atol=1e-5)
@@ -469,13 +466,10 @@ def test_pq_single_query_scores_match_the_reconstruction(varied):
 
 @pytest.mark.portability
 @pytest.mark.parametrize("spec", ["pq:M=8,K=16,opq=1", "sign"])
-def test_ties_go_to_the_earlier_item_whatever_the_runs(tmp_path, fitted, data, monkeypatch, spec):
+def test_ties_go_to_the_earlier_item_whatever_the_runs(tmp_path, fitted, data, spec):
     """Every item is stored 6 times, so cuts fall inside groups of identical codes: on the fast and
     the generic path, results must be a true top-k (scores within float32 rounding of the decoded
     vectors'), and inside each group of identical codes the earlier items come first and are kept."""
-    import semzip.codecs._fastscan as fastscan
-
-    monkeypatch.setattr(fastscan, "_SHORTLIST", 2)
     items = np.random.default_rng(30).permutation(np.tile(data[:400], (6, 1)))
     a, b = tmp_path / "a.smz", tmp_path / "b.smz"
     write_archive(a, fitted[spec], items[:1300], block_items=128)
@@ -490,7 +484,7 @@ def test_ties_go_to_the_earlier_item_whatever_the_runs(tmp_path, fitted, data, m
     S = (Q / np.linalg.norm(Q, axis=1, keepdims=True)).astype(np.float64) @ unit.T
     S = S[:, group]
     for k in (1, 9, 40):
-        with Collection([a, b], chunk_items=700, fast_chunk_items=700) as coll:
+        with Collection([a, b], chunk_items=700, fast_chunk_items=700, fast_shortlist=2) as coll:
             result = coll.search(Q, k=k)
         found = np.where(result.sources == 0, result.positions, 1300 + result.positions)
         assert (np.diff(np.sort(S, axis=1)[:, ::-1][:, : k + 1], axis=1) == 0).any()  # a cut inside a group

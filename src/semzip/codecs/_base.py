@@ -195,23 +195,27 @@ class Codec(ABC):
         self.check_is_fitted()
         return self._fast_index(codes) if self.has_fast_index else None
 
-    def fast_ranker(self, queries: Any, normalize: bool) -> Callable[[Any, int, np.ndarray], tuple[np.ndarray, np.ndarray]] | None:
+    def fast_ranker(self, queries: Any, normalize: bool,
+                    shortlist: int | None = None) -> Callable[[Any, int, np.ndarray], tuple[np.ndarray, np.ndarray]] | None:
         """`f(index, keep, threshold) -> (positions (q, w), scores (q, w))` over a `fast_index`, or None.
 
         For each query, `f` returns every item of the run whose exact score (cosine when `normalize`)
         could enter a running top-`keep` whose k-th best is `threshold` (q,) (-inf while fewer than
         `keep` items are known), with exact scores; rows are padded with position -1, score -inf.
         So a running top-k merged with `f`'s rows equals exact search, without scoring every item.
+        `shortlist`: candidates a query's first pass keeps (None: the codec's default); work, not results.
         """
         self.check_is_fitted()
         if not self.has_fast_index:
             return None
-        return self._fast_ranker(check_embeddings(queries, dim=self.n_features_in_, name="queries"), normalize)
+        return self._fast_ranker(check_embeddings(queries, dim=self.n_features_in_, name="queries"), normalize,
+                                 shortlist)
 
     def _fast_index(self, codes: Codes) -> Any:
         raise NotImplementedError(f"codec {self.name!r} declares has_fast_index but has no _fast_index")
 
-    def _fast_ranker(self, Q: np.ndarray, normalize: bool) -> Callable[[Any, int, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    def _fast_ranker(self, Q: np.ndarray, normalize: bool,
+                     shortlist: int | None) -> Callable[[Any, int, np.ndarray], tuple[np.ndarray, np.ndarray]]:
         raise NotImplementedError(f"codec {self.name!r} declares has_fast_index but has no _fast_ranker")
 
     @property

@@ -34,8 +34,8 @@ import numpy as np
 
 from ..entropy import pack_nibbles, unpack_nibbles
 
-#: First shortlist length per query (at least twice the k asked for).
-_SHORTLIST = 64
+#: First shortlist length per query by default (at least twice the k asked for): work, not results.
+SHORTLIST = 64
 #: A run's sample (every _STRIDE-th item) gives a first threshold without a full scan.
 _STRIDE = 8
 #: Slack added to the quantisation bound for float32 rounding in faiss and here, relative to the
@@ -90,7 +90,7 @@ class FastScanIndex:
         err = float(_quantisation_error(self.sqnorms[None])[0])
         self.norm_lo = float(np.sqrt(max(0.0, -top[1, 0] - err)))
         self.norm_hi = float(np.sqrt(max(0.0, top[0, 0] + err)))
-        self.stride = _STRIDE if sample and self.items >= _STRIDE * _SHORTLIST else 1
+        self.stride = _STRIDE if sample and self.items >= _STRIDE * SHORTLIST else 1
         self.sample = FastScanIndex(centroids, codes[:: self.stride], sample=False) if self.stride > 1 else None
 
     def codes(self) -> dict[str, np.ndarray]:
@@ -108,9 +108,9 @@ class FastScanRanker:
     and score -inf.
     """
 
-    def __init__(self, centroids: np.ndarray, Q: np.ndarray, normalize: bool) -> None:
+    def __init__(self, centroids: np.ndarray, Q: np.ndarray, normalize: bool, shortlist: int = SHORTLIST) -> None:
         M, K, dsub = centroids.shape
-        self.M, self.K, self.normalize = M, K, normalize
+        self.M, self.K, self.normalize, self.shortlist = M, K, normalize, shortlist
         self.sub = Q.reshape(len(Q), M, dsub).astype(np.float32)
         by_space = np.matmul(self.sub.transpose(1, 0, 2), centroids.transpose(0, 2, 1).astype(np.float32))
         self.tables = np.ascontiguousarray(by_space.transpose(1, 0, 2))  # (q, M, K) centroid . query
@@ -122,7 +122,7 @@ class FastScanRanker:
         positions = np.full((q, 0), -1, dtype=np.int64)
         scores = np.full((q, 0), -np.inf, dtype=np.float32)
         floor = np.asarray(threshold, dtype=np.float64).copy()
-        length = min(n, max(2 * keep, _SHORTLIST))
+        length = min(n, max(2 * keep, self.shortlist))
         unknown = np.flatnonzero(np.isneginf(floor))
         if len(unknown) and index.sample is not None and index.sample.items >= keep:
             # any `keep` items' k-th best exact score is a floor; about keep*stride items score above it

@@ -76,11 +76,13 @@ class Collection:
 
     def __init__(self, archives: Sequence[Archive | str | Path], *, codec: Any = None, preload: bool = False,
                  chunk_items: int = CHUNK_ITEMS, fast_chunk_items: int = FAST_CHUNK_ITEMS,
-                 query_batch: int = QUERY_BATCH) -> None:
-        """`chunk_items`, `fast_chunk_items`, `query_batch`: how much is scored at once (memory, not results)."""
-        if min(chunk_items, fast_chunk_items, query_batch) < 1:
-            raise InputError("chunk_items, fast_chunk_items and query_batch must be positive")
+                 query_batch: int = QUERY_BATCH, fast_shortlist: int | None = None) -> None:
+        """`chunk_items`, `fast_chunk_items`, `query_batch`: how much is scored at once (memory, not
+        results); `fast_shortlist`: candidates per query of a fast index's first pass (work, not results)."""
+        if min(chunk_items, fast_chunk_items, query_batch, 1 if fast_shortlist is None else fast_shortlist) < 1:
+            raise InputError("chunk_items, fast_chunk_items, query_batch and fast_shortlist must be positive")
         self._chunk, self._fast_chunk, self._query_batch = chunk_items, fast_chunk_items, query_batch
+        self._shortlist = fast_shortlist
         if isinstance(archives, (Archive, str, Path)):
             archives = [archives]
         if not archives:
@@ -242,7 +244,7 @@ class Collection:
         src = np.zeros((q, keep), dtype=np.int32)
         pos = np.zeros((q, keep), dtype=np.int64)
         for s, a in enumerate(self.archives):
-            rank = a.codec.fast_ranker(Q, normalize)
+            rank = a.codec.fast_ranker(Q, normalize, self._shortlist)
             score = None
             for run in self._runs(s, normalize, fast=rank is not None):
                 if run.index is not None and rank is not None:  # a fast index exists only with a ranker
