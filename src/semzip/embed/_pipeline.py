@@ -114,7 +114,7 @@ def embed_paths(paths: Sequence[str | os.PathLike[str]], model: str | ClipModel 
                 ids: Sequence[str] | None = None, weights: Any = None, device: str = "cpu",
                 batch_size: int = 64, workers: int | None = None,
                 cache: EmbeddingCache | str | os.PathLike[str] | None = None, strict: bool = False,
-                progress: bool = True) -> Embedded:
+                progress: bool = False) -> Embedded:
     """Embed image files with a CLIP model, decoding on `workers` threads while the model runs.
 
     A file that cannot be read or decoded is logged and listed in `failures` (or raises InputError
