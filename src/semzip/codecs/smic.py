@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any, NoReturn
 
 import numpy as np
@@ -36,6 +36,44 @@ _MIN_ATOMS = 16
 #: Archive bytes that are not codec or payload (preamble, section headers, HEAD, INDX) allowed for
 #: by `bits=`: fixed part, and per block of up to 1024 items (INDX row, ANS mode word and padding).
 _HEADER_BYTES, _BLOCK_BYTES, _BLOCK_ITEMS = 640, 28, 1024
+
+
+
+@dataclass(frozen=True)
+class _Stream:
+    """One symbol stream of a block: its table, the codes field it carries (`count` as count - 1),
+    whether it holds one symbol per item or one per pursuit step after the first that an item uses,
+    and whether it exists only for k > 1 or only for coef > 0."""
+
+    table: str
+    field: str
+    per_step: bool
+    needs_k: bool = False
+    needs_coef: bool = False
+
+    def present(self, codec: SMICCodec) -> bool:
+        return (codec.k > 1 or not self.needs_k) and (codec.coef > 0 or not self.needs_coef)
+
+    def alphabet(self, codec: SMICCodec) -> int:
+        return {"count": codec.k, "atoms": codec.atoms_, "levels": 1 << codec.coef}[self.field]
+
+    def symbols(self, codes: Codes, more: np.ndarray) -> np.ndarray:
+        """This stream's symbols (1-D) from codes; `more` (n, k-1) marks the steps after the first used."""
+        if self.field == "count":
+            return np.asarray(codes["count"]) - 1
+        values = np.asarray(codes[self.field])
+        return values[:, 1:][more] if self.per_step else values[:, 0]
+
+
+#: The block layout, in stream order: pack, unpack, estimated_bits, the fitted tables and the codec
+#: file's table arrays are all derived from it (docs/FORMAT.md, SMIC).
+_STREAMS = (
+    _Stream("count", "count", per_step=False, needs_k=True),
+    _Stream("first", "atoms", per_step=False),
+    _Stream("coef_first", "levels", per_step=False, needs_coef=True),
+    _Stream("next", "atoms", per_step=True, needs_k=True),
+    _Stream("coef_next", "levels", per_step=True, needs_k=True, needs_coef=True),
+)
 
 
 @register
@@ -268,18 +306,16 @@ class SMICCodec(Codec):
             f"(`semzip fit pq:M=2,K=256 POOL -o c.smzc`, then `compress --codec c.smzc --shared`), "
             f"about {need:.0f} bits per item for a {_MIN_ATOMS * 8}-atom dictionary, or a larger collection")
 
+    def _streams(self) -> list[_Stream]:
+        return [s for s in _STREAMS if s.present(self)]
+
+    def _more(self, count: np.ndarray) -> np.ndarray:
+        """(n, k-1): which pursuit steps after the first each item uses."""
+        return np.arange(self.k)[None, 1:] < np.asarray(count)[:, None]
+
     def _set_tables(self, codes: Codes) -> None:
-        cnt, idx, lev = codes["count"], codes["atoms"], codes["levels"]
-        A, L = self.atoms_, 1 << self.coef
-        more = np.arange(self.k)[None, 1:] < cnt[:, None]
-        self.tables_ = {"first": _table(idx[:, 0], A)}
-        if self.k > 1:
-            self.tables_["count"] = _table(cnt - 1, self.k)
-            self.tables_["next"] = _table(idx[:, 1:][more], A)
-        if self.coef:
-            self.tables_["coef_first"] = _table(lev[:, 0], L)
-            if self.k > 1:
-                self.tables_["coef_next"] = _table(lev[:, 1:][more], L)
+        more = self._more(codes["count"])
+        self.tables_ = {s.table: _table(s.symbols(codes, more), s.alphabet(self)) for s in self._streams()}
 
     def _counted_bits(self, codes: Codes, n: int, state_bytes: int | None = None) -> float:
         """Bits an archive of these n items would take: codec state, payload and headers."""
@@ -376,56 +412,41 @@ class SMICCodec(Codec):
         return (self._raw_norms(codes) > 1e-12).astype(np.float32)
 
     def pack(self, codes: Codes) -> bytes:
-        cnt, idx, lev = codes["count"], codes["atoms"], codes["levels"]
-        t = self.tables_
-        parts = [(t["first"], idx[:, :1])]
-        if self.coef:
-            parts.append((t["coef_first"], lev[:, :1]))
-        if self.k > 1:
-            more = np.arange(self.k)[None, 1:] < cnt[:, None]
-            parts.insert(0, (t["count"], (cnt - 1)[:, None]))
-            parts.append((t["next"], idx[:, 1:][more][:, None]))
-            if self.coef:
-                parts.append((t["coef_next"], lev[:, 1:][more][:, None]))
+        more = self._more(codes["count"])
+        parts = [(self.tables_[s.table], s.symbols(codes, more)[:, None]) for s in self._streams()]
         return encode_symbols([p for p in parts if len(p[1])])
 
     def unpack(self, data: bytes | memoryview, n: int) -> Codes:
         reader = SymbolReader(data)
-        t = self.tables_
-        cnt = reader.read(t["count"], n)[:, 0] + 1 if self.k > 1 else np.ones(n, dtype=np.int32)
-        idx = np.zeros((n, self.k), dtype=np.int32)
-        lev = np.zeros((n, self.k), dtype=np.int32)
-        idx[:, 0] = reader.read(t["first"], n)[:, 0]
-        if self.coef:
-            lev[:, 0] = reader.read(t["coef_first"], n)[:, 0]
-        if self.k > 1:
-            more = np.arange(self.k)[None, 1:] < cnt[:, None]
-            extra = int(more.sum())
-            if extra:
-                rest = np.zeros((n, self.k - 1), dtype=np.int32)
-                rest[more] = reader.read(t["next"], extra)[:, 0]
-                idx[:, 1:] = rest
-                if self.coef:
-                    rest = np.zeros((n, self.k - 1), dtype=np.int32)
-                    rest[more] = reader.read(t["coef_next"], extra)[:, 0]
-                    lev[:, 1:] = rest
+        codes = {"count": np.ones(n, dtype=np.int32), "atoms": np.zeros((n, self.k), dtype=np.int32),
+                 "levels": np.zeros((n, self.k), dtype=np.int32)}
+        more = self._more(codes["count"])
+        for s in self._streams():  # the count stream comes first: it says which later steps are used
+            size = int(more.sum()) if s.per_step else n
+            if not size:
+                continue
+            values = reader.read(self.tables_[s.table], size)[:, 0]
+            if s.field == "count":
+                codes["count"] = (values + 1).astype(np.int32)
+                more = self._more(codes["count"])
+            elif s.per_step:
+                codes[s.field][:, 1:][more] = values
+            else:
+                codes[s.field][:, 0] = values
         reader.finish()
-        return {"count": cnt.astype(np.int32), "atoms": idx, "levels": lev}
+        return codes
 
     def estimated_bits(self, X: Any) -> np.ndarray:
         codes = self.quantize(X)
-        cnt, idx, lev = codes["count"], codes["atoms"], codes["levels"]
-        t = self.tables_
-        bits = t["first"].information_bits(idx[:, :1])
-        if self.coef:
-            bits += t["coef_first"].information_bits(lev[:, :1])
-        if self.k > 1:
-            bits += t["count"].information_bits((cnt - 1)[:, None])
-            for step in range(1, self.k):
-                use = cnt > step
-                bits[use] += t["next"].information_bits(idx[use, step : step + 1])
-                if self.coef:
-                    bits[use] += t["coef_next"].information_bits(lev[use, step : step + 1])
+        cnt = codes["count"]
+        more = self._more(cnt)
+        bits = np.zeros(len(cnt))
+        for s in self._streams():
+            info = self.tables_[s.table].information_bits(s.symbols(codes, more)[:, None])
+            if s.per_step:  # step symbols in item-major order: each item's used steps in turn
+                np.add.at(bits, np.nonzero(more)[0], info)
+            else:
+                bits += info
         return bits
 
     # ---- state -----------------------------------------------------------------------------------
@@ -450,19 +471,13 @@ class SMICCodec(Codec):
         return state
 
     def _set_state(self, state: dict[str, np.ndarray]) -> None:
-        d, A, L, k = self.n_features_in_, self.atoms, 1 << self.coef, self.k
+        d, A, L = self.n_features_in_, self.atoms, 1 << self.coef
         if A == 0:
             raise FormatError("smic codec file: its spec must name the dictionary size (atoms=0)")
+        self.atoms_ = A  # the stream alphabets below read it
         expect: dict[str, tuple[tuple[int, ...], str]] = {
             "mean": ((d,), "f2"), "levels": ((2, L), "f4"), "threshold": ((1,), "f4"),
-            "counts_first": ((1, A), "u2"),
-        }
-        if k > 1:
-            expect |= {"counts_count": ((1, k), "u2"), "counts_next": ((1, A), "u2")}
-        if self.coef:
-            expect["counts_coef_first"] = ((1, L), "u2")
-            if k > 1:
-                expect["counts_coef_next"] = ((1, L), "u2")
+        } | {f"counts_{s.table}": ((1, s.alphabet(self)), "u2") for s in self._streams()}
         if self.dbits == 16:
             expect["dictionary"] = ((A, d), "f2")
         else:
@@ -478,7 +493,6 @@ class SMICCodec(Codec):
             raise FormatError(f"smic codec file arrays do not match {self.spec} at width {d}: "
                               f"wrong {wrong}, missing {sorted(missing)}, unexpected {sorted(extra)}")
         try:
-            self.atoms_ = A
             self.mean_ = state["mean"]
             self.levels_ = state["levels"].astype(np.float32)
             self.threshold_ = float(state["threshold"][0])
