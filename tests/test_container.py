@@ -178,3 +178,20 @@ def test_ids_cost_little(tmp_path, pq):
         assert arc.info()["ids_bits"] < 0.25 * 8 * sum(len(n) for n in names)
     with pytest.raises(InputError, match="NUL"):
         write_archive(tmp_path / "z.smz", pq, X[:2], ids=["a", "b\0c"])
+
+
+@pytest.mark.parametrize("n", [5, 1024, 3000])
+def test_overhead_model_covers_what_the_container_writes(tmp_path, n):
+    """What rate control allows for (`_layout.overhead_bytes`) is at least what an archive spends
+    beside its codec state and payload, and not far above it, whatever the block count."""
+    from semzip._layout import STREAM_BYTES, overhead_bytes
+
+    X = unit_rows(n, 32, seed=5)
+    codec = make_codec("pq:M=4,K=16,opq=0").fit(unit_rows(200, 32, seed=6))
+    path = tmp_path / "a.smz"
+    write_archive(path, codec, X, model="ViT-L-14-336:openai")
+    with Archive.open(path) as arc:
+        blocks = len(arc.index)
+        payload, state = int(arc.index["nbytes"].sum()), arc.sections[b"CODC"].length
+    spent = path.stat().st_size - state - payload + STREAM_BYTES * blocks  # each block's own framing
+    assert spent <= overhead_bytes(n) <= spent + 400

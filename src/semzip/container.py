@@ -13,7 +13,6 @@ import contextlib
 import json
 import math
 import mmap
-import struct
 import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from typing import Any, BinaryIO, Protocol, runtime_checkable
 
 import numpy as np
 
+from ._layout import DEFAULT_BLOCK_ITEMS, INDEX, PREAMBLE, SECTION
 from ._version import WRITER
 from ._atomic import atomic_writer, writer_lock
 from ._errors import CodecMismatchError, FormatError, InputError
@@ -35,11 +35,7 @@ FORMAT_VERSION = 1
 DEFAULT_MODEL = "ViT-B-32:openai"
 #: The model id of vectors whose embedding model nobody recorded: never a guess.
 UNKNOWN_MODEL = "unknown"
-DEFAULT_BLOCK_ITEMS = 1024
 
-_PREAMBLE = struct.Struct("<8sHHI")  # magic, version, flags, section count
-_SECTION = struct.Struct("<4sQI")  # tag, payload length, CRC-32 of payload
-_INDEX = np.dtype([("offset", "<u8"), ("nbytes", "<u4"), ("items", "<u4"), ("crc", "<u4")])
 _REQUIRED = (b"HEAD", b"DATA", b"INDX", b"IDS_")
 #: Bounds a reader applies before trusting a header: its size, the counts it may claim, the bytes an
 #: id may take, and how much larger than the file its decoded items may be (a 16-bit SMIC archive of
@@ -250,7 +246,7 @@ def truncate_archive(path: str | Path, output: str | Path, budget_bits: float, c
 
 def _piece(payload: memoryview | bytes, items: int) -> tuple[memoryview | bytes, np.ndarray]:
     """One block as `_Writer` copies it: its bytes and its index row (offset relative to the bytes)."""
-    return payload, np.array([(0, len(payload), items, zlib.crc32(payload))], dtype=_INDEX)
+    return payload, np.array([(0, len(payload), items, zlib.crc32(payload))], dtype=INDEX)
 
 
 def _check_budget(bits: float) -> None:
@@ -284,7 +280,7 @@ class _Writer:
     def write(self, head: dict[str, Any], codec_bytes: bytes | None, old: Pieces, new: _NewBlocks | None,
               ids: list[str], pixels: np.ndarray | None) -> None:
         count = len(_REQUIRED) + (codec_bytes is not None) + (pixels is not None)
-        self.fh.write(_PREAMBLE.pack(MAGIC, FORMAT_VERSION, 0, count))
+        self.fh.write(PREAMBLE.pack(MAGIC, FORMAT_VERSION, 0, count))
         self._section(b"HEAD", json.dumps(head, sort_keys=True, separators=(",", ":")).encode())
         if codec_bytes is not None:
             self._section(b"CODC", codec_bytes)
@@ -295,13 +291,13 @@ class _Writer:
             self._section(b"PIXL", pixels.astype("<u8").tobytes())
 
     def _section(self, tag: bytes, payload: bytes) -> None:
-        self.fh.write(_SECTION.pack(tag, len(payload), zlib.crc32(payload)))
+        self.fh.write(SECTION.pack(tag, len(payload), zlib.crc32(payload)))
         self.fh.write(payload)
 
     def _data(self, old: Pieces, new: _NewBlocks | None) -> np.ndarray:
         """Write the DATA section; its index rows, offsets relative to it."""
         header_at = self.fh.tell()
-        self.fh.write(_SECTION.pack(b"DATA", 0, 0))
+        self.fh.write(SECTION.pack(b"DATA", 0, 0))
         self._crc, self._offset = 0, 0
         rows = []
         for data, index in old:
@@ -313,9 +309,9 @@ class _Writer:
             rows.append(self._encode(new))
         end = self.fh.tell()
         self.fh.seek(header_at)
-        self.fh.write(_SECTION.pack(b"DATA", self._offset, self._crc))
+        self.fh.write(SECTION.pack(b"DATA", self._offset, self._crc))
         self.fh.seek(end)
-        return np.concatenate(rows).astype(_INDEX) if rows else np.zeros(0, dtype=_INDEX)
+        return np.concatenate(rows).astype(INDEX) if rows else np.zeros(0, dtype=INDEX)
 
     def _put(self, data: memoryview | bytes) -> None:
         self.fh.write(data)
@@ -327,7 +323,7 @@ class _Writer:
         progressive codec); the index rows of its blocks."""
         codec, X, budget = new.codec, new.X, new.budget_bits
         starts = range(0, len(X), new.block_items)
-        rows = np.zeros(len(starts), dtype=_INDEX)
+        rows = np.zeros(len(starts), dtype=INDEX)
         spent = 0
         with progress_bar("encoding", total=len(X), enabled=new.progress) as advance:
             for b, start in enumerate(starts):
@@ -512,9 +508,9 @@ class Archive(ItemsById):
 
     def _index(self) -> np.ndarray:
         raw = self._payload(b"INDX")
-        if len(raw) % _INDEX.itemsize:
+        if len(raw) % INDEX.itemsize:
             raise FormatError("archive block table has a partial entry")
-        index = np.frombuffer(raw, dtype=_INDEX).copy()
+        index = np.frombuffer(raw, dtype=INDEX).copy()
         data_len = self.sections[b"DATA"].length
         ends = index["offset"].astype(np.int64) + index["nbytes"]
         if int(index["items"].sum(dtype=np.int64)) != self.items or (index["items"] == 0).any():
@@ -684,20 +680,20 @@ class Archive(ItemsById):
 def _read_sections(view: memoryview, magic: bytes = MAGIC, known: tuple[bytes, ...] = _KNOWN,
                    required: tuple[bytes, ...] = _REQUIRED, what: str = "archive") -> dict[bytes, _Section]:
     """The section table of a file in the archive framing (archives, refinements), each bound checked."""
-    if len(view) < _PREAMBLE.size or bytes(view[:8]) != magic:
+    if len(view) < PREAMBLE.size or bytes(view[:8]) != magic:
         raise FormatError(f"not a semzip {what} (bad magic number)")
-    _, version, flags, count = _PREAMBLE.unpack_from(view)
+    _, version, flags, count = PREAMBLE.unpack_from(view)
     if version != FORMAT_VERSION:
         raise FormatError(f"unsupported {what} version {version}; this semzip reads {FORMAT_VERSION}")
     if flags:
         raise FormatError(f"{what} uses unknown flags {flags:#x}")
     sections: dict[bytes, _Section] = {}
-    pos = _PREAMBLE.size
+    pos = PREAMBLE.size
     for _ in range(count):
-        if pos + _SECTION.size > len(view):
+        if pos + SECTION.size > len(view):
             raise FormatError(f"{what} is truncated (in a section header)")
-        tag, length, crc = _SECTION.unpack_from(view, pos)
-        pos += _SECTION.size
+        tag, length, crc = SECTION.unpack_from(view, pos)
+        pos += SECTION.size
         if tag not in known:
             raise FormatError(f"{what} has an unknown section {tag!r}")
         if tag in sections:

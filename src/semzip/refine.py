@@ -21,8 +21,8 @@ from ._atomic import atomic_writer, writer_lock
 from ._errors import CodecMismatchError, FormatError, InputError
 from ._version import WRITER
 from .codecs import Codec, ProgressiveCodec, as_progressive
-from .container import (_INDEX, _MAX_HEAD_BYTES, _PREAMBLE, _SECTION, FORMAT_VERSION, Archive, _check_budget, _piece,
-                        _read_sections, _Writer)
+from ._layout import INDEX, PREAMBLE, SECTION
+from .container import FORMAT_VERSION, _MAX_HEAD_BYTES, Archive, _check_budget, _piece, _read_sections, _Writer
 
 MAGIC = b"\x89SMR\r\n\x1a\n"
 _TAGS = (b"HEAD", b"INDX", b"DATA")
@@ -60,16 +60,16 @@ def refine_archive(full: str | Path, have: str | Path, output: str | Path, budge
             rows.append((offset, len(piece), n, zlib.crc32(piece)))
             pieces.append(piece)
             offset += len(piece)
-        index = np.array(rows, dtype=_INDEX)
+        index = np.array(rows, dtype=INDEX)
         head = {"format": FORMAT_VERSION, "kind": "rq refinement", "items": src.items,
                 "codec": {"spec": src.codec_spec, "hash": src.codec_hash}, "base": _fingerprint(dst),
                 "result": {"data_crc": crc, "data_bytes": sum(results)}, "budget_bits": budget_bits, "writer": WRITER}
         before = dst.sections[b"DATA"].length
         with atomic_writer(output) as fh:
-            fh.write(_PREAMBLE.pack(MAGIC, FORMAT_VERSION, 0, len(_TAGS)))
+            fh.write(PREAMBLE.pack(MAGIC, FORMAT_VERSION, 0, len(_TAGS)))
             for tag, payload in ((b"HEAD", json.dumps(head, sort_keys=True).encode()), (b"INDX", index.tobytes()),
                                  (b"DATA", b"".join(pieces))):
-                fh.write(_SECTION.pack(tag, len(payload), zlib.crc32(payload)))
+                fh.write(SECTION.pack(tag, len(payload), zlib.crc32(payload)))
                 fh.write(payload)
         n = src.items
     size = Path(output).stat().st_size
@@ -161,9 +161,9 @@ def _read_refinement(path: Path) -> tuple[dict[str, Any], np.ndarray, memoryview
         ok = False
     if not ok:
         raise FormatError(f"{str(path)!r} has a malformed refinement header")
-    if len(raw[b"INDX"]) % _INDEX.itemsize:
+    if len(raw[b"INDX"]) % INDEX.itemsize:
         raise FormatError("refinement block table has a partial entry")
-    index = np.frombuffer(raw[b"INDX"], dtype=_INDEX)
+    index = np.frombuffer(raw[b"INDX"], dtype=INDEX)
     ends = index["offset"].astype(np.int64) + index["nbytes"]
     if len(index) and (ends.max() > len(raw[b"DATA"]) or (index["offset"][1:] != ends[:-1]).any() or index["offset"][0]):
         raise FormatError("refinement block table points outside its data")

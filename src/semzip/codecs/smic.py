@@ -18,6 +18,7 @@ import numpy as np
 
 from .._clusters import assignment_matrix, nearest
 from .._errors import FormatError, InputError, SpecError
+from .._layout import overhead_bytes
 from .._validate import l2_normalize
 from ..entropy import FrequencyTable, SymbolReader, encode_symbols
 from ..spec import Spec
@@ -33,9 +34,6 @@ _MAX_STORED_COUNT = 65535
 #: Fewest atoms a dictionary chosen at fit may have: below it the collection decodes to a handful of
 #: vectors (measured: 5 atoms on 2,465 Caltech images gave nearest-centroid top-1 0.20, float 0.91).
 _MIN_ATOMS = 16
-#: Archive bytes that are not codec or payload (preamble, section headers, HEAD, INDX) allowed for
-#: by `bits=`: fixed part, and per block of up to 1024 items (INDX row, ANS mode word and padding).
-_HEADER_BYTES, _BLOCK_BYTES, _BLOCK_ITEMS = 640, 28, 1024
 
 
 
@@ -319,9 +317,8 @@ class SMICCodec(Codec):
 
     def _counted_bits(self, codes: Codes, n: int, state_bytes: int | None = None) -> float:
         """Bits an archive of these n items would take: codec state, payload and headers."""
-        blocks = math.ceil(n / _BLOCK_ITEMS)
         state = len(self.to_bytes()) if state_bytes is None else state_bytes + 64  # + fit_info digits
-        return 8.0 * (state + len(self.pack(codes)) + _HEADER_BYTES + _BLOCK_BYTES * blocks)
+        return 8.0 * (state + len(self.pack(codes)) + overhead_bytes(n))
 
     # ---- coding ----------------------------------------------------------------------------------
     def _pursuit(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -528,7 +525,7 @@ def _amortised_bits(n: int, d: int, codec: SMICCodec, atoms: int) -> float:
     estimate `_atom_candidates` sizes dictionaries with)."""
     per_value = 16 if codec.dbits == 16 else codec.dbits
     tables = 2 if codec.k > 1 else 1
-    overhead = 8 * (_HEADER_BYTES + 4 * d + 1024) + 8 * _BLOCK_BYTES * math.ceil(n / _BLOCK_ITEMS)
+    overhead = 8 * (overhead_bytes(n) + 4 * d + 1024)
     per_item = 0.97 * math.log2(atoms) + 0.8 * codec.coef + (0.3 if codec.k > 1 else 0)
     return (atoms * (d * per_value + 16 * tables) + overhead) / n + per_item
 
