@@ -167,7 +167,7 @@ class SMICCodec(Codec):
         self.n_features_in_ = d  # to_bytes() is measured during rate control
         try:
             candidates = [self.atoms] if self.atoms else _atom_candidates(n, d, self)
-            best: tuple[float, dict[str, Any]] | None = None
+            best: tuple[float, float, int, dict[str, np.ndarray]] | None = None  # cos, bits, atoms, state
             tried = 0
             for atoms in candidates:
                 self._fit_dictionary(X, atoms)
@@ -177,20 +177,22 @@ class SMICCodec(Codec):
                 self._set_tables(codes)
                 score = float(codes["cos"].mean())
                 if best is None or score > best[0]:
-                    best = (score, {**self.__dict__, "_train_cos": score,
-                                    "_train_bits": self._counted_bits(codes, n)})
+                    best = (score, self._counted_bits(codes, n), atoms,
+                            {k: v.copy() for k, v in self.get_state().items()})
                 tried += 1
                 # one atom and one coefficient value per item: a larger dictionary only fits better
                 if tried >= (1 if self.k == 1 and self.coef == 0 else self.search):
                     break
             if best is None:
                 self._refuse_target(X)
-            self.__dict__.update(best[1])
+            self._train_cos, self._train_bits, atoms, state = best
+            self._restore(state, atoms)  # the best candidate as its codec file will hold it
             if not self.atoms and self.atoms_ < _MIN_ATOMS:
                 self._refuse_collapse(n, d)
         except BaseException:
-            for attr in ("n_features_in_", "atoms_"):
-                self.__dict__.pop(attr, None)
+            for attr in ("n_features_in_", "atoms_", "_train_cos", "_train_bits"):  # left unfitted
+                if hasattr(self, attr):
+                    delattr(self, attr)
             raise
 
     def _fit_dictionary(self, X: np.ndarray, atoms: int) -> None:
@@ -468,9 +470,13 @@ class SMICCodec(Codec):
         return state
 
     def _set_state(self, state: dict[str, np.ndarray]) -> None:
-        d, A, L = self.n_features_in_, self.atoms, 1 << self.coef
-        if A == 0:
+        if self.atoms == 0:
             raise FormatError("smic codec file: its spec must name the dictionary size (atoms=0)")
+        self._restore(state, self.atoms)
+
+    def _restore(self, state: dict[str, np.ndarray], atoms: int) -> None:
+        """The learned state from `get_state`'s arrays (a codec file's, or the best candidate at fit)."""
+        d, A, L = self.n_features_in_, atoms, 1 << self.coef
         self.atoms_ = A  # the stream alphabets below read it
         expect: dict[str, tuple[tuple[int, ...], str]] = {
             "mean": ((d,), "f2"), "levels": ((2, L), "f4"), "threshold": ((1,), "f4"),
