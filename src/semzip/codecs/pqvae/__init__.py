@@ -27,7 +27,8 @@ Not idempotent: re-encoding a decoded vector goes through the encoder again and 
 same codewords, so `idempotent = False`.
 
 Modules: `_net` (the network's arrays, by name and shape), `_infer` (the numpy network), `_train`
-(torch training, imported by `fit` only), `_codec` (the codec: stages, coding, state).
+(torch training, imported by `fit` only), `_codec` (the codec: how the stages compose, coding, state);
+the coarse and residual stages are `codecs._stages.CoarseStage` and `TransformStage`.
 """
 
 from ._codec import PQVAECodec

@@ -9,13 +9,13 @@ from typing import Any
 import numpy as np
 
 from ..._errors import FormatError, InputError, NotFittedError, SpecError
-from ..._clusters import spherical_kmeans
 from ..._exact import ExactMatrix
 from ..._validate import l2_normalize
 from ...entropy import FrequencyTable, SymbolReader, encode_symbols
 from .._base import Codec, Codes
 from .._registry import register
-from ._infer import BLOCK, NumpyNet
+from .._stages import CoarseStage, TransformStage
+from ._infer import NumpyNet
 from ._net import Arch, state_shapes
 
 
@@ -44,7 +44,10 @@ class PQVAECodec(Codec):
                   "blocks": "residual blocks per side",
                   "coarse": "bits of a spherical k-means first stage (0 = none, the paper's design)",
                   "bits": "total bits per item the residual transform-coding stage tops the rate up to (0 = none)"}
-    #: Entropy-coding tables of the stages, set by fit or a codec file (None: no such stage).
+    #: The coarse and residual stages and the entropy-coding tables of all three, set by fit or a
+    #: codec file (None: no such stage).
+    coarse_stage_: CoarseStage | None
+    refine_stage_: TransformStage | None
     table_: FrequencyTable
     coarse_table_: FrequencyTable | None
     refine_table_: FrequencyTable | None
@@ -140,18 +143,17 @@ class PQVAECodec(Codec):
         order = np.random.default_rng(self.seed).permutation(len(X))
         n_val = min(len(X) - 1, max(1, round(self.holdout * len(X))))
         fit_idx, val_idx = order[n_val:], order[:n_val]  # held-out items stay unseen by every learned part
-        coarse = _spherical_kmeans(X[fit_idx], self.coarse, self.seed, self.threads) if self.coarse else None
-        R = X[fit_idx] if coarse is None else X[fit_idx] - coarse[_nearest(X[fit_idx], coarse)[:, 0]]
+        stage = self.coarse_stage_ = self._fit_coarse(X[fit_idx]) if self.coarse else None
+        coarse = None if stage is None else stage.centroids
+        R = X[fit_idx] if stage is None else X[fit_idx] - stage.centroids[stage.candidates(X[fit_idx])[:, 0]]
         mean = R.mean(axis=0, dtype=np.float64)
         evals, basis = np.linalg.eigh(np.cov(R - mean, rowvar=False, bias=True))
         scale = (np.maximum(evals, 0) + self.whiten_floor * evals.mean()) ** (-0.5 * self.whiten)
         rho = np.linalg.norm((R - mean) @ (basis * scale), axis=1).mean(keepdims=True)
         weights, info = _train.train(self, X[fit_idx], X[val_idx], coarse, mean, basis * scale)
         fixed = {"mean": mean, "basis": basis, "scale": scale, "rho": rho}
-        if coarse is not None:
-            fixed["coarse_centroids"] = coarse
         self._load_weights(weights | {k: v.astype(np.float32) for k, v in fixed.items()}, X.shape[1])
-        self.refine_table_ = None  # the residual stage comes last, fitted on what the others leave
+        self.refine_stage_, self.refine_table_ = None, None  # the residual stage comes last, on what the others leave
         codes = self._quantize(X)
         self.table_, info["codes_uniform_mix"] = _learned_table(codes["codes"], fit_idx, val_idx, self.K)
         self.coarse_table_ = None
@@ -170,55 +172,35 @@ class PQVAECodec(Codec):
             info |= self._fit_refine(X - self._reconstruct_stages(codes), fit_idx, val_idx, float(held_out))
         self._info = info
 
+    def _fit_coarse(self, X: np.ndarray) -> CoarseStage:
+        k = 1 << self.coarse
+        if len(X) < k:
+            raise InputError(f"pqvae:coarse={self.coarse} needs at least {k} training vectors (after the held-out "
+                             f"share), got {len(X)}")
+        return CoarseStage.fit(X, k, self.seed, self.threads)
+
     def _fit_refine(self, R: np.ndarray, fit_idx: np.ndarray, val_idx: np.ndarray,
                     stage_bits: float) -> dict[str, Any]:
-        """Residual stage: principal axes of the training residuals, one quantiser step per axis
-        (`tilt` leans the steps by the axis variance: negative gives high-variance axes finer steps),
-        the overall step scale found by bisection so that the held-out items' estimated bits, all
-        stages included, meet `bits`. Symbol counts come from the held-out items alone: the earlier
-        stages fit the training items closely, so their residuals are smaller than a new image's and
-        tables counted on them cost far more on new data (measured: 397 vs 308 bits on Caltech)."""
+        """Residual stage (`TransformStage.fit`) within what `bits` leaves after the other stages'
+        held-out bits. Symbol counts come from the held-out items alone: the earlier stages fit the
+        training items closely, so their residuals are smaller than a new image's and tables counted
+        on them cost far more on new data (measured: 397 vs 308 bits on Caltech)."""
         budget = self.bits - stage_bits
         if budget <= 1:
             raise InputError(f"pqvae:bits={self.bits} leaves nothing for the residual stage: the coarse and "
                              f"PQ-VAE stages already cost {stage_bits:.1f} bits on held-out items")
-        mean = R[fit_idx].mean(axis=0, dtype=np.float64)
-        evals, basis = np.linalg.eigh(np.cov(R[fit_idx] - mean, rowvar=False, bias=True))
-        evals = np.maximum(evals, 1e-9 * evals.max())
-        shape = (evals / evals.mean()) ** (0.5 * self.tilt)
-        P = (R - mean) @ basis
-
-        def trial(scale: float) -> tuple[float, np.ndarray, FrequencyTable]:
-            steps = scale * shape
-            L = int(min(_MAX_REFINE_LEVEL, max(1, np.ceil(2 * np.abs(P[fit_idx] / steps).max()))))
-            sym = _scalar_quantize(P[val_idx], steps, L)
-            table = FrequencyTable.fit(sym, 2 * L + 1)
-            return float(table.information_bits(sym).mean()), steps, table
-
-        lo, hi = -12.0, 4.0  # log2 of the step scale: rate falls as it grows
-        for _ in range(40):
-            mid = 0.5 * (lo + hi)
-            if trial(2.0**mid)[0] > budget:
-                lo = mid
-            else:
-                hi = mid
-        spent, steps, table = trial(2.0**hi)
-        self._load_weights(self.weights_ | {"refine_mean": mean, "refine_basis": basis, "refine_steps": steps},
-                           self._width)
-        self.refine_table_ = table
-        return {"refine_levels": table.alphabet,
-                "held_out_bits_per_item": stage_bits + spent}
+        self.refine_stage_, self.refine_table_, spent = TransformStage.fit(R, fit_idx, val_idx, budget, self.tilt,
+                                                                           _MAX_REFINE_LEVEL)
+        return {"refine_levels": self.refine_table_.alphabet, "held_out_bits_per_item": stage_bits + spent}
 
     def _load_weights(self, weights: dict[str, np.ndarray], d: int) -> None:
-        """Keep the learned arrays; derive the numpy network and the stage matrices (whitening and
-        residual axes) as exact operands (`ExactMatrix`)."""
+        """Keep the network's and the whitening's arrays; derive the numpy network and the whitening
+        matrices as exact operands (`ExactMatrix`)."""
         self.weights_ = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in weights.items()}
         self._width = d
         w = self.weights_
         self._net = NumpyNet(w, d, self.arch)
         m = {"white": w["basis"] * w["scale"], "unwhite": (w["basis"] / w["scale"]).T}
-        if "refine_basis" in w:
-            m["refine"], m["refine_t"] = w["refine_basis"], w["refine_basis"].T
         self._mats = {k: ExactMatrix(v) for k, v in m.items()}
 
     # ---- coding ----------------------------------------------------------------------------------
@@ -228,9 +210,9 @@ class PQVAECodec(Codec):
         `bits + error / lam`, with lam the squared error one bit buys from a uniform quantiser at the
         residual stage's steps (ln 2 / 6 x mean step^2); the decoder is the same whichever was chosen."""
         X = l2_normalize(X)
-        if not self.coarse:
+        if self.coarse_stage_ is None:  # no coarse stage in the spec
             return self._quantize_with(X, None)
-        candidates = _nearest(X, self.weights_["coarse_centroids"], self._coarse_tries())
+        candidates = self.coarse_stage_.candidates(X, self._coarse_tries())
         best = self._quantize_with(X, candidates[:, 0])
         if candidates.shape[1] > 1:
             best_cost = self._rd_cost(X, best)
@@ -245,13 +227,15 @@ class PQVAECodec(Codec):
 
     def _coarse_tries(self) -> int:
         """Coarse centroids tried per item: only a fitted residual stage makes their bits comparable."""
-        if self.bits and self.refine_table_ is not None:  # None only inside fit, before the stage exists
+        if self.bits and self.refine_stage_ is not None:  # None only inside fit, before the stage exists
             return max(1, min(int(self.coarse_search), 1 << self.coarse))
         return 1
 
     def _rd_cost(self, X: np.ndarray, codes: Codes) -> np.ndarray:
         """Bits of each item's codes plus its squared error over the bits-per-error slope."""
-        lam = _RD_SLOPE * math.log(2) / 6 * float(np.mean(self.weights_["refine_steps"] ** 2))
+        if self.refine_stage_ is None:
+            raise NotFittedError("pqvae: the residual stage is not fitted")
+        lam = _RD_SLOPE * math.log(2) / 6 * float(np.mean(self.refine_stage_.steps**2))
         return self._code_bits(codes) + ((X - self._refined(codes)) ** 2).sum(axis=1) / lam
 
     def _code_bits(self, codes: Codes) -> np.ndarray:
@@ -262,15 +246,13 @@ class PQVAECodec(Codec):
         """Codes of unit vectors X given their coarse indices (None without a coarse stage)."""
         out: Codes = {}
         R = X
-        if coarse is not None:
+        if coarse is not None and self.coarse_stage_ is not None:
             out["coarse"] = coarse.astype(np.int32)[:, None]
-            R = X - self.weights_["coarse_centroids"][coarse]
+            R = X - self.coarse_stage_.centroids[coarse]
         W = self._mats["white"].left_product(R - self.weights_["mean"])
         out["codes"] = self._net.assign(self._net.encode(l2_normalize(W)))
-        if self.bits and self.refine_table_ is not None:
-            w = self.weights_
-            P = self._mats["refine"].left_product(X - self._reconstruct_stages(out) - w["refine_mean"])
-            out["refine"] = _scalar_quantize(P, w["refine_steps"], self.refine_table_.alphabet // 2)
+        if self.bits and self.refine_stage_ is not None:
+            out["refine"] = self.refine_stage_.encode(X - self._reconstruct_stages(out))
         return out
 
     def reconstruct(self, codes: Codes) -> np.ndarray:
@@ -279,14 +261,9 @@ class PQVAECodec(Codec):
 
     def _refined(self, codes: Codes) -> np.ndarray:
         """Stage reconstruction plus the dequantised residual, before the final normalisation (float64)."""
-        Y = self._reconstruct_stages(codes)
-        w, r = self.weights_, np.asarray(codes["refine"])
-        if self.refine_table_ is None:
+        if self.refine_stage_ is None:
             raise NotFittedError("pqvae: the residual stage is not fitted")
-        L = self.refine_table_.alphabet // 2
-        if r.shape != (len(Y), self._width) or (r.size and (r.min() < 0 or r.max() > 2 * L)):
-            raise FormatError(f"pqvae residual codes must be (n, {self._width}) symbols below {2 * L + 1}, got {r.shape}")
-        return Y + self._mats["refine_t"].left_product((r - L) * w["refine_steps"]) + w["refine_mean"]
+        return self.refine_stage_.add_to(self._reconstruct_stages(codes), codes["refine"])
 
     def _reconstruct_stages(self, codes: Codes) -> np.ndarray:
         """Unit vectors (float64) from the coarse and PQ-VAE indices alone (what the residual stage refines)."""
@@ -295,11 +272,8 @@ class PQVAECodec(Codec):
             raise FormatError(f"pqvae codes must be (n, {self.n_sub}) indices below {self.K}, got shape {c.shape}")
         w = self.weights_
         Y = w["mean"] + self._mats["unwhite"].left_product(w["rho"] * self._net.decode(w["codebook"][c]))
-        if self.coarse:
-            k = np.asarray(codes["coarse"])
-            if k.shape != (len(c), 1) or (k.size and (k.min() < 0 or k.max() >= 1 << self.coarse)):
-                raise FormatError(f"pqvae coarse codes must be (n, 1) indices below {1 << self.coarse}, got {k.shape}")
-            Y = Y + w["coarse_centroids"][k[:, 0]]
+        if self.coarse_stage_ is not None:
+            Y = Y + self.coarse_stage_.decode(codes["coarse"], len(c))
         return l2_normalize(Y)
 
     def _tables(self) -> list[tuple[str, FrequencyTable]]:
@@ -321,7 +295,11 @@ class PQVAECodec(Codec):
 
     # ---- state -----------------------------------------------------------------------------------
     def get_state(self) -> dict[str, np.ndarray]:
-        return {**self.weights_} | {_COUNTS[key]: table.counts for key, table in self._tables()}
+        stages = {} if self.coarse_stage_ is None else {"coarse_centroids": self.coarse_stage_.centroids}
+        if self.refine_stage_ is not None:
+            r = self.refine_stage_
+            stages |= {"refine_mean": r.mean, "refine_basis": r.basis, "refine_steps": r.steps}
+        return {**self.weights_} | stages | {_COUNTS[key]: table.counts for key, table in self._tables()}
 
     def _set_state(self, state: dict[str, np.ndarray]) -> None:
         alphabet = 0
@@ -342,7 +320,11 @@ class PQVAECodec(Codec):
             raise FormatError("pqvae codec file has non-finite weights")
         if self.bits and not (weights["refine_steps"] > 0).all():
             raise FormatError("pqvae codec file: residual stage steps must be positive")
-        self._load_weights(weights, self.n_features_in_)
+        stage_keys = ("coarse_centroids", "refine_mean", "refine_basis", "refine_steps")
+        self._load_weights({k: v for k, v in weights.items() if k not in stage_keys}, self.n_features_in_)
+        self.coarse_stage_ = CoarseStage(weights["coarse_centroids"]) if self.coarse else None
+        self.refine_stage_ = TransformStage(weights["refine_mean"], weights["refine_basis"], weights["refine_steps"],
+                                            alphabet // 2) if self.bits else None
         self.table_ = FrequencyTable(state["counts"])
         self.coarse_table_ = FrequencyTable(state["coarse_counts"]) if self.coarse else None
         self.refine_table_ = FrequencyTable(state["refine_counts"]) if self.bits else None
@@ -385,31 +367,3 @@ def _learned_table(codes: np.ndarray, fit_idx: np.ndarray, val_idx: np.ndarray,
     lam = min(_UNIFORM_MIX, key=lambda m: bits(mixed(codes[fit_idx], m), codes[val_idx]))
     counts = np.maximum(1, np.round(mixed(codes, lam) * _TABLE_TOTAL)).astype(np.uint32)
     return FrequencyTable(counts), lam
-
-
-def _spherical_kmeans(X: np.ndarray, bits: int, seed: int, threads: int) -> np.ndarray:
-    """Unit centroids of 2**bits clusters of the unit vectors X (faiss, seeded)."""
-    k = 1 << bits
-    if len(X) < k:
-        raise InputError(f"pqvae:coarse={bits} needs at least {k} training vectors (after the held-out share), "
-                         f"got {len(X)}")
-    return spherical_kmeans(X, k, seed=seed, niter=20, threads=threads)
-
-
-def _nearest(X: np.ndarray, centroids: np.ndarray, m: int = 1) -> np.ndarray:
-    """Indices of the m most similar unit centroids for each row of X, most similar first, int32 (n, m)."""
-    out = np.empty((len(X), m), dtype=np.int32)
-    for i in range(0, len(X), BLOCK):
-        S = X[i : i + BLOCK] @ centroids.T
-        if m == 1:
-            out[i : i + BLOCK, 0] = S.argmax(axis=1)
-        else:
-            top = np.argpartition(-S, m - 1, axis=1)[:, :m]
-            order = np.argsort(-np.take_along_axis(S, top, axis=1), axis=1, kind="stable")
-            out[i : i + BLOCK] = np.take_along_axis(top, order, axis=1)
-    return out
-
-
-def _scalar_quantize(P: np.ndarray, steps: np.ndarray, level: int) -> np.ndarray:
-    """Symbols in [0, 2*level] of the uniform quantiser with per-axis steps (rounding, clipped)."""
-    return (np.clip(np.rint(P / steps), -level, level) + level).astype(np.int32)
