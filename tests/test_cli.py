@@ -94,6 +94,13 @@ def test_shared_codec_and_append(files, capsys):
     (["info", "{t}/nothere.smz"], 2, "no such archive"),
     (["decompress", "{t}/pq.smzc", "-o", "{t}/x.npy"], 3, "not a semzip archive"),
     (["compress", "{t}/items.npz", "--codec", "{t}/broken.smzc", "-o", "{t}/a.smz"], 3, "codec file"),
+    # declared option rules (cli/_app.option_rules), checked before any work
+    (["compress", "{t}/items.npz", "--ray", "--bits", "32", "-o", "{t}/out"], 2, "--ray and --bits cannot be given together"),
+    (["compress", "{t}/items.npz", "--ray", "-o", "{t}/out"], 2, "--ray needs --codec"),
+    (["classify", "{t}/a.smz"], 2, "give exactly one of --labels, --text-embeddings (got none)"),
+    (["classify", "{t}/a.smz", "--text-embeddings", "{t}/items.npz"], 2, "--text-embeddings needs --labels-from"),
+    (["search", "{t}/a.smz", "--like", "0", "--nprobe", "4", "--rerank", "10"], 2, "--nprobe and --rerank cannot"),
+    (["eval", "{t}/items.npz", "--codecs", "f16", "--weights", "{t}/w.pt"], 2, "--weights needs --model"),
 ])
 def test_bad_input_exit_codes(files, capsys, argv, code, message):
     t = files

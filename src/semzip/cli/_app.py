@@ -5,10 +5,13 @@ Command modules import from here (not from the `semzip.cli` package, which impor
 from __future__ import annotations
 
 import csv
+import functools
+import inspect
 import io
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar, get_type_hints
 
 import typer
 from rich.console import Console
@@ -32,6 +35,56 @@ stderr = Console(stderr=True, soft_wrap=True)
 #: sentences; `--json-out PATH` also writes the full results to a file.
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for machines on stdout (instead of tables).")]
 JsonOutOpt = Annotated[Path | None, typer.Option("--json-out", help="Also write the full results as JSON to this file.")]
+
+
+Command = TypeVar("Command", bound=Callable[..., Any])
+
+
+def option_rules(*, excludes: tuple[tuple[str, ...], ...] = (), needs: tuple[tuple[str, str], ...] = (),
+                 one_of: tuple[tuple[str, ...], ...] = ()) -> Callable[[Command], Command]:
+    """Declare how a command's options relate, by parameter name; checked before the command runs.
+
+    `excludes`: groups of which at most one may be given; `needs`: (a, b) pairs where a needs b;
+    `one_of`: groups of which exactly one must be given. An option counts as given when its value
+    is not its default. A broken rule is an InputError naming the options as typed."""
+
+    def wrap(command: Command) -> Command:
+        signature = inspect.signature(command)
+        hints = get_type_hints(command, include_extras=True)
+        flags = {name: _flag(name, hints.get(name)) for name in signature.parameters}
+
+        @functools.wraps(command)
+        def checked(*args: Any, **kwargs: Any) -> Any:
+            bound = signature.bind(*args, **kwargs)
+            bound.apply_defaults()
+            given = {name for name, value in bound.arguments.items()
+                     if value != signature.parameters[name].default and value not in (None, False, ())}
+            for group in excludes:
+                both = [flags[n] for n in group if n in given]
+                if len(both) > 1:
+                    raise InputError(f"{' and '.join(both)} cannot be given together")
+            for group in one_of:
+                chosen = [flags[n] for n in group if n in given]
+                if len(chosen) != 1:
+                    raise InputError(f"give exactly one of {', '.join(flags[n] for n in group)}"
+                                     f" (got {', '.join(chosen) or 'none'})")
+            for name, needed in needs:
+                if name in given and needed not in given:
+                    raise InputError(f"{flags[name]} needs {flags[needed]}")
+            return command(*args, **kwargs)
+
+        return checked  # type: ignore[return-value]  # same signature (functools.wraps), typer reads it
+
+    return wrap
+
+
+def _flag(name: str, hint: Any) -> str:
+    """The option as typed on the command line (its first declared flag), from its typer.Option."""
+    for meta in getattr(hint, "__metadata__", ()):
+        decls = [d for d in getattr(meta, "param_decls", None) or () if d.startswith("--")]
+        if decls:
+            return decls[0]
+    return "--" + name.replace("_", "-")
 
 
 def print_json(data: Any) -> None:

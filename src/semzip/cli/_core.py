@@ -17,7 +17,7 @@ from ..spec import format_spec, parse_spec
 from ..codecs import Codec, available_codecs, codec_class, fit_codec, load_codec, make_codec, resolve_codec, save_codec
 from ..shards import ShardedArchive, is_manifest, open_collection
 from ..container import DEFAULT_BLOCK_ITEMS, DEFAULT_MODEL, UNKNOWN_MODEL, Archive, append_archive, write_archive
-from ._app import JsonFlag, JsonOutOpt, app, chosen_ids, print_json, stdout, write_rows
+from ._app import JsonFlag, JsonOutOpt, app, chosen_ids, option_rules, print_json, stdout, write_rows
 from . import _embed, _scale
 
 OutOpt = Annotated[Path, typer.Option("--output", "-o", help="File to write (replaced atomically).")]
@@ -60,6 +60,7 @@ IdPrefixOpt = Annotated[str | None, typer.Option("--id-prefix", help="Name the i
 
 
 @app.command()
+@option_rules(excludes=(("ray", "bits"), ("ray", "ids_file"), ("ray", "id_prefix")), needs=(("ray", "codec"),))
 def compress(
     inputs: Annotated[list[str], typer.Argument(help="Embeddings (`x.npy`, `x.npz:key`; several are concatenated in order), or image files and folders to embed first.")],
     output: OutOpt,
@@ -105,8 +106,8 @@ def compress(
     images = _are_images(inputs)
     clip = _embed.ClipOptions(model or DEFAULT_MODEL, weights, device, batch_size)
     if ray:
-        if codec is None or len(inputs) > 1 or ids_file or id_prefix:
-            raise InputError("--ray takes one INPUT and --codec (no --bits, --ids or --id-prefix)")
+        if codec is None or len(inputs) > 1:
+            raise InputError("--ray takes one INPUT and --codec")
         _scale.compress_ray(inputs[0], codec, output, clip, model is not None,
                             _scale.RayOptions(workers, shard_items, fit_items, address))
         return

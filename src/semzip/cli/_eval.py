@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 
 from .._errors import InputError
-from ._app import JsonFlag, JsonOutOpt, app, print_json, stderr, stdout
+from ._app import JsonFlag, JsonOutOpt, app, option_rules, print_json, stderr, stdout
 from .._inputs import read_all
 
 if TYPE_CHECKING:
@@ -36,8 +36,6 @@ def _ints(text: str, what: str) -> list[int]:
 def _embedders(model: str | None, weights: str | None, device: str,
                templates: str) -> tuple[ImageEmbedder, TextEmbedder] | tuple[None, None]:
     if model is None:
-        if weights is not None:
-            raise InputError("--weights needs --model")
         return None, None
     from ..eval.datasets import clip_embedders
 
@@ -45,6 +43,7 @@ def _embedders(model: str | None, weights: str | None, device: str,
 
 
 @app.command("eval")
+@option_rules(needs=(("weights", "model"),))
 def eval_(
     dataset: Annotated[str, typer.Argument(help="An .npz of embeddings (schemas: docs/EVAL.md) or an image folder "
                                                 "with one subfolder per class (needs --model).")],
@@ -155,6 +154,7 @@ def _plot(reports: list[dict[str, Any]], path: Path, x: str, console: Console = 
 
 
 @app.command()
+@option_rules(needs=(("weights", "model"), ("plot", "model")))
 def pixelcodecs(
     images: Annotated[list[Path], typer.Argument(help="Image files or folders (searched recursively).")],
     codecs: Annotated[str, typer.Option("--codecs", help="Pixel codecs, comma-separated.")] = "jpeg,webp,avif",
@@ -205,8 +205,6 @@ def pixelcodecs(
         write_json(out, json_out)
         console.print(f"JSON -> {json_out}", highlight=False)
     if plot is not None:
-        if "reference" not in out:
-            raise InputError("--plot needs --model: without re-embedded fidelity there is no rate-fidelity curve")
         _plot([{"dataset": images[0].name, "items": len(paths), "reference": out["reference"], "rows": [],
                 "pixel_codecs": rows}], plot, x="bpp", console=console)
     if as_json:

@@ -15,7 +15,7 @@ from .._errors import InputError
 from .._inputs import read_embeddings, split_source
 from ..codecs import load_codec
 from ..shards import open_archives
-from ._app import app, stderr, stdout, write_rows
+from ._app import app, option_rules, stderr, stdout, write_rows
 from ._embed import DeviceOpt, WeightsOpt
 
 QueryModelOpt = Annotated[str | None, typer.Option("--model", help="CLIP model that embeds text queries (open_clip ARCH:TAG); default: the archive's own. Needed when the archive's model is unknown.")]
@@ -26,6 +26,7 @@ RawOpt = Annotated[bool, typer.Option("--raw", help="Rank by raw inner product i
 
 
 @app.command()
+@option_rules(excludes=(("nprobe", "ray"), ("nprobe", "rerank"), ("ivf", "ray"), ("ivf", "rerank")))
 def search(
     archives: ArchivesArg,
     text: Annotated[list[str] | None, typer.Option("--text", help="Text query (needs semzip.embed); repeat for several.")] = None,
@@ -71,8 +72,8 @@ def search(
         if nprobe is not None or ivf is not None:
             from ..search._ivf import IVFSearcher
 
-            if ray or rerank or len(coll.archives) != 1:
-                raise InputError("--nprobe/--ivf search one archive, without --ray or --rerank")
+            if len(coll.archives) != 1:
+                raise InputError("--nprobe/--ivf search one archive")
             result = IVFSearcher(coll.archives[0], ivf).search(Q, k, nprobe=nprobe or 16, normalize=not raw,
                                                                shortlist=shortlist)
         elif ray:
@@ -109,6 +110,7 @@ def _read_vectors(arg: str, dim: int) -> np.ndarray:
 
 
 @app.command()
+@option_rules(one_of=(("labels", "text_embeddings"),), needs=(("text_embeddings", "labels_from"),))
 def classify(
     archives: ArchivesArg,
     labels: Annotated[str | None, typer.Option("--labels", help="Class names `cat,dog,...` or `@file` (one per line), embedded with CLIP.")] = None,
@@ -133,16 +135,13 @@ def classify(
     from ..search._text import embed_classes, query_model
     from ._embed import parse_labels
 
-    if (text_embeddings is None) == (labels is None):
-        raise InputError("give either --labels (embedded with CLIP) or --text-embeddings with --labels-from")
     with open_archives(archives, codec=load_codec(codec) if codec else None) as arcs, Collection(arcs) as coll:
         if labels is not None:
             names = parse_labels(labels)
             prompts: str | list[str] = templates if "|" not in templates else [t.strip() for t in templates.split("|")]
             T = embed_classes(names, prompts, query_model(coll.model, model), coll.dim, weights=weights, device=device)
         else:
-            if labels_from is None:
-                raise InputError("--text-embeddings needs --labels-from (a key of its .npz, or a text file)")
+            assert labels_from is not None  # option_rules: --text-embeddings needs --labels-from
             T = read_embeddings(str(text_embeddings)).features
             names = _read_labels(str(text_embeddings), labels_from)
         if T.shape[1] != coll.dim:
