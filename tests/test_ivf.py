@@ -113,5 +113,32 @@ def test_cli_index_and_search_nprobe(tmp_path, data, capsys):
     assert main(base + ["--nprobe", "17"]) == 2
     assert "nprobe must be between 1 and the index's 16 lists" in capsys.readouterr().err
     assert main(base + ["--nprobe", "4", "--rerank", "10"]) == 2
-    assert main(["index", str(tmp_path)]) == 2  # a folder (a sharded collection) is not indexed
+    assert main(["index", str(tmp_path)]) == 2  # a folder that is no sharded collection
     assert "sharded collection" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("spec", ["pq:M=8,K=256,opq=1", "int8"])
+def test_several_indexed_archives_probed_fully_are_the_flat_search(tmp_path, data, spec):
+    """Each archive searched with its own index, merged: ids, archives and positions as the flat
+    search over all of them, ties (the same items in both archives) to the earlier archive."""
+    from semzip.search._ivf import search_ivf
+
+    codec = make_codec(spec).fit(data[:3000])
+    write_archive(tmp_path / "a.smz", codec, data[:4000], block_items=500)
+    write_archive(tmp_path / "b.smz", codec, data[3700:], ids=[f"b{i}" for i in range(len(data) - 3700)])
+    Q = np.concatenate([data[3700:3705], unit_rows(11, 48, seed=2, clusters=40)])
+    with Archive.open(tmp_path / "a.smz") as a, Archive.open(tmp_path / "b.smz") as b:
+        build_ivf(a, nlist=32)
+        build_ivf(b, nlist=16)
+        with Collection([a, b]) as coll:
+            flat = coll.search(Q, 9)
+        got = search_ivf([a, b], Q, 9, nprobe=32, shortlist=0)  # 32 lists of a, all 16 of b
+        some = search_ivf([a, b], Q, 9, nprobe=4)
+        with pytest.raises(InputError, match="nprobe must be between 1"):
+            search_ivf([a, b], Q, 9, nprobe=33)
+    assert got.ids == flat.ids
+    np.testing.assert_array_equal(got.sources, flat.sources)
+    np.testing.assert_array_equal(got.positions, flat.positions)
+    np.testing.assert_allclose(got.scores, flat.scores, rtol=1e-6, atol=1e-6)
+    assert (flat.sources[:5, 0] == 0).all()  # the duplicated items: a's copy first
+    assert np.mean([len(set(x) & set(y)) / 9 for x, y in zip(some.ids, flat.ids)]) > 0.5

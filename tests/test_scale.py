@@ -347,3 +347,29 @@ def test_cli_search_ray(data, collection, capsys):
     one = json.loads(capsys.readouterr().out)
     assert main(["search", str(collection), "--vector", str(t / "q.npy"), "-k", "4", "--ray", "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == one
+
+
+def test_a_sharded_collection_is_indexed_per_shard_and_searched_as_one(data, collection, tmp_path, capsys):
+    """`index FOLDER` gives every shard its own index; `search FOLDER --nprobe` merges them; the
+    folder stays a collection its run can resume (the indexes are not foreign files to it)."""
+    t, X, codec = data
+    folder = tmp_path / "c"
+    shutil.copytree(collection, folder)
+    assert main(["index", str(folder), "--nlist", "8", "--json"]) == 0
+    made = json.loads(capsys.readouterr().out)
+    assert [r["path"].rsplit("/", 1)[1] for r in made] == [f"shard-0000{i}.smz.ivf" for i in range(4)]
+    np.save(tmp_path / "q.npy", X[[5, 305, 950]] + 0.01)
+    base = ["search", str(folder), "--vector", str(tmp_path / "q.npy"), "-k", "7", "--json"]
+    assert main(base) == 0
+    flat = json.loads(capsys.readouterr().out)
+    assert main(base + ["--nprobe", "8"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert [[h["id"] for h in r["hits"]] for r in got] == [[h["id"] for h in r["hits"]] for r in flat]
+    assert {h["id"] for r in got for h in r["hits"]} & {str(i) for i in range(300, 1000)}  # not one shard's
+    np.testing.assert_allclose([[h["score"] for h in r["hits"]] for r in got],
+                               [[h["score"] for h in r["hits"]] for r in flat], atol=1e-6)
+    assert main(["index", str(folder), "-o", str(tmp_path / "one.ivf")]) == 2
+    assert "names one index file" in capsys.readouterr().err
+    manifest = compress_sharded(str(t / "x.npy"), folder, t / "pq.smzc", workers=2, shard_items=300)
+    assert len(manifest["shards"]) == 4  # resumed with nothing to redo, the indexes left in place
+    assert all((folder / f"shard-0000{i}.smz.ivf").is_file() for i in range(4))

@@ -449,7 +449,8 @@ class Archive(ItemsById):
         except FileNotFoundError:
             raise InputError(f"no such archive: {str(p)!r}") from None
         except IsADirectoryError:
-            raise InputError(f"{str(p)!r} is a folder, not an archive") from None
+            raise InputError(f"{str(p)!r} is a folder, not an archive (nor a sharded collection: it has no "
+                             "manifest.json)") from None
         except OSError as exc:
             raise InputError(f"cannot read archive {str(p)!r}: {exc.strerror}") from None
         try:

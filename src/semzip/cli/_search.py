@@ -40,7 +40,7 @@ def search(
     model: QueryModelOpt = None,
     weights: WeightsOpt = None,
     device: DeviceOpt = "cpu",
-    nprobe: Annotated[int | None, typer.Option("--nprobe", help="Search through the archive's IVF index (`semzip index`), scanning the items of this many lists per query.", rich_help_panel="Scale-out")] = None,
+    nprobe: Annotated[int | None, typer.Option("--nprobe", help="Search through the IVF index of each archive or shard (`semzip index`), scanning the items of this many lists per query in each.", rich_help_panel="Scale-out")] = None,
     ivf: Annotated[Path | None, typer.Option("--ivf", help="IVF index file (default: ARCHIVE.ivf).", rich_help_panel="Scale-out")] = None,
     shortlist: Annotated[int | None, typer.Option("--shortlist", help="With --nprobe on pq archives: candidates per query kept from faiss's scan and re-scored (default max(500, 50 k); 0: score every probed item in numpy).", rich_help_panel="Scale-out")] = None,
     ray: Annotated[bool, typer.Option("--ray", help="Scan each archive or shard in its own Ray task and merge the top-k (same results as one process).", rich_help_panel="Scale-out")] = False,
@@ -69,13 +69,18 @@ def search(
         else:
             Q = _read_vectors(str(vector), coll.dim)
             labels = [f"{vector}[{i}]" for i in range(len(Q))]
-        if nprobe is not None or ivf is not None:
+        if ivf is not None:
             from ..search._ivf import IVFSearcher
 
             if len(coll.archives) != 1:
-                raise InputError("--nprobe/--ivf search one archive")
+                raise InputError("--ivf names one archive's index file; without it each archive (or shard) "
+                                 "is searched with its own ARCHIVE.ivf")
             result = IVFSearcher(coll.archives[0], ivf).search(Q, k, nprobe=nprobe or 16, normalize=not raw,
                                                                shortlist=shortlist)
+        elif nprobe is not None:
+            from ..search._ivf import search_ivf
+
+            result = search_ivf(coll.archives, Q, k, nprobe=nprobe, normalize=not raw, shortlist=shortlist)
         elif ray:
             from ..scale._search import search_ray
 
@@ -340,9 +345,9 @@ def export(
 
 @app.command()
 def index(
-    archive: Annotated[Path, typer.Argument(help="Archive file to index (sharded collections are not indexed yet).")],
+    archive: Annotated[Path, typer.Argument(help="Archive file, or a sharded collection (folder or manifest.json): each shard gets its own index.")],
     nlist: Annotated[int | None, typer.Option("--nlist", help="Inverted lists (default: a power of two near 4 sqrt(items)).")] = None,
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Index file (default: ARCHIVE.ivf, found by `search --nprobe`).")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Index file of an archive file (default: ARCHIVE.ivf, found by `search --nprobe`); shards' indexes are SHARD.smz.ivf.")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the k-means sample and initialisation.")] = 0,
     codec: CodecOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
@@ -351,21 +356,22 @@ def index(
 
     Spherical k-means on a sample of the decoded vectors makes the lists; every item goes to its
     nearest list; the codes stay where they are (the index holds centroids and item positions).
-    `--nprobe` = all lists gives exactly the flat search. Example: `semzip index photos.smz --nlist 1024`.
+    `--nprobe` = all lists gives exactly the flat search. A sharded collection gets one index per
+    shard, in its folder (`--nlist` then applies to each). Example: `semzip index photos.smz --nlist 1024`.
     """
-    from ..shards import is_manifest
-    from ..container import Archive
+    from ..shards import open_collection
     from ..search._ivf import build_ivf
 
-    if archive.is_dir() or is_manifest(archive):
-        raise InputError(f"{str(archive)!r} is a sharded collection; IVF indexes are built per archive file "
-                         "(version 1 searches one indexed archive with --nprobe)")
-    with Archive.open(archive, codec=load_codec(codec) if codec else None) as arc:
-        result = build_ivf(arc, output, nlist=nlist, seed=seed, progress=not as_json)
+    with open_collection(archive, codec=load_codec(codec) if codec else None) as coll:
+        if output is not None and len(coll.archives) != 1:
+            raise InputError("--output names one index file: a sharded collection's shards each get SHARD.smz.ivf")
+        results = [build_ivf(arc, output, nlist=nlist, seed=seed, progress=not as_json) for arc in coll.archives]
     if as_json:
-        typer.echo(json.dumps(result, indent=2))
+        typer.echo(json.dumps(results[0] if len(results) == 1 else results, indent=2))
         return
-    sizes = result["list_items"]
-    stdout.print(f"{result['nlist']} lists over {result['items']} items -> {result['path']} ({result['bytes']} bytes; "
-                 f"items per list {sizes['min']}..{sizes['max']}, median {sizes['median']:.0f})", highlight=False)
+    for result in results:
+        sizes = result["list_items"]
+        stdout.print(f"{result['nlist']} lists over {result['items']} items -> {result['path']} ({result['bytes']} "
+                     f"bytes; items per list {sizes['min']}..{sizes['max']}, median {sizes['median']:.0f})",
+                     highlight=False)
 

@@ -116,7 +116,7 @@ def _locked(folder: Path) -> Iterator[None]:
 
 
 def _ours(name: str) -> bool:
-    return name in (MANIFEST_NAME, CODEC_NAME, ".lock") or (name.startswith("shard-") and name.endswith(".smz")) \
+    return name in (MANIFEST_NAME, CODEC_NAME, ".lock") or (name.startswith("shard-") and name.endswith((".smz", ".smz.ivf"))) \
         or (name.startswith((".shard-", f".{MANIFEST_NAME}.", f".{CODEC_NAME}.")) and name.endswith(".tmp"))
 
 
