@@ -142,3 +142,36 @@ def test_several_indexed_archives_probed_fully_are_the_flat_search(tmp_path, dat
     np.testing.assert_allclose(got.scores, flat.scores, rtol=1e-6, atol=1e-6)
     assert (flat.sources[:5, 0] == 0).all()  # the duplicated items: a's copy first
     assert np.mean([len(set(x) & set(y)) / 9 for x, y in zip(some.ids, flat.ids)]) > 0.5
+
+
+@pytest.mark.parametrize("spec", ["rq:M=4,K=64,beam=2", "pqvae:dim=8,K=16,grid=2,C=16,H=16,blocks=1,coarse=4"])
+def test_lists_from_the_codes_first_stage(tmp_path, data, spec):
+    """`lists="codes"`: the codec's first stage is the partition (no clustering): each list holds
+    exactly the items whose code starts with its index; probing every list is the flat search."""
+    codec = make_codec(spec).fit(data[:3000])
+    write_archive(tmp_path / "a.smz", codec, data, block_items=700)
+    Q = np.concatenate([data[:5], unit_rows(11, 48, seed=2, clusters=40)])
+    with Archive.open(tmp_path / "a.smz") as arc:
+        info = build_ivf(arc, lists="codes")
+        L = len(codec.partition_centroids())
+        assert info["nlist"] == L == (64 if spec.startswith("rq") else 16)
+        first = np.concatenate([codec.partition_of(c) for _, c in arc.iter_codes()])
+        ivf = IVFSearcher(arc)
+        for lst in (0, L // 2, L - 1):
+            members = ivf.positions[ivf.offsets[lst] : ivf.offsets[lst + 1]]
+            np.testing.assert_array_equal(members, np.flatnonzero(first == lst))
+        with Collection([arc]) as coll:
+            flat = coll.search(Q, 8)
+        got = ivf.search(Q, 8, nprobe=L, shortlist=0)
+        with pytest.raises(InputError, match="cannot be chosen"):
+            build_ivf(arc, lists="codes", nlist=L // 2)
+    assert got.ids == flat.ids
+    np.testing.assert_allclose(got.scores, flat.scores, rtol=1e-6, atol=1e-6)
+
+
+def test_lists_from_codes_need_a_first_stage(tmp_path, data, capsys):
+    write_archive(tmp_path / "a.smz", make_codec("int8").fit(data[:100]), data[:500])
+    assert main(["index", str(tmp_path / "a.smz"), "--lists", "codes"]) == 2
+    assert "no first-stage index" in capsys.readouterr().err
+    assert main(["index", str(tmp_path / "a.smz"), "--lists", "pq"]) == 2
+    assert "'kmeans' or 'codes'" in capsys.readouterr().err

@@ -349,13 +349,15 @@ def index(
     nlist: Annotated[int | None, typer.Option("--nlist", help="Inverted lists (default: a power of two near 4 sqrt(items)).")] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Index file of an archive file (default: ARCHIVE.ivf, found by `search --nprobe`); shards' indexes are SHARD.smz.ivf.")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the k-means sample and initialisation.")] = 0,
+    lists: Annotated[str, typer.Option("--lists", help="`kmeans` (lists clustered from the decoded items) or `codes` (the codec's own first stage: rq's first codebook, pqvae's coarse stage; nothing clustered).")] = "kmeans",
     codec: CodecOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Build an IVF index beside an archive for sub-linear search (`semzip search --nprobe P`).
 
-    Spherical k-means on a sample of the decoded vectors makes the lists; every item goes to its
-    nearest list; the codes stay where they are (the index holds centroids and item positions).
+    Spherical k-means on a sample of the decoded vectors makes the lists and every item goes to its
+    nearest list, or (`--lists codes`) the codec's first stage is the partition, read from the codes.
+    The codes stay where they are (the index holds centroids and item positions).
     `--nprobe` = all lists gives exactly the flat search. A sharded collection gets one index per
     shard, in its folder (`--nlist` then applies to each). Example: `semzip index photos.smz --nlist 1024`.
     """
@@ -365,7 +367,8 @@ def index(
     with open_collection(archive, codec=load_codec(codec) if codec else None) as coll:
         if output is not None and len(coll.archives) != 1:
             raise InputError("--output names one index file: a sharded collection's shards each get SHARD.smz.ivf")
-        results = [build_ivf(arc, output, nlist=nlist, seed=seed, progress=not as_json) for arc in coll.archives]
+        results = [build_ivf(arc, output, nlist=nlist, seed=seed, lists=lists, progress=not as_json)
+                   for arc in coll.archives]
     if as_json:
         typer.echo(json.dumps(results[0] if len(results) == 1 else results, indent=2))
         return

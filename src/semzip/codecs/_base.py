@@ -180,6 +180,16 @@ class Codec(ABC):
         """float32 (n,) L2 norms of the reconstructions, for cosine scores; override when cheaper."""
         return np.linalg.norm(self.reconstruct(codes), axis=1)
 
+    def partition_centroids(self) -> np.ndarray | None:
+        """Unit centroids (L, d) of a first stage whose index every code starts with (rq's first
+        codebook, the PQ-VAE's coarse stage): a partition an inverted index can take from the codes
+        without clustering (`partition_of`). None for codecs without one."""
+        return None
+
+    def partition_of(self, codes: Codes) -> np.ndarray:
+        """The first-stage index (n,) of each item's code, a row of `partition_centroids`."""
+        raise NotImplementedError(f"codec {self.name!r} codes hold no first-stage index")
+
     @property
     def has_fast_index(self) -> bool:
         """True when the codec offers `fast_index` and `fast_ranker` (optional fast top-k search)."""

@@ -21,7 +21,7 @@ import numpy as np
 
 from .._errors import FormatError, InputError, SpecError
 from .._threads import limited_threads
-from .._validate import check_embeddings
+from .._validate import check_embeddings, l2_normalize
 from ..entropy import FrequencyTable, SymbolReader, encode_symbols
 from ._base import Codes, ProgressiveCodec
 from ._registry import register
@@ -337,6 +337,12 @@ class RQCodec(ProgressiveCodec):
         self.table_ = FrequencyTable(state["counts"])
         self._bits_of = None
         self._prepare()
+
+    def partition_centroids(self) -> np.ndarray:
+        return l2_normalize(self.codebooks_[0])
+
+    def partition_of(self, codes: Codes) -> np.ndarray:
+        return np.asarray(codes["codes"])[:, 0].astype(np.int64)
 
     def fit_info(self) -> dict[str, object]:
         return {"seed": self.seed, "niter": self.niter, "max_train": self.max_train, "threads": self.threads}

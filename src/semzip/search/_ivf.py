@@ -29,6 +29,7 @@ from .._errors import FormatError, InputError
 from .._progress import progress_bar
 from .._validate import l2_normalize
 from ..codecs import Codes
+from ..codecs._base import _items
 from ..codecs.pq import PQCodec
 from ..container import Archive
 from ._engine import SearchResult
@@ -51,29 +52,42 @@ def default_path(archive_path: str | Path) -> Path:
 
 
 def build_ivf(archive: Archive, path: str | Path | None = None, *, nlist: int | None = None, seed: int = 0,
-              progress: bool = False) -> dict[str, Any]:
-    """Cluster the archive's decoded vectors into `nlist` lists (default: the power of two at or below
-    sqrt(items)) with spherical k-means (10 iterations) on a sample of at most 32 x nlist, assign
-    every item to its nearest centroid, and write the index."""
+              lists: str = "kmeans", progress: bool = False) -> dict[str, Any]:
+    """Group the archive's items into inverted lists and write the index.
+
+    `lists="kmeans"`: spherical k-means (10 iterations) on a sample of at most 32 x nlist decoded
+    vectors makes `nlist` lists (default: the power of two at or below sqrt(items)), and every item
+    goes to its nearest centroid. `lists="codes"`: the codec's own first stage is the partition
+    (rq's first codebook, the PQ-VAE's coarse stage), read from the codes, nothing clustered."""
     n, d = archive.items, archive.dim
-    nlist = 1 << int(np.log2(max(np.sqrt(n), 1))) if nlist is None else nlist
-    if not 1 <= nlist <= n:
-        raise InputError(f"nlist must be between 1 and the archive's {n} items, got {nlist}")
-    rng = np.random.default_rng(seed)
-    sample = np.sort(rng.choice(n, size=min(n, 32 * nlist), replace=False))
-    X = l2_normalize(archive.rows(sample))
-    centroids = spherical_kmeans(X, nlist, seed=seed, niter=10, max_points_per_centroid=32)
+    if lists not in ("kmeans", "codes"):
+        raise InputError(f"lists must be 'kmeans' or 'codes', got {lists!r}")
+    if lists == "codes":
+        centroids, sample = _codec_lists(archive, nlist), 0
+        nlist = len(centroids)
+    else:
+        nlist = 1 << int(np.log2(max(np.sqrt(n), 1))) if nlist is None else nlist
+        if not 1 <= nlist <= n:
+            raise InputError(f"nlist must be between 1 and the archive's {n} items, got {nlist}")
+        rows = np.sort(np.random.default_rng(seed).choice(n, size=min(n, 32 * nlist), replace=False))
+        centroids, sample = spherical_kmeans(l2_normalize(archive.rows(rows)), nlist, seed=seed, niter=10,
+                                             max_points_per_centroid=32), len(rows)
     assign = np.empty(n, dtype=np.int64)
     with progress_bar("assigning items to lists", total=n, enabled=progress) as advance:
         for start, codes in archive.iter_codes():
-            R = l2_normalize(archive.codec.reconstruct(codes))
-            assign[start : start + len(R)] = np.argmax(R @ centroids.T, axis=1)  # ties: the earlier list
-            advance(len(R))
+            if lists == "codes":
+                assign[start : start + _items(codes)] = archive.codec.partition_of(codes)
+            else:
+                R = l2_normalize(archive.codec.reconstruct(codes))
+                assign[start : start + len(R)] = np.argmax(R @ centroids.T, axis=1)  # ties: the earlier list
+            advance(_items(codes))
     order = np.argsort(assign, kind="stable")  # within a list, archive order
     offsets = np.concatenate([[0], np.cumsum(np.bincount(assign, minlength=nlist))]).astype(np.int64)
-    arrays = {"centroids": centroids, "offsets": offsets, "positions": order.astype(np.int64)}
+    arrays: dict[str, np.ndarray] = {"centroids": np.ascontiguousarray(centroids, dtype=np.float32),
+                                     "offsets": offsets, "positions": order.astype(np.int64)}
     head = {"format": FORMAT, "version": VERSION, "archive": fingerprint(archive), "items": n, "dim": d,
-            "nlist": nlist, "seed": seed, "sample": len(sample), "assigned_on": "decoded vectors",
+            "nlist": nlist, "seed": seed, "sample": sample,
+            "assigned_on": "the codes' first stage" if lists == "codes" else "decoded vectors",
             "sha256": {k: hashlib.sha256(v.tobytes()).hexdigest() for k, v in arrays.items()}}
     out = Path(path) if path is not None else default_path(archive.path)
     blob = json.dumps(head, sort_keys=True).encode()
@@ -84,6 +98,18 @@ def build_ivf(archive: Archive, path: str | Path | None = None, *, nlist: int | 
     sizes = np.diff(offsets)
     return {"path": str(out), "nlist": nlist, "items": n, "bytes": out.stat().st_size,
             "list_items": {"min": int(sizes.min()), "median": float(np.median(sizes)), "max": int(sizes.max())}}
+
+
+def _codec_lists(archive: Archive, nlist: int | None) -> np.ndarray:
+    """The codec's first-stage centroids, the lists `lists="codes"` groups items by."""
+    centroids = archive.codec.partition_centroids()
+    if centroids is None:
+        raise InputError(f"{archive.codec_spec} codes hold no first-stage index to group items by (rq and pqvae "
+                         "with coarse= do): use k-means lists (the default)")
+    if nlist is not None and nlist != len(centroids):
+        raise InputError(f"lists from the codes are the codec's {len(centroids)} first-stage centroids; "
+                         f"nlist={nlist} cannot be chosen")
+    return centroids
 
 
 def read_ivf(path: str | Path, archive: Archive) -> tuple[dict[str, Any], dict[str, np.ndarray]]:

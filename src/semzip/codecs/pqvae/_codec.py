@@ -329,6 +329,14 @@ class PQVAECodec(Codec):
         self.coarse_table_ = FrequencyTable(state["coarse_counts"]) if self.coarse else None
         self.refine_table_ = FrequencyTable(state["refine_counts"]) if self.bits else None
 
+    def partition_centroids(self) -> np.ndarray | None:
+        return None if self.coarse_stage_ is None else self.coarse_stage_.centroids
+
+    def partition_of(self, codes: Codes) -> np.ndarray:
+        if self.coarse_stage_ is None:
+            return super().partition_of(codes)
+        return np.asarray(codes["coarse"])[:, 0].astype(np.int64)
+
     def fit_info(self) -> dict[str, Any]:
         info = {"seed": self.seed, "epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr,
                 "beta": self.beta, "mix": self.mix,
