@@ -17,6 +17,7 @@ import typer
 from rich.console import Console
 
 from .._errors import InputError
+from ..codecs import Codec, load_codec
 
 app = typer.Typer(
     name="semzip",
@@ -85,6 +86,15 @@ def _flag(name: str, hint: Any) -> str:
         if decls:
             return decls[0]
     return "--" + name.replace("_", "-")
+
+
+#: The codec file of archives written with --shared, for every command that reads archives.
+CodecFileOpt = Annotated[Path | None, typer.Option("--codec", help="Codec file (.smzc) for archives that do not embed theirs.")]
+
+
+def codec_file(path: Path | None) -> Codec | None:
+    """The codec a `--codec FILE` option names, loaded and verified; None when not given."""
+    return load_codec(path) if path is not None else None
 
 
 def print_json(data: Any) -> None:

@@ -17,17 +17,11 @@ from ..spec import format_spec, parse_spec
 from ..codecs import Codec, available_codecs, codec_class, fit_codec, load_codec, make_codec, resolve_codec, save_codec
 from ..shards import ShardedArchive, is_manifest, open_collection
 from ..container import DEFAULT_BLOCK_ITEMS, DEFAULT_MODEL, UNKNOWN_MODEL, Archive, append_archive, write_archive
-from ._app import JsonFlag, JsonOutOpt, app, chosen_ids, option_rules, print_json, stdout, write_rows
+from ._app import (CodecFileOpt, JsonFlag, JsonOutOpt, app, chosen_ids, codec_file, option_rules, print_json, stdout,
+                   write_rows)
 from . import _embed, _scale
 
 OutOpt = Annotated[Path, typer.Option("--output", "-o", help="File to write (replaced atomically).")]
-CodecFileOpt = Annotated[
-    Path | None, typer.Option("--codec", help="Codec file (.smzc) for archives that do not embed theirs.")
-]
-
-
-def _codec_file(path: Path | None) -> Codec | None:
-    return load_codec(path) if path is not None else None
 
 
 @app.command()
@@ -215,7 +209,7 @@ def append(
     _refuse_overwriting_inputs(inputs, archive)
     X, ids, _, pixels = read_all(inputs)
     ids = item_ids(len(X), ids_file, id_prefix, ids)
-    append_archive(archive, X, ids=ids, pixels=pixels, codec=_codec_file(codec), progress=not as_json)
+    append_archive(archive, X, ids=ids, pixels=pixels, codec=codec_file(codec), progress=not as_json)
     _summary(archive, as_json)
 
 
@@ -241,7 +235,7 @@ def delete(
     wanted = chosen_ids(ids, ids_file)
     if not wanted:
         raise InputError("name the items to delete: ids as arguments, or --ids FILE")
-    result = delete_items(archive, wanted, codec=_codec_file(codec))
+    result = delete_items(archive, wanted, codec=codec_file(codec))
     if as_json:
         print_json({"path": str(archive), **result})
         return
@@ -266,7 +260,7 @@ def truncate(
     """
     from ..container import truncate_archive
 
-    truncate_archive(archive, output, bits, codec=_codec_file(codec))
+    truncate_archive(archive, output, bits, codec=codec_file(codec))
     _summary(output, as_json)
 
 
@@ -288,7 +282,7 @@ def refine(
     """
     from ..refine import refine_archive
 
-    result = refine_archive(archive, have, output, bits, codec=_codec_file(codec))
+    result = refine_archive(archive, have, output, bits, codec=codec_file(codec))
     if as_json:
         print_json({"path": str(output), **result})
         return
@@ -312,7 +306,7 @@ def patch(
     """
     from ..refine import patch_archive
 
-    patch_archive(archive, refinement, output, codec=_codec_file(codec))
+    patch_archive(archive, refinement, output, codec=codec_file(codec))
     _summary(output, as_json)
 
 
@@ -326,7 +320,7 @@ def decompress(
     `features`, `ids`, `model` (and `pixels` when known), which `compress` and `fit` read back."""
     if output.exists() and output.resolve() == archive.resolve():
         raise InputError(f"output {str(output)!r} is the archive itself: write to another file")
-    with open_collection(archive, codec=_codec_file(codec)) as arc:
+    with open_collection(archive, codec=codec_file(codec)) as arc:
         X = arc.decode(progress=True)
         beside: dict[str, Any] = {"ids": np.array(arc.ids), "model": np.array(arc.model)}
         if arc.pixels is not None:
@@ -376,7 +370,7 @@ def info(
     if archive.is_file() and archive.suffix == ".smzc":
         data = _codec_info(archive)
     else:
-        with open_collection(archive, codec=_codec_file(codec), partial=True) as arc:
+        with open_collection(archive, codec=codec_file(codec), partial=True) as arc:
             data = arc.info()
     if as_json:
         typer.echo(json.dumps(data, indent=2))
@@ -397,7 +391,7 @@ def verify(
     from .._errors import FormatError
 
     try:
-        problems, items, blocks, decodable = _check(archive, _codec_file(codec))
+        problems, items, blocks, decodable = _check(archive, codec_file(codec))
     except FormatError as exc:  # damage found on open: a section checksum, the header, the magic
         if not as_json:
             raise

@@ -12,11 +12,10 @@ from rich.table import Table
 
 from .._atomic import atomic_writer
 from .._errors import InputError
-from ..codecs import load_codec
 from .._inputs import read_all
 from ..shards import open_archives
-from ._app import app, chosen_ids, print_json, stdout, write_rows
-from ._search import ArchivesArg, CodecOpt
+from ._app import CodecFileOpt, app, chosen_ids, codec_file, print_json, stdout, write_rows
+from ._search import ArchivesArg
 
 IdOpt = Annotated[list[str] | None, typer.Option("--id", help="An item to decode; repeatable. Default: every item.")]
 IdsFileOpt = Annotated[Path | None, typer.Option("--ids", help="Text file of item ids, one per line.")]
@@ -34,7 +33,7 @@ def nearest(
     sheet: Annotated[Path | None, typer.Option("--sheet", help="Write a contact sheet PNG (first 24 items: original | nearest images).")] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write every item's neighbours: CSV (id,rank,neighbour,score,image), or JSON if it ends in .json.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-    codec: CodecOpt = None,
+    codec: CodecFileOpt = None,
 ) -> None:
     """For each compressed item, the most similar real images of a reference gallery: what the code
     "looks like" without a generator. Scored on the gallery's codes with each item's decoded vector.
@@ -48,7 +47,7 @@ def nearest(
 
     if images is not None and not images.is_dir():
         raise InputError(f"--images {str(images)!r} is not a folder")
-    shared = load_codec(codec) if codec else None
+    shared = codec_file(codec)
     same = {p.resolve() for p in archives} == {p.resolve() for p in gallery}
     with open_archives(archives, codec=shared) as arcs, Collection(arcs) as coll, \
             open_archives(gallery, codec=shared) as garcs, Collection(garcs) as gcoll:
@@ -86,7 +85,7 @@ def _decoded(archives: list[Path], codec: Path | None, ids: list[str], *also: st
     vector (1, d) of each id in `also` (None where it is None), from one opening of the archives."""
     from ..search import Collection
 
-    with open_archives(archives, codec=load_codec(codec) if codec else None) as arcs, Collection(arcs) as coll:
+    with open_archives(archives, codec=codec_file(codec)) as arcs, Collection(arcs) as coll:
         names, X = coll.vectors(ids or None)
         return (names, X, coll.model, *(None if a is None else coll.vectors([a])[1] for a in also))
 
@@ -104,7 +103,7 @@ def caption(
     ids_file: IdsFileOpt = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the captions: CSV (id,caption), or JSON if it ends in .json.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-    codec: CodecOpt = None,
+    codec: CodecFileOpt = None,
     device: TorchDeviceOpt = "cpu",
 ) -> None:
     """Caption compressed items with a ClipCap-style captioner (decoded embedding -> GPT-2 prefix -> text).
@@ -153,7 +152,7 @@ def fit_captioner(
     lr: Annotated[float, typer.Option("--lr", help="AdamW learning rate (ClipCap: 2e-5), linear warm-up over the first tenth.")] = 2e-5,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     device: TorchDeviceOpt = "cpu",
-    codec: CodecOpt = None,
+    codec: CodecFileOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON: the training record.")] = False,
 ) -> None:
     """Train a ClipCap-style captioner on (embedding, caption) pairs, for `semzip caption`.
@@ -204,7 +203,7 @@ def generate(
     scale: Annotated[float | None, typer.Option("--scale", help="Norm the unit vectors are given (default: unCLIP's from its normaliser statistics, Kandinsky 1).")] = None,
     images: Annotated[Path | None, typer.Option("--images", help="Folder of the originals, for the contact sheet.")] = None,
     sheet: Annotated[Path | None, typer.Option("--sheet", help="Write a contact sheet PNG: original (when under --images) | generated.")] = None,
-    codec: CodecOpt = None,
+    codec: CodecFileOpt = None,
     device: TorchDeviceOpt = "cpu",
     as_json: Annotated[bool, typer.Option("--json", help="Print index.json's content.")] = False,
 ) -> None:

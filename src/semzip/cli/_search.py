@@ -13,15 +13,13 @@ from rich.table import Table
 
 from .._errors import InputError
 from .._inputs import read_embeddings, split_source
-from ..codecs import load_codec
 from ..shards import open_archives
-from ._app import app, option_rules, stderr, stdout, write_rows
+from ._app import CodecFileOpt, app, codec_file, option_rules, stderr, stdout, write_rows
 from ._embed import DeviceOpt, WeightsOpt
 
 QueryModelOpt = Annotated[str | None, typer.Option("--model", help="CLIP model that embeds text queries (open_clip ARCH:TAG); default: the archive's own. Needed when the archive's model is unknown.")]
 
 ArchivesArg = Annotated[list[Path], typer.Argument(help="Archive(s) or sharded collections (folder or manifest.json); several are searched as one collection.")]
-CodecOpt = Annotated[Path | None, typer.Option("--codec", help="Codec file (.smzc) for archives that do not embed theirs.")]
 RawOpt = Annotated[bool, typer.Option("--raw", help="Rank by raw inner product instead of cosine.")]
 
 
@@ -36,7 +34,7 @@ def search(
     rerank: Annotated[int, typer.Option(help="Re-score this many best candidates on decoded vectors (0 = off).")] = 0,
     raw: RawOpt = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-    codec: CodecOpt = None,
+    codec: CodecFileOpt = None,
     model: QueryModelOpt = None,
     weights: WeightsOpt = None,
     device: DeviceOpt = "cpu",
@@ -60,7 +58,7 @@ def search(
     given = [name for name, v in (("--text", text), ("--like", like), ("--vector", vector)) if v]
     if len(given) != 1:
         raise InputError(f"give exactly one query kind: --text, --like or --vector (got {', '.join(given) or 'none'})")
-    with open_archives(archives, codec=load_codec(codec) if codec else None) as arcs, Collection(arcs) as coll:
+    with open_archives(archives, codec=codec_file(codec)) as arcs, Collection(arcs) as coll:
         if text:
             labels = list(text)
             Q = embed_queries(text, query_model(coll.model, model), coll.dim, weights=weights, device=device)
@@ -128,7 +126,7 @@ def classify(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write every item's label: CSV (id,label,score), or JSON if it ends in .json.")] = None,
     raw: RawOpt = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON: counts per label and every item's label and score.")] = False,
-    codec: CodecOpt = None,
+    codec: CodecFileOpt = None,
 ) -> None:
     """Zero-shot label every item, scoring class text embeddings against the codes (nothing is decoded).
 
@@ -140,7 +138,7 @@ def classify(
     from ..search._text import embed_classes, query_model
     from ._embed import parse_labels
 
-    with open_archives(archives, codec=load_codec(codec) if codec else None) as arcs, Collection(arcs) as coll:
+    with open_archives(archives, codec=codec_file(codec)) as arcs, Collection(arcs) as coll:
         if labels is not None:
             names = parse_labels(labels)
             prompts: str | list[str] = templates if "|" not in templates else [t.strip() for t in templates.split("|")]
@@ -186,7 +184,7 @@ def tags(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write every item's tags: CSV (id,rank,tag,score), or JSON if it ends in .json.")] = None,
     raw: RawOpt = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON: every item's tags and scores.")] = False,
-    codec: CodecOpt = None,
+    codec: CodecFileOpt = None,
 ) -> None:
     """Tag every item with the k words of a vocabulary nearest to it, scored on the codes (nothing is decoded).
 
@@ -198,7 +196,7 @@ def tags(
 
     words = read_embeddings(vocab)
     labels = _read_labels(vocab, names) if names is not None else _default_names(vocab)
-    with open_archives(archives, codec=load_codec(codec) if codec else None) as arcs, Collection(arcs) as coll:
+    with open_archives(archives, codec=codec_file(codec)) as arcs, Collection(arcs) as coll:
         if words.features.shape[1] != coll.dim:
             raise InputError(f"--vocab embeddings are {words.features.shape[1]}-d but the archive holds {coll.dim}-d items")
         if words.model and coll.model not in ("unknown", words.model):
@@ -274,7 +272,7 @@ def serve(
     names: Annotated[str | None, typer.Option("--names", help="The --vocab words: a key of its .npz or a text file.", rich_help_panel="Shown with each hit")] = None,
     captions: Annotated[Path | None, typer.Option("--captions", help="Captions from `semzip caption -o` (CSV or JSON, by id).", rich_help_panel="Shown with each hit")] = None,
     generated: Annotated[Path | None, typer.Option("--generated", help="A folder from `semzip generate`: each hit shows its generated image.", rich_help_panel="Shown with each hit")] = None,
-    codec: CodecOpt = None,
+    codec: CodecFileOpt = None,
     model: QueryModelOpt = None,
     weights: WeightsOpt = None,
     device: DeviceOpt = "cpu",
@@ -291,7 +289,7 @@ def serve(
     for name, folder in (("--images", images), ("--generated", generated)):
         if folder is not None and not folder.is_dir():
             raise InputError(f"{name} {str(folder)!r} is not a folder")
-    with open_archives(archives, codec=load_codec(codec) if codec else None) as arcs, \
+    with open_archives(archives, codec=codec_file(codec)) as arcs, \
             Collection(arcs, preload=True) as coll:
         text = {"model": model, "weights": weights, "device": device}
         words = None
@@ -321,7 +319,7 @@ def serve(
 def export(
     archive: Annotated[Path, typer.Argument(help="Archive or sharded collection to export.")],
     faiss_out: Annotated[Path, typer.Option("--faiss", help="faiss index file to write (atomically).")],
-    codec: CodecOpt = None,
+    codec: CodecFileOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Write an archive as a faiss index for tools built on faiss (autofaiss, clip-retrieval).
@@ -334,7 +332,7 @@ def export(
     from ..shards import open_collection
     from ..search._export import export_faiss
 
-    with open_collection(archive, codec=load_codec(codec) if codec else None) as arc:
+    with open_collection(archive, codec=codec_file(codec)) as arc:
         result = export_faiss(arc, faiss_out)
     if as_json:
         typer.echo(json.dumps(result, indent=2))
@@ -350,7 +348,7 @@ def index(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Index file of an archive file (default: ARCHIVE.ivf, found by `search --nprobe`); shards' indexes are SHARD.smz.ivf.")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the k-means sample and initialisation.")] = 0,
     lists: Annotated[str, typer.Option("--lists", help="`kmeans` (lists clustered from the decoded items) or `codes` (the codec's own first stage: rq's first codebook, pqvae's coarse stage; nothing clustered).")] = "kmeans",
-    codec: CodecOpt = None,
+    codec: CodecFileOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Build an IVF index beside an archive for sub-linear search (`semzip search --nprobe P`).
@@ -364,7 +362,7 @@ def index(
     from ..shards import open_collection
     from ..search._ivf import build_ivf
 
-    with open_collection(archive, codec=load_codec(codec) if codec else None) as coll:
+    with open_collection(archive, codec=codec_file(codec)) as coll:
         if output is not None and len(coll.archives) != 1:
             raise InputError("--output names one index file: a sharded collection's shards each get SHARD.smz.ivf")
         results = [build_ivf(arc, output, nlist=nlist, seed=seed, lists=lists, progress=not as_json)

@@ -12,11 +12,10 @@ import typer
 from rich.table import Table
 
 from .._errors import InputError
-from ..codecs import load_codec
 from ..compaction import compact_archive
 from ..container import Archive
 from ..semantic import atom_concepts
-from ._app import app, stdout
+from ._app import CodecFileOpt, app, codec_file, stdout
 
 
 @app.command()
@@ -49,11 +48,11 @@ def atoms(
     top: Annotated[int, typer.Option(help="Concepts shown per atom.")] = 5,
     features_key: Annotated[str, typer.Option(help="Array of text embeddings in the vocabulary file.")] = "text_features",
     names_key: Annotated[str, typer.Option(help="Array of concept names in the vocabulary file.")] = "classnames",
-    codec: Annotated[Path | None, typer.Option("--codec", help="Codec file for archives that do not embed theirs.")] = None,
+    codec: CodecFileOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Show what each atom of a SMIC dictionary means: its closest text concepts, most used atoms first."""
-    with Archive.open(archive, codec=load_codec(codec) if codec is not None else None) as arc:
+    with Archive.open(archive, codec=codec_file(codec)) as arc:
         fitted = arc.codec
     T, names = _read_vocab(vocab, features_key, names_key)
     rows = sorted(atom_concepts(fitted, T, names, top=top), key=lambda r: -r["usage"])
