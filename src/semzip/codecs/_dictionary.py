@@ -1,6 +1,7 @@
-"""SMIC's dictionary learning: atoms for residuals of the collection mean, learned with the coder's
+"""SMIC's dictionary stage: atoms for residuals of the collection mean, learned with the coder's
 quantisation in the loop (k-means whose second half assigns with the quantised atoms), refined by
-the method of optimal directions over exact matching pursuit, and Lloyd-Max coefficient levels."""
+the method of optimal directions over exact matching pursuit, Lloyd-Max coefficient levels, and
+the quantised pursuit that codes items with them."""
 
 from __future__ import annotations
 
@@ -121,3 +122,35 @@ def lloyd_levels(values: np.ndarray, levels: int) -> np.ndarray:
         parts = np.split(v, edges)
         c = np.array([p.mean() if len(p) else ci for p, ci in zip(parts, c)])
     return np.sort(c)
+
+
+def quantised_pursuit(X: np.ndarray, D: np.ndarray, m: np.ndarray, levels: np.ndarray,
+                      k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Greedy pursuit of X on unit atoms D around the mean m, each coefficient one of `levels`
+    (row 0 for the first step, row 1 for the rest), k steps: atom ids, level ids and the cosine of
+    the reconstruction to each item after each step (n, k). How SMIC codes an item."""
+    n = len(X)
+    idx = np.zeros((n, k), dtype=np.int32)
+    lev = np.zeros((n, k), dtype=np.int32)
+    cos = np.zeros((n, k), dtype=np.float32)
+    mids = [(v[1:] + v[:-1]) / 2 for v in levels]
+    for s0 in range(0, n, ROWS):
+        x = X[s0 : s0 + ROWS]
+        r = x - m
+        z = np.zeros_like(x)
+        xn = np.linalg.norm(x, axis=1)
+        for step in range(k):
+            slot = min(step, 1)
+            p = r @ D.T
+            q = np.searchsorted(mids[slot], p)
+            v = levels[slot][q]
+            best = (v * (2 * p - v)).argmax(axis=1)
+            rows = np.arange(len(x))
+            c = v[rows, best]
+            idx[s0 : s0 + len(x), step] = best
+            lev[s0 : s0 + len(x), step] = q[rows, best]
+            z += c[:, None] * D[best]
+            r -= c[:, None] * D[best]
+            y = m + z
+            cos[s0 : s0 + len(x), step] = (y * x).sum(axis=1) / np.maximum(np.linalg.norm(y, axis=1) * xn, 1e-12)
+    return idx, lev, cos

@@ -22,7 +22,7 @@ from .._validate import l2_normalize
 from ..entropy import FrequencyTable, SymbolReader, encode_symbols
 from ..spec import Spec
 from ._base import Codec, Codes, _spec_value
-from ._dictionary import ROWS, lloyd_levels, mod_update, pursuit_exact, quantization_aware_kmeans
+from ._dictionary import lloyd_levels, mod_update, pursuit_exact, quantised_pursuit, quantization_aware_kmeans
 from ._registry import register
 
 #: Step of the uniform quantiser minimising MSE for a unit Gaussian, by bits (Max 1960).
@@ -322,34 +322,7 @@ class SMICCodec(Codec):
 
     # ---- coding ----------------------------------------------------------------------------------
     def _pursuit(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Greedy pursuit with quantised coefficients, k steps: atoms, levels, cosine after each step."""
-        n = len(X)
-        idx = np.zeros((n, self.k), dtype=np.int32)
-        lev = np.zeros((n, self.k), dtype=np.int32)
-        cos = np.zeros((n, self.k), dtype=np.float32)
-        D = self.atoms_f32_
-        m = self._mean32
-        mids = [(v[1:] + v[:-1]) / 2 for v in self.levels_]
-        for s0 in range(0, n, ROWS):
-            x = X[s0 : s0 + ROWS]
-            r = x - m
-            z = np.zeros_like(x)
-            xn = np.linalg.norm(x, axis=1)
-            for step in range(self.k):
-                slot = min(step, 1)
-                p = r @ D.T
-                q = np.searchsorted(mids[slot], p)
-                v = self.levels_[slot][q]
-                best = (v * (2 * p - v)).argmax(axis=1)
-                rows = np.arange(len(x))
-                c = v[rows, best]
-                idx[s0 : s0 + len(x), step] = best
-                lev[s0 : s0 + len(x), step] = q[rows, best]
-                z += c[:, None] * D[best]
-                r -= c[:, None] * D[best]
-                y = m + z
-                cos[s0 : s0 + len(x), step] = (y * x).sum(axis=1) / np.maximum(np.linalg.norm(y, axis=1) * xn, 1e-12)
-        return idx, lev, cos
+        return quantised_pursuit(X, self.atoms_f32_, self._mean32, self.levels_, self.k)
 
     def _quantize(self, X: np.ndarray) -> Codes:
         codes = _truncate(*self._pursuit(X), self.threshold_)
