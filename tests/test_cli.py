@@ -97,6 +97,7 @@ def test_shared_codec_and_append(files, capsys):
     # declared option rules (cli/_app.option_rules), checked before any work
     (["compress", "{t}/items.npz", "--ray", "--bits", "32", "-o", "{t}/out"], 2, "--ray and --bits cannot be given together"),
     (["compress", "{t}/items.npz", "--ray", "-o", "{t}/out"], 2, "--ray needs --codec"),
+    (["compress", "{t}/items.npz", "--ray", "--bits", "0", "-o", "{t}/out"], 2, "--ray and --bits cannot"),
     (["classify", "{t}/a.smz"], 2, "give exactly one of --labels, --text-embeddings (got none)"),
     (["classify", "{t}/a.smz", "--text-embeddings", "{t}/items.npz"], 2, "--text-embeddings needs --labels-from"),
     (["search", "{t}/a.smz", "--like", "0", "--nprobe", "4", "--rerank", "10"], 2, "--nprobe and --rerank cannot"),

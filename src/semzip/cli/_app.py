@@ -47,7 +47,8 @@ def option_rules(*, excludes: tuple[tuple[str, ...], ...] = (), needs: tuple[tup
 
     `excludes`: groups of which at most one may be given; `needs`: (a, b) pairs where a needs b;
     `one_of`: groups of which exactly one must be given. An option counts as given when its value
-    is not its default. A broken rule is an InputError naming the options as typed."""
+    is neither its default nor None, False or empty (0 counts: `--bits 0` is given). A broken rule
+    is an InputError naming the options as typed."""
 
     def wrap(command: Command) -> Command:
         signature = inspect.signature(command)
@@ -59,7 +60,8 @@ def option_rules(*, excludes: tuple[tuple[str, ...], ...] = (), needs: tuple[tup
             bound = signature.bind(*args, **kwargs)
             bound.apply_defaults()
             given = {name for name, value in bound.arguments.items()
-                     if value != signature.parameters[name].default and value not in (None, False, ())}
+                     if value is not None and value is not False and value != () and value != []
+                     and value != signature.parameters[name].default}
             for group in excludes:
                 both = [flags[n] for n in group if n in given]
                 if len(both) > 1:
