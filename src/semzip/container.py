@@ -195,7 +195,7 @@ def delete_items(path: str | Path, ids: Sequence[str], codec: Codec | None = Non
             raise InputError(f"deleting all {old.items} items would leave no archive; remove the file instead")
         drop = np.zeros(old.items, dtype=bool)
         drop[[where[i] for i in unique]] = True
-        pieces: list[tuple[memoryview | bytes, np.ndarray]] = []
+        pieces: Pieces = []
         for b, row in enumerate(old.index):
             start, n = int(old._starts[b]), int(row["items"])
             gone = drop[start : start + n]
@@ -231,7 +231,7 @@ def truncate_archive(path: str | Path, output: str | Path, budget_bits: float, c
     with Archive.open(path, codec=codec) as old:
         codec = as_progressive(old.codec, "cut to a lower rate")
         old.check_sections()
-        pieces: list[tuple[memoryview | bytes, np.ndarray]] = []
+        pieces: Pieces = []
         spent = 0
         for b, row in enumerate(old.index):
             n = int(row["items"])

@@ -108,9 +108,10 @@ class FastScanRanker:
     and score -inf.
     """
 
-    def __init__(self, centroids: np.ndarray, Q: np.ndarray, normalize: bool, shortlist: int = SHORTLIST) -> None:
+    def __init__(self, centroids: np.ndarray, Q: np.ndarray, normalize: bool, shortlist: int | None = None) -> None:
         M, K, dsub = centroids.shape
-        self.M, self.K, self.normalize, self.shortlist = M, K, normalize, shortlist
+        self.M, self.K, self.normalize = M, K, normalize
+        self.shortlist = SHORTLIST if shortlist is None else shortlist
         self.sub = Q.reshape(len(Q), M, dsub).astype(np.float32)
         by_space = np.matmul(self.sub.transpose(1, 0, 2), centroids.transpose(0, 2, 1).astype(np.float32))
         self.tables = np.ascontiguousarray(by_space.transpose(1, 0, 2))  # (q, M, K) centroid . query

@@ -22,7 +22,7 @@ from .._exact import ExactMatrix
 from .._threads import limited_threads
 from ..entropy import FrequencyTable, SymbolReader, encode_symbols
 from ._base import Codec, Codes
-from ._fastscan import SHORTLIST, FastScanIndex, FastScanRanker
+from ._fastscan import FastScanIndex, FastScanRanker
 from ._registry import register
 
 #: Elements of the (M, batch, K) score block; bounds memory and keeps blocks cache-friendly.
@@ -193,7 +193,7 @@ class PQCodec(Codec):
         return FastScanIndex(self.centroids_, codes["codes"])
 
     def _fast_ranker(self, Q: np.ndarray, normalize: bool, shortlist: int | None) -> FastScanRanker:
-        return FastScanRanker(self.centroids_, self.rotate(Q), normalize, SHORTLIST if shortlist is None else shortlist)
+        return FastScanRanker(self.centroids_, self.rotate(Q), normalize, shortlist)
 
     def norms(self, codes: Codes) -> np.ndarray:
         """Exact: sub-spaces are disjoint and the rotation is orthogonal, so |x|^2 = sum of centroid |c|^2."""

@@ -34,7 +34,6 @@ _MAX_STORED_COUNT = 65535
 _MIN_ATOMS = 16
 
 
-
 @dataclass(frozen=True)
 class _Stream:
     """One symbol stream of a block: its table, the codes field it carries (`count` as count - 1),

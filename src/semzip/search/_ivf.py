@@ -239,14 +239,11 @@ class IVFSearcher:
         return [np.concatenate([np.arange(self.offsets[j], self.offsets[j + 1]) for j in lists]) for lists in probes]
 
 
-
 def search_ivf(archives: Sequence[Archive], queries: Any, k: int = 10, *, nprobe: int = 16, normalize: bool = True,
                shortlist: int | None = None) -> SearchResult:
     """Several indexed archives (a sharded collection's shards, or archive files), each searched with
     its own index on its `nprobe` nearest lists (all of an index with fewer), merged: best first,
     ties to the earlier archive, then the earlier item, as in a flat search over all of them."""
-    from ._engine import _select
-
     searchers = [IVFSearcher(a) for a in archives]
     most = max(s.nlist for s in searchers)  # above it, each searcher refuses nprobe itself
     parts = [s.search(queries, k, nprobe=min(nprobe, s.nlist) if nprobe <= most else nprobe, normalize=normalize,
@@ -254,11 +251,7 @@ def search_ivf(archives: Sequence[Archive], queries: Any, k: int = 10, *, nprobe
     scores = np.concatenate([p.scores for p in parts], axis=1)
     sources = np.concatenate([np.full(p.positions.shape, i, dtype=np.int32) for i, p in enumerate(parts)], axis=1)
     positions = np.concatenate([p.positions for p in parts], axis=1)
-    keep = min(k, scores.shape[1])
-    sel = _select(scores, sources, positions, keep)
-    sel = np.take_along_axis(sel, np.lexsort((np.take_along_axis(positions, sel, axis=1),
-                                              np.take_along_axis(sources, sel, axis=1),
-                                              -np.take_along_axis(scores, sel, axis=1)), axis=1), axis=1)
+    sel = np.lexsort((positions, sources, -scores), axis=1)[:, :k]  # at most k per archive: sort them all
     best, src, pos = (np.take_along_axis(x, sel, axis=1) for x in (scores, sources, positions))
     ids = [[archives[s].ids[p] for s, p in zip(srow, prow) if p >= 0] for srow, prow in zip(src.tolist(), pos.tolist())]
     return SearchResult(ids, best, src, pos)
