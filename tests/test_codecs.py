@@ -53,7 +53,7 @@ def test_pack_unpack_round_trip_and_counted_bits(fitted, spec):
         np.testing.assert_array_equal(back[key], codes[key])
     # the counted rate is the payload: nothing is stored beside it
     assert codec.encode(X) == data
-    assert len(data) * 8 <= codec.fixed_bits * len(X) + 64
+    assert len(data) * 8 <= codec.fixed_bits * len(X) + codec.block_overhead_bits
 
 
 @pytest.mark.parametrize("spec", SPECS)

@@ -144,7 +144,8 @@ def test_several_indexed_archives_probed_fully_are_the_flat_search(tmp_path, dat
     assert np.mean([len(set(x) & set(y)) / 9 for x, y in zip(some.ids, flat.ids)]) > 0.5
 
 
-@pytest.mark.parametrize("spec", ["rq:M=4,K=64,beam=2", "pqvae:dim=8,K=16,grid=2,C=16,H=16,blocks=1,coarse=4"])
+@pytest.mark.parametrize("spec", ["rq:M=4,K=64,beam=2", "pqvae:dim=8,K=16,grid=2,C=16,H=16,blocks=1,coarse=4",
+                                  "coarse:bits=4+pq:M=8,K=16,opq=0"])
 def test_lists_from_the_codes_first_stage(tmp_path, data, spec):
     """`lists="codes"`: the codec's first stage is the partition (no clustering): each list holds
     exactly the items whose code starts with its index; probing every list is the flat search."""

@@ -10,7 +10,7 @@ keys = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,6}", fullmatch=True)
 values = st.one_of(
     st.integers(-10**12, 10**12),
     st.floats(allow_nan=False, allow_infinity=False),
-    st.from_regex(r"[A-Za-z_][A-Za-z0-9_.+-]{0,8}", fullmatch=True),
+    st.from_regex(r"[A-Za-z_][A-Za-z0-9_.-]{0,8}", fullmatch=True),  # words hold no '+': it joins stages
 )
 
 

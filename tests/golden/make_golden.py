@@ -29,18 +29,22 @@ SPECS = {
     "pqvae": "pqvae:dim=8,K=16,grid=2,C=16,H=16,blocks=1,coarse=3,bits=96",
     "rq": "rq:M=6,K=16,beam=4",
     "bq": "bq:D=24,b=2,rotate=1",
+    "coarse": "coarse:bits=4",
+    "transform": "transform:bits=48",
+    "stack": "coarse:bits=3+pq:M=8,K=16,opq=0+transform:bits=40",
 }
 #: Progressive codecs' goldens are written to a budget (bits per item), so items keep different stage counts.
 BUDGETS = {"rq": 30.0}
 #: The first goldens code random unit vectors; later ones clustered vectors, so that their index
 #: statistics are skewed and blocks are ANS-coded (pinning constriction's quantised tables too).
 ITEMS = {name: "items.npy" for name in ("f16", "int8", "sign", "pq")} | {
-    name: "items_clustered.npy" for name in ("smic", "pqvae", "rq", "bq")}
+    name: "items_clustered.npy" for name in ("smic", "pqvae", "rq", "bq", "coarse", "transform", "stack")}
 
 #: Entropy-coded codecs and the item count of their ANS golden.
-ANS_GOLDENS, ANS_REPEAT = ("pq", "smic", "pqvae", "rq"), 64
-#: Where the symbol stream's mode word sits in a block payload (rq's layout word comes first).
-MODE_AT = {"rq": 4}
+ANS_GOLDENS, ANS_REPEAT = ("pq", "smic", "pqvae", "rq", "coarse", "transform", "stack"), 64
+#: Where the (first) symbol stream's mode word sits in a block payload (rq's layout word comes
+#: first, a stack's stage lengths).
+MODE_AT = {"rq": 4, "stack": 8}
 
 
 def repeated(codes: dict[str, np.ndarray], i: int) -> dict[str, np.ndarray]:

@@ -12,7 +12,7 @@ from ._registry import (
     resolve_codec,
     save_codec,
 )
-from . import bq, pq, pqvae, rq, scalar, smic  # noqa: E402,F401  (import registers the built-in codecs)
+from . import bq, coarse, pq, pqvae, rq, scalar, smic, stack, transform  # noqa: E402,F401  (import registers the built-in codecs)
 
 __all__ = [
     "Codec",

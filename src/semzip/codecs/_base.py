@@ -49,6 +49,10 @@ class Codec(ABC):
     idempotent: ClassVar[bool] = True
     #: True for codecs learned on the collection they code (their state is its dictionary, paid by its items).
     collection: ClassVar[bool] = False
+    #: Where the codec may stand in a stack of stages (`A+B`, codecs/stack.py): "any" (it codes any
+    #: vector, so also what earlier stages left), "first" (it assumes unit CLIP embeddings) or
+    #: "none" (collection codecs, whose state is the collection's own dictionary).
+    stacking: ClassVar[str] = "first"
     #: Parameters added after a codec first shipped, with the value that means "absent": left out of
     #: the canonical spec at that value, so specs (and codec hashes) written before them stay valid.
     later_params: ClassVar[dict[str, Any]] = {}
@@ -232,6 +236,12 @@ class Codec(ABC):
     @abstractmethod
     def fixed_bits(self) -> float:
         """Bits per item of the codes written at fixed length, before any entropy coding."""
+
+    @property
+    def block_overhead_bits(self) -> int:
+        """Most bits a block's payload spends beyond `fixed_bits` x its items (a symbol stream's
+        mode word and padding): the bound on what data unlike the training set can cost."""
+        return 64
 
     @abstractmethod
     def _fit(self, X: np.ndarray) -> None: ...

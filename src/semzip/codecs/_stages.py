@@ -70,10 +70,11 @@ class TransformStage:
 
     @classmethod
     def fit(cls, R: np.ndarray, fit_idx: np.ndarray, val_idx: np.ndarray, budget: float, tilt: float,
-            max_level: int) -> tuple[TransformStage, FrequencyTable, float]:
+            max_level: int, count_on_fit: bool = False) -> tuple[TransformStage, FrequencyTable, float]:
         """Axes from the `fit_idx` residuals; per-axis steps leaned by the axis variance (`tilt` < 0
         gives high-variance axes finer steps), their common scale found by bisection so that the
-        `val_idx` items' symbols cost at most `budget` bits each under a table counted on them.
+        `val_idx` items' symbols cost at most `budget` bits each under a table counted on them (or,
+        `count_on_fit`, on the `fit_idx` items: an honest held-out cost when they are few).
         Returns the stage, that table and the bits per item it spends on them."""
         mean = R[fit_idx].mean(axis=0, dtype=np.float64)
         evals, basis = np.linalg.eigh(np.cov(R[fit_idx] - mean, rowvar=False, bias=True))
@@ -85,7 +86,7 @@ class TransformStage:
             steps = scale * shape
             level = int(min(max_level, max(1, np.ceil(2 * np.abs(P[fit_idx] / steps).max()))))
             sym = scalar_quantize(P[val_idx], steps, level)
-            table = FrequencyTable.fit(sym, 2 * level + 1)
+            table = FrequencyTable.fit(scalar_quantize(P[fit_idx], steps, level) if count_on_fit else sym, 2 * level + 1)
             return float(table.information_bits(sym).mean()), steps, level, table
 
         lo, hi = -12.0, 4.0  # log2 of the step scale: rate falls as it grows

@@ -42,6 +42,7 @@ class BinaryCodec(Codec):
 
     name = "bq"
     codec_id = b"BQ  "
+    stacking = "any"  # PCA of whatever it is fitted on: also what earlier stages leave
     spec_params = {"D": int, "b": int, "rotate": bool, "white": bool, "top": int}
     rate_params = ("D",)
     param_help = {"D": "principal coordinates kept (rate: D x b bits per item)",

@@ -36,6 +36,7 @@ class PQCodec(Codec):
 
     name = "pq"
     codec_id = b"PQ  "
+    stacking = "any"
     spec_params = {"M": int, "K": int, "opq": bool, "raw": bool}
     later_params = {"raw": False}  # written only when 1: specs and hashes from before it stay canonical
     rate_params = ("M",)

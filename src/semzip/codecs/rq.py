@@ -38,6 +38,7 @@ class RQCodec(ProgressiveCodec):
 
     name = "rq"
     codec_id = b"RQ  "
+    stacking = "any"
     spec_params = {"M": int, "K": int, "beam": int}
     rate_params = ("M",)
     param_help = {"M": "most stages per item (rate without a budget: about M x log2 K bits before entropy coding)",

@@ -56,6 +56,7 @@ class Float16Codec(_Parameterless):
 
     name = "f16"
     codec_id = b"F16 "
+    stacking = "any"
     example_specs = ("f16",)
 
     @property
@@ -84,6 +85,7 @@ class Int8Codec(_Parameterless):
 
     name = "int8"
     codec_id = b"INT8"
+    stacking = "any"
     example_specs = ("int8",)
 
     @property

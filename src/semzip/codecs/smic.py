@@ -86,6 +86,7 @@ class SMICCodec(Codec):
 
     name = "smic"
     codec_id = b"SMIC"
+    stacking = "none"
     #: What fit measured on the training items (fit_info); absent from a loaded codec.
     _train_bits: float
     _train_cos: float
