@@ -297,7 +297,7 @@ def test_help_shows_no_python_type_labels(capsys):
 def test_codecs_and_info_describe_every_parameter_and_codec_files(files, capsys):
     code, out, _ = run(capsys, "codecs", "--json")
     rows = {r["name"]: r for r in json.loads(out)}
-    assert code == 0 and set(rows) == {"bq", "f16", "int8", "sign", "pq", "pqvae", "rq", "smic"}
+    assert code == 0 and set(rows) == {"bq", "coarse", "f16", "int8", "sign", "pq", "pqvae", "rq", "smic", "stack", "transform"}
     for r in rows.values():
         assert r["summary"].endswith(".") and all(p["meaning"] for p in r["params"].values()), r["name"]
     assert rows["pqvae"]["params"]["coarse"]["default"] == 0
