@@ -13,6 +13,7 @@ from .._clusters import spherical_kmeans
 from .._errors import FormatError
 from .._exact import ExactMatrix
 from ..entropy import FrequencyTable
+from ._rate import bisect
 
 #: Rows scored at once when finding the nearest centroids (bounds the (rows, centroids) matrix).
 _ROWS = 2048
@@ -89,13 +90,8 @@ class TransformStage:
             table = FrequencyTable.fit(scalar_quantize(P[fit_idx], steps, level) if count_on_fit else sym, 2 * level + 1)
             return float(table.information_bits(sym).mean()), steps, level, table
 
-        lo, hi = -12.0, 4.0  # log2 of the step scale: rate falls as it grows
-        for _ in range(_BISECTIONS):
-            mid = 0.5 * (lo + hi)
-            if trial(2.0**mid)[0] > budget:
-                lo = mid
-            else:
-                hi = mid
+        # log2 of the step scale, from -12 to 4: the rate falls as it grows
+        _, hi = bisect(lambda e: not trial(2.0**e)[0] > budget, -12.0, 4.0, _BISECTIONS)
         spent, steps, level, table = trial(2.0**hi)
         return cls(mean, basis, steps, level), table, spent
 

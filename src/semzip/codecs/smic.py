@@ -23,6 +23,7 @@ from ..entropy import FrequencyTable, SymbolReader, encode_symbols
 from ..spec import Spec
 from ._base import Codec, Codes, _spec_value
 from ._dictionary import lloyd_levels, mod_update, pursuit_exact, quantised_pursuit, quantization_aware_kmeans
+from ._rate import amortised_bits, dictionary_sizes, stop_counts, stopping_threshold
 from ._registry import register
 
 #: Step of the uniform quantiser minimising MSE for a unit Gaussian, by bits (Max 1960).
@@ -243,41 +244,31 @@ class SMICCodec(Codec):
         self._gram: tuple[np.ndarray, np.ndarray] | None = None
 
     def _choose_threshold(self, X: np.ndarray) -> Codes | None:
-        """Per-item stopping cosine meeting the target; None when the target cannot be met."""
+        """Codes at the per-item stopping cosine meeting the target (`_rate.stopping_threshold`);
+        None when the target cannot be met."""
         idx, lev, cos = self._pursuit(X)
-        if not (self.bits or self.cos):
-            self.threshold_ = 1.0
-            return _truncate(idx, lev, cos, 1.0)
-        if self.cos:
-            if cos[:, -1].mean() < self.cos:
-                return None
-            ok = lambda t: _truncate(idx, lev, cos, t)["cos"].mean() >= self.cos  # noqa: E731
-        else:
-            budget = self.bits * len(X)
-            self.threshold_ = 0.0
-            self._set_tables(_truncate(idx, lev, cos, 0.0))
-            state_bytes = len(self.to_bytes())  # every state array has a fixed shape
+        fits = self._fits_budget(idx, lev, cos) if self.bits else None
+        threshold = stopping_threshold(cos, target_cos=self.cos, fits=fits)
+        if threshold is None:
+            return None
+        self.threshold_ = threshold
+        return _truncate(idx, lev, cos, threshold)
 
-            def ok(t: float) -> bool:
-                codes = _truncate(idx, lev, cos, t)
-                self.threshold_ = t
-                self._set_tables(codes)
-                return self._counted_bits(codes, len(X), state_bytes) <= budget
-            if not ok(0.0):
-                return None
-            if ok(1.0):
-                self.threshold_ = 1.0
-                return _truncate(idx, lev, cos, 1.0)
-        # the smallest threshold meeting a cos target, the largest meeting a bits budget
-        lo, hi = (0.0, 1.0)
-        for _ in range(14):
-            mid = 0.5 * (lo + hi)
-            if ok(mid) == bool(self.cos):
-                hi = mid
-            else:
-                lo = mid
-        self.threshold_ = hi if self.cos else lo
-        return _truncate(idx, lev, cos, self.threshold_)
+    def _fits_budget(self, idx: np.ndarray, lev: np.ndarray, cos: np.ndarray) -> Callable[[float], bool]:
+        """Whether the archive of these items, stopped at a threshold, fits `bits` per item: its
+        bytes counted with the tables that threshold gives (the state's size is fixed by its shapes)."""
+        budget = self.bits * len(idx)
+        self.threshold_ = 0.0
+        self._set_tables(_truncate(idx, lev, cos, 0.0))
+        state_bytes = len(self.to_bytes())  # every state array has a fixed shape
+
+        def fits(t: float) -> bool:
+            codes = _truncate(idx, lev, cos, t)
+            self.threshold_ = t
+            self._set_tables(codes)
+            return self._counted_bits(codes, len(idx), state_bytes) <= budget
+
+        return fits
 
     def _refuse_target(self, X: np.ndarray) -> NoReturn:
         if self.cos:
@@ -498,30 +489,23 @@ class SMICCodec(Codec):
 
 # ---- helpers -------------------------------------------------------------------------------------
 def _amortised_bits(n: int, d: int, codec: SMICCodec, atoms: int) -> float:
-    """Estimated archive bits per item of a dictionary of `atoms` atoms, one atom per item (the
-    estimate `_atom_candidates` sizes dictionaries with)."""
-    per_value = 16 if codec.dbits == 16 else codec.dbits
-    tables = 2 if codec.k > 1 else 1
-    overhead = 8 * (overhead_bytes(n) + 4 * d + 1024)
-    per_item = 0.97 * math.log2(atoms) + 0.8 * codec.coef + (0.3 if codec.k > 1 else 0)
-    return (atoms * (d * per_value + 16 * tables) + overhead) / n + per_item
+    """Estimated archive bits per item of a dictionary of `atoms` atoms, one atom per item."""
+    item_bits = 0.97 * math.log2(atoms) + 0.8 * codec.coef + (0.3 if codec.k > 1 else 0)
+    return amortised_bits(n, d, atoms, 16 if codec.dbits == 16 else codec.dbits, 2 if codec.k > 1 else 1, item_bits)
 
 
 def _atom_candidates(n: int, d: int, codec: SMICCodec) -> list[int]:
     """Dictionary sizes to try, largest first.
 
-    Without a bits target: the largest power of two up to 1024 and n/4. With one: sizes on a
-    2**(1/8) grid whose estimated archive, one atom per item, fits the budget, largest first (the
-    next smaller sizes are the fallback when the counted size misses). When `fit` compares several
-    (k > 1 or coef > 0) they are taken a factor sqrt(2) apart.
+    Without a bits target: the largest power of two up to 1024 and n/4. With one: the sizes whose
+    estimated archive fits the budget (`_rate.dictionary_sizes`), the four largest; when `fit`
+    compares several (k > 1 or coef > 0), sizes a factor sqrt(2) apart, `search` + 2 of them.
     """
     if not codec.bits:
         return [int(max(2, min(1024, 2 ** math.floor(math.log2(max(2, n // 4))))))]
-    sizes = sorted({int(round(2 ** (e / 8))) for e in range(8, 129)}, reverse=True)  # 2 .. 65536
-    fits = [a for a in sizes if a <= n and _amortised_bits(n, d, codec, a) <= codec.bits]
-    if codec.k == 1 and codec.coef == 0:
-        return fits[:4] or [2]
-    return fits[::4][: codec.search + 2] or [2]
+    simple = codec.k == 1 and codec.coef == 0
+    return dictionary_sizes(n, codec.bits, lambda a: _amortised_bits(n, d, codec, a), 1 if simple else 4,
+                            4 if simple else codec.search + 2)
 
 
 def _table(symbols: np.ndarray, alphabet: int) -> FrequencyTable:
@@ -531,10 +515,8 @@ def _table(symbols: np.ndarray, alphabet: int) -> FrequencyTable:
 
 def _truncate(idx: np.ndarray, lev: np.ndarray, cos: np.ndarray, threshold: float) -> Codes:
     """Codes using, per item, atoms up to the first step whose cosine reaches `threshold`."""
-    k = idx.shape[1]
-    reached = cos >= threshold
-    cnt = np.where(reached.any(axis=1), reached.argmax(axis=1) + 1, k).astype(np.int32)
-    keep = np.arange(k)[None, :] < cnt[:, None]
+    cnt = stop_counts(cos, threshold)
+    keep = np.arange(idx.shape[1])[None, :] < cnt[:, None]
     return {"count": cnt, "atoms": np.where(keep, idx, 0).astype(np.int32),
             "levels": np.where(keep, lev, 0).astype(np.int32), "cos": cos[np.arange(len(cnt)), cnt - 1]}
 
