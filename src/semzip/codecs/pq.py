@@ -167,8 +167,7 @@ class PQCodec(Codec):
         import scipy.sparse
 
         q = len(Q)
-        sub = self.rotate(Q).reshape(q, self.M, -1)
-        lut = np.ascontiguousarray(np.einsum("mkd,qmd->mkq", self.centroids_, sub).reshape(-1, q))
+        lut = self._lut(Q)
         per_space = lut.reshape(self.M, self.K, q)[..., 0]
 
         def score(codes: Codes) -> np.ndarray:
@@ -184,6 +183,25 @@ class PQCodec(Codec):
             return np.asarray(rows @ lut, dtype=np.float32)
 
         return score
+
+    def _lut(self, Q: np.ndarray) -> np.ndarray:
+        """(M*K, q) float32 products of every centroid with its sub-space of each rotated query."""
+        sub = self.rotate(Q).reshape(len(Q), self.M, -1)
+        return np.ascontiguousarray(np.einsum("mkd,qmd->mkq", self.centroids_, sub).reshape(-1, len(Q)))
+
+    def query_tables(self, Q: np.ndarray) -> np.ndarray:
+        """(q, M, K) lookup tables, each made from its query alone, as `scorer` makes one query's:
+        with `pair_scores`, a query's scores do not depend on the other queries of its batch."""
+        return np.stack([self._lut(Q[i : i + 1]).reshape(self.M, self.K) for i in range(len(Q))])
+
+    def pair_scores(self, tables: np.ndarray, codes: np.ndarray) -> np.ndarray:
+        """(q, w) float32 scores of item codes (q, w, M), row i scored with query i's table: the
+        same sums, in the same order, as one query's `scorer`."""
+        rows = np.arange(len(tables))[:, None]
+        out = np.zeros(codes.shape[:2], dtype=np.float32)
+        for m in range(self.M):
+            out += tables[rows, m, codes[..., m]]
+        return out
 
     @property
     def has_fast_index(self) -> bool:

@@ -4,8 +4,9 @@ An IVF index is a sidecar file beside the archive (`photos.smz.ivf`; docs/FORMAT
 unit centroids and, per list, the positions of the items assigned to it. Items are assigned on their
 decoded vectors, so the partition is the one the codes define (k-means on the reconstructions, no
 second copy of the vectors). A search scores each query's centroids, takes the `nprobe` best
-lists, and scores their items on the codes with the codec's own scorer, one query at a time (so
-a query's results do not depend on the other queries of its batch). With `nprobe = nlist` the
+lists, and scores their items on the codes with the codec's own scores, each query's made from it
+alone (so a query's results do not depend on the other queries of its batch); pq candidates of a
+chunk of queries are gathered and scored together from per-query lookup tables. With `nprobe = nlist` the
 results are the flat search's: the same ids in the same order, scores equal to float32 rounding
 (a flat search makes its lookup tables for the whole batch at once). The index is bound to its
 archive: a fingerprint of the archive's size and section checksums is stored, and an index of
@@ -37,6 +38,8 @@ from ._engine import SearchResult
 FORMAT = "semzip-ivf"
 VERSION = 1
 _ARRAYS = ("centroids", "offsets", "positions")
+#: Gathered code elements (queries x candidates x sub-spaces) scored at once.
+_PAIR_ELEMENTS = 1 << 22
 
 
 def fingerprint(archive: Archive) -> str:
@@ -212,19 +215,41 @@ class IVFSearcher:
             raise InputError(f"nprobe must be between 1 and the index's {self.nlist} lists, got {nprobe}")
         best = np.full((len(Q), k), -np.inf, dtype=np.float32)
         where = np.full((len(Q), k), -1, dtype=np.int64)
-        scorer = self.archive.codec.scorer
-        for i, rows in enumerate(self._candidates(Q, k, nprobe, shortlist)):  # scored one query at a time
-            if not len(rows):
-                continue
-            S = scorer(Q[i : i + 1])({n: v[rows] for n, v in self.codes.items()})[:, 0]
+        found = self._candidates(Q, k, nprobe, shortlist)
+        width = max((len(rows) for rows in found), default=0)
+        step = max(1, _PAIR_ELEMENTS // max(1, width * (self._pq.M if self._pq is not None else 1)))
+        for lo in range(0, len(Q) if width else 0, step):  # queries in chunks: (chunk, width) scores at once
+            chunk = found[lo : lo + step]
+            rows = np.full((len(chunk), width), -1, dtype=np.int64)
+            for i, r in enumerate(chunk):
+                rows[i, : len(r)] = r
+            valid = rows >= 0
+            S = np.where(valid, self._pair_scores(Q[lo : lo + step], chunk, rows, valid), -np.inf).astype(np.float32)
             if normalize:
-                S /= np.where(self.norms[rows] > 0, self.norms[rows], 1.0)
-            pos = self.positions[rows]
-            top = _select(S[None], np.zeros((1, len(S)), dtype=np.int32), pos[None], min(k, len(S)))[0]
-            top = top[np.lexsort((pos[top], -S[top]))]  # best first, ties to the earlier item
-            best[i, : len(top)], where[i, : len(top)] = S[top], pos[top]
+                norms = self.norms[rows]
+                S /= np.where(valid & (norms > 0), norms, 1.0)
+            pos = np.where(valid, self.positions[rows], -1)
+            keep = min(k, width)
+            sel = _select(S, np.zeros(S.shape, dtype=np.int32), pos, keep)
+            top, at = np.take_along_axis(S, sel, axis=1), np.take_along_axis(pos, sel, axis=1)
+            order = np.lexsort((at, -top), axis=1)  # best first, ties to the earlier item
+            top, at = np.take_along_axis(top, order, axis=1), np.take_along_axis(at, order, axis=1)
+            best[lo : lo + step, :keep], where[lo : lo + step, :keep] = top, np.where(np.isneginf(top), -1, at)
         ids = [[self.archive.ids[p] for p in row if p >= 0] for row in where.tolist()]
         return SearchResult(ids, best, np.zeros_like(where, dtype=np.int32), where)
+
+    def _pair_scores(self, Q: np.ndarray, found: list[np.ndarray], rows: np.ndarray, valid: np.ndarray) -> np.ndarray:
+        """(q, width) scores of each query's candidate rows, each made from its query alone (so a
+        query's results do not depend on its batch): pq from per-query lookup tables over the
+        gathered codes; other codecs with their scorer, one query at a time."""
+        if self._pq is not None:
+            return self._pq.pair_scores(self._pq.query_tables(Q), self.codes["codes"][np.where(valid, rows, 0)])
+        S = np.zeros(rows.shape, dtype=np.float32)
+        scorer = self.archive.codec.scorer
+        for i, r in enumerate(found):
+            if len(r):
+                S[i, : len(r)] = scorer(Q[i : i + 1])({n: v[r] for n, v in self.codes.items()})[:, 0]
+        return S
 
     def _candidates(self, Q: np.ndarray, k: int, nprobe: int, shortlist: int | None) -> list[np.ndarray]:
         """Per query, the rows (list order) to score: every item of its lists, or faiss's shortlist."""
