@@ -20,7 +20,8 @@ file (`rq` with `budget_bits=B`); faiss codes are fixed-size (code bytes x 8), s
 
 Methods at B bits per item (those that cannot reach B exactly are run at the largest rate <= B):
 semzip `bq` (validation-chosen among `bq_variants`), `pq:M=B/8,K=256,opq=1`, `rq:M=B/8+B/32,K=256,beam=8` with budget B
-(slow: --slow); faiss `OPQ{B/8}` + `PQ{B/8}x8`, `PCA{B-64},RaBitQ` (64 bits of per-vector factors,
+(slow: --slow); stacks `pq+bq` (`pq:M=B/16,K=256,opq=1+bq:D=B/2,b=1`) and `bq+rq`
+(`bq:D=3B/4,b=1+rq:M=B/32,K=256,beam=8`), fixed rate, run by --methods; faiss `OPQ{B/8}` + `PQ{B/8}x8`, `PCA{B-64},RaBitQ` (64 bits of per-vector factors,
 B >= 128; deterministic, so one seed), `RQ{B/8}x8` with beam 32 and `LSQ{B/8}x8` (slow: --slow).
 
     python benchmarks/bench_lodo.py [--rates 32,64,128,256] [--seeds 0,1,2] [--methods bq,pq,opq,rabitq]
@@ -56,6 +57,10 @@ from _data import clip_data  # noqa: E402
 DOMAINS = ("caltech", "flowers", "pets", "dtd", "food", "imagenet")
 FAST = ("bq", "pq", "opq", "rabitq")
 SLOW = ("rq", "faiss-rq", "lsq")
+#: Stacks of stages at B bits (run with --methods): half the bits to pq, half to signs of what it
+#: left; or three quarters to signs and the rest to residual quantisation of what they left.
+STACKS = {"pq+bq": lambda B: f"pq:M={B // 16},K=256,opq=1+bq:D={B // 2},b=1",
+          "bq+rq": lambda B: f"bq:D={3 * B // 4},b=1+rq:M={B // 32},K=256,beam=8"}
 
 
 def load_domains(folder: Path) -> dict[str, dict[str, Any]]:
@@ -176,6 +181,9 @@ def evaluate(method: str, B: int, fold: str, seed: int, domains: dict[str, dict[
     elif method == "rq":
         chosen = f"rq:M={B // 8 + B // 32},K=256,beam=8"
         model = semzip_codec(chosen, pool, seed, budget=float(B))
+    elif method in STACKS:
+        chosen = STACKS[method](B)
+        model = semzip_codec(chosen, pool, seed)
     else:
         model = faiss_codec(method, B, pool, seed)
     out: dict[str, Any] = {"method": method, "bits": B, "fold": fold, "seed": seed, "spec": chosen, "tasks": {}}

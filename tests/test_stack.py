@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from semzip import FormatError, SpecError, fit_codec, make_codec, parse_spec
+from semzip import FormatError, InputError, SpecError, fit_codec, make_codec, parse_spec
 from semzip.cli import main
 from semzip.codecs import codec_from_bytes
 from semzip.codecs._base import _hash_state, read_state
@@ -149,7 +149,7 @@ def test_coarse_codes_an_item_as_its_nearest_centroid(data):
     np.testing.assert_allclose(np.linalg.norm(C, axis=1), 1, rtol=1e-5)
     np.testing.assert_array_equal(Y, C[(T @ C.T).argmax(axis=1)])
     assert len(codec.encode(T)) * 8 <= 5 * len(T) + 64
-    with pytest.raises(Exception, match="needs at least 32 training vectors"):
+    with pytest.raises(InputError, match="needs at least 32 training vectors"):
         fit_codec("coarse:bits=5", X[:20])
 
 
@@ -170,3 +170,36 @@ def test_cli_fits_compresses_and_searches_a_stack(data, tmp_path, capsys):
         assert arc.verify() == []
     assert main(["fit", "f16+smic", str(tmp_path / "train.npy"), "-o", str(tmp_path / "bad.smzc")]) == 2
     assert "cannot stand in a stack" in capsys.readouterr().err
+
+
+def test_a_stack_ending_in_rq_meets_budgets_is_cut_and_refined(data, tmp_path):
+    from semzip.codecs import ProgressiveCodec
+    from semzip.container import truncate_archive, write_archive
+    from semzip.refine import patch_archive, refine_archive
+
+    X, T = data
+    stack = fit_codec("coarse:bits=4+rq:M=8,K=16,beam=4", X)
+    assert isinstance(stack, ProgressiveCodec) and not isinstance(fit_codec("rq:M=2,K=16+f16", X), ProgressiveCodec)
+    assert isinstance(codec_from_bytes(stack.to_bytes()), ProgressiveCodec)
+    rng = np.random.default_rng(3)
+    noise = rng.standard_normal((300, 64)).astype(np.float32)
+    for name, items in (("unfamiliar", T), ("random", noise / np.linalg.norm(noise, axis=1, keepdims=True))):
+        for budget in (12.0, 20.0):
+            write_archive(tmp_path / "a.smz", stack, items, block_items=100, budget_bits=budget)
+            with Archive.open(tmp_path / "a.smz") as arc:
+                assert arc.info()["payload_bits"] <= budget * len(items), name
+                codes = arc.block_codes(0)
+                assert (codes["0.coarse"] == stack.quantize(items[:100])["0.coarse"]).all()  # first stages whole
+    with pytest.raises(InputError, match="below what its first stages alone spend"):
+        write_archive(tmp_path / "b.smz", stack, T, budget_bits=3.0)
+    write_archive(tmp_path / "full.smz", stack, T, block_items=100)
+    truncate_archive(tmp_path / "full.smz", tmp_path / "have.smz", 14.0)
+    truncate_archive(tmp_path / "full.smz", tmp_path / "want.smz", 22.0)
+    refine_archive(tmp_path / "full.smz", tmp_path / "have.smz", tmp_path / "r.smzr", 22.0)
+    patch_archive(tmp_path / "have.smz", tmp_path / "r.smzr", tmp_path / "have.smz")
+    assert (tmp_path / "have.smz").read_bytes() == (tmp_path / "want.smz").read_bytes()
+    with Archive.open(tmp_path / "have.smz") as cut, Archive.open(tmp_path / "full.smz") as full:
+        assert cut.info()["payload_bits"] <= 22.0 * len(T)
+        assert stack.is_cut_of(cut.block_codes(0), full.block_codes(0))
+        other = dict(full.block_codes(0), **{"0.coarse": (full.block_codes(0)["0.coarse"] + 1) % 16})
+        assert not stack.is_cut_of(cut.block_codes(0), other)

@@ -49,14 +49,15 @@ def refine_archive(full: str | Path, have: str | Path, output: str | Path, budge
         for b, row in enumerate(src.index):
             n = int(row["items"])
             whole, held = src.block_codes(b), dst.block_codes(b)
-            _check_prefix(whole, held, b)
+            if not codec.is_cut_of(held, whole):
+                raise CodecMismatchError(f"block {b} of the archive to refine is not a cut of the full archive's codes")
             stages = codec.refine_within(held, whole, budget_bits * (int(src._starts[b]) + n) - spent)
-            grown = {"codes": whole["codes"], "stages": stages}
+            grown = codec.with_stages(whole, stages)
             result = codec.pack(grown)
             spent += 8 * len(result)
             crc = zlib.crc32(result, crc)
             results.append(len(result))
-            piece = codec.pack_refinement(held["stages"], grown)
+            piece = codec.pack_refinement(codec.stage_counts(held), grown)
             rows.append((offset, len(piece), n, zlib.crc32(piece)))
             pieces.append(piece)
             offset += len(piece)
@@ -122,14 +123,6 @@ def _check_pair(src: Archive, dst: Archive) -> ProgressiveCodec:
     src.check_sections()
     dst.check_sections()
     return codec
-
-
-def _check_prefix(whole: dict[str, np.ndarray], held: dict[str, np.ndarray], block: int) -> None:
-    """`held` must keep a prefix of each item's full code, as `truncate` leaves it."""
-    stages = held["stages"].astype(np.int64)
-    kept = np.arange(whole["codes"].shape[1])[None, :] < stages[:, None]
-    if (stages > whole["stages"]).any() or (held["codes"][kept] != whole["codes"][kept]).any():
-        raise CodecMismatchError(f"block {block} of the archive to refine is not a cut of the full archive's codes")
 
 
 def _fingerprint(arc: Archive) -> dict[str, Any]:

@@ -324,6 +324,18 @@ class ProgressiveCodec(Codec):
     def apply_refinement(self, have: Codes, data: bytes | memoryview) -> Codes:
         """`have` grown by a `pack_refinement` payload."""
 
+    @abstractmethod
+    def stage_counts(self, codes: Codes) -> np.ndarray:
+        """Stages (n,) each item's code keeps."""
+
+    @abstractmethod
+    def with_stages(self, full: Codes, stages: np.ndarray) -> Codes:
+        """`full` cut to `stages` (n,) stages per item."""
+
+    @abstractmethod
+    def is_cut_of(self, held: Codes, full: Codes) -> bool:
+        """Whether every item of `held` keeps a prefix of its code in `full`."""
+
 
 def check_codec_matches(given: Codec, spec: str, state_hash: str, what: str) -> None:
     """Refuse (CodecMismatchError) a fitted codec `given` for `what`, written with the codec `spec` of
@@ -338,7 +350,7 @@ def as_progressive(codec: Codec, doing: str) -> ProgressiveCodec:
     """`codec` typed as progressive, or InputError saying that only such archives can be `doing`."""
     if not isinstance(codec, ProgressiveCodec):
         raise InputError(f"{codec.spec} codes are not progressive (a prefix of a code is no code); "
-                         f"only rq archives can be {doing}")
+                         f"only rq archives (or stacks ending in rq) can be {doing}")
     return codec
 
 

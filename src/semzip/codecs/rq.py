@@ -173,6 +173,17 @@ class RQCodec(ProgressiveCodec):
         reader.finish()
         return {"codes": codes, "stages": new.astype(np.uint8)}
 
+    def stage_counts(self, codes: Codes) -> np.ndarray:
+        return np.asarray(codes["stages"])
+
+    def with_stages(self, full: Codes, stages: np.ndarray) -> Codes:
+        return {"codes": full["codes"], "stages": stages}
+
+    def is_cut_of(self, held: Codes, full: Codes) -> bool:
+        stages = held["stages"].astype(np.int64)
+        kept = np.arange(self.M)[None, :] < stages[:, None]
+        return bool((stages <= full["stages"]).all() and (held["codes"][kept] == full["codes"][kept]).all())
+
     def _stored_gains(self, codes: Codes) -> np.ndarray:
         """Each stored stage's gain against the full stored reconstruction; -inf for stages it lacks."""
         gains = self._gains(codes["codes"], self.reconstruct(codes))

@@ -10,19 +10,24 @@ floats on every machine when each stage's are). Only codecs that code any vector
 
 A block's payload is the stages' payloads in order, each but the last preceded by its length
 (uint32 LE): the counted rate is the stages' bytes plus 4 bytes per block per extra stage.
+
+A stack whose last stage is progressive (rq) is progressive too (`ProgressiveStack`): the earlier
+stages' codes are kept whole and the last stage's are cut, so it meets any budget its earlier
+stages leave room for, is truncated without the originals and grown by refinements.
 """
 
 from __future__ import annotations
 
 import struct
 from collections.abc import Callable, Sequence
-from typing import Any, Self
+from typing import Any, Self, cast
 
 import numpy as np
 
-from .._errors import FormatError, SpecError
+from .._errors import FormatError, InputError, SpecError
+from .._validate import check_embeddings
 from ..spec import STACK, Spec, format_spec
-from ._base import Codec, Codes
+from ._base import Codec, Codes, ProgressiveCodec
 from ._registry import fit_codec, make_codec, register
 
 _LENGTH = struct.Struct("<I")
@@ -52,7 +57,9 @@ class StackCodec(Codec):
         if spec.name != STACK or not spec.stages:
             raise SpecError(f"a stack is written as its stages joined by '+' (e.g. {cls.example_specs[1]}), "
                             f"not {format_spec(spec)!r}")
-        codec = cls([make_codec(stage) for stage in spec.stages])
+        stages = [make_codec(stage) for stage in spec.stages]
+        kind = ProgressiveStack if isinstance(stages[-1], ProgressiveCodec) else StackCodec
+        codec = cast(Self, kind(stages))
         codec._check_params()
         return codec
 
@@ -92,14 +99,22 @@ class StackCodec(Codec):
             R = R - stage.reconstruct(stage.quantize(R))
 
     def _quantize(self, X: np.ndarray) -> Codes:
+        head, R = self._head(X)
+        return head | self._prefixed(len(self.stages) - 1, self.stages[-1].quantize(R))
+
+    def _head(self, X: np.ndarray) -> tuple[Codes, np.ndarray]:
+        """Codes of every stage but the last, and the residual they leave it."""
         out: Codes = {}
         R = X
-        for i, stage in enumerate(self.stages):
+        for i, stage in enumerate(self.stages[:-1]):
             codes = stage.quantize(R)
-            out |= {f"{i}.{key}": value for key, value in codes.items()}
-            if i + 1 < len(self.stages):
-                R = R - stage.reconstruct(codes)
-        return out
+            out |= self._prefixed(i, codes)
+            R = R - stage.reconstruct(codes)
+        return out, R
+
+    @staticmethod
+    def _prefixed(i: int, codes: Codes) -> Codes:
+        return {f"{i}.{key}": value for key, value in codes.items()}
 
     def _parts(self, arrays: dict[str, np.ndarray], what: str = "codes") -> list[dict[str, np.ndarray]]:
         """Each stage's codes (or state arrays), keys without their `<stage>.` prefix."""
@@ -148,8 +163,13 @@ class StackCodec(Codec):
 
     # ---- bytes and state ---------------------------------------------------------------------
     def pack(self, codes: Codes) -> bytes:
-        payloads = [stage.pack(part) for stage, part in zip(self.stages, self._parts(codes))]
-        return b"".join(_LENGTH.pack(len(p)) for p in payloads[:-1]) + b"".join(payloads)
+        parts = self._parts(codes)
+        return self._pack_head(parts[:-1]) + self.stages[-1].pack(parts[-1])
+
+    def _pack_head(self, parts: list[Codes]) -> bytes:
+        """The lengths and payloads of every stage but the last: all of a block's bytes before the last stage's."""
+        payloads = [stage.pack(part) for stage, part in zip(self.stages, parts)]
+        return b"".join(_LENGTH.pack(len(p)) for p in payloads) + b"".join(payloads)
 
     def unpack(self, data: bytes | memoryview, n: int) -> Codes:
         view = memoryview(data).cast("B")
@@ -178,3 +198,66 @@ class StackCodec(Codec):
 
     def fit_info(self) -> dict[str, Any]:
         return {"seed": self.seed, "threads": self.threads, "stages": [stage.fit_info() for stage in self.stages]}
+
+
+class ProgressiveStack(StackCodec, ProgressiveCodec):
+    """A stack ending in a progressive stage (`coarse:bits=8+rq:M=8,K=256`): the earlier stages'
+    codes are whole in every cut, the last stage's are cut and grown as that stage's own are."""
+
+    @property
+    def _last(self) -> ProgressiveCodec:
+        return cast(ProgressiveCodec, self.stages[-1])
+
+    def _check_params(self) -> None:
+        super()._check_params()
+        if not isinstance(self.stages[-1], ProgressiveCodec):
+            raise SpecError(f"a progressive stack ends in a progressive stage, not {format_spec(self.stages[-1].spec)}")
+
+    def _split(self, codes: Codes) -> tuple[Codes, Codes]:
+        """(the earlier stages' codes, prefixed as stored; the last stage's, unprefixed)."""
+        last = f"{len(self.stages) - 1}."
+        return ({k: v for k, v in codes.items() if not k.startswith(last)},
+                {k[len(last):]: v for k, v in codes.items() if k.startswith(last)})
+
+    def _rest(self, head: bytes, max_bits: float, n: int) -> float:
+        """What `max_bits` leaves the last stage after the earlier stages' `head` bytes."""
+        left = max_bits - 8 * len(head)
+        if left <= 0:
+            raise InputError(f"{format_spec(self.spec)}: {max_bits / n:.1f} bits per item are below what its first stages "
+                             f"alone spend on this block ({8 * len(head) / n:.1f}); raise the budget or drop a stage")
+        return left
+
+    def encode_within(self, X: object, max_bits: float) -> bytes:
+        self.check_is_fitted()
+        X = check_embeddings(X, dim=self.n_features_in_)
+        codes, R = self._head(X)
+        head = self._pack_head(self._parts(codes)[:-1])
+        return head + self._last.encode_within(R, self._rest(head, max_bits, len(X)))
+
+    def truncate_within(self, codes: Codes, max_bits: float) -> bytes:
+        first, last = self._split(codes)
+        head = self._pack_head(self._parts(first)[:-1])
+        return head + self._last.truncate_within(last, self._rest(head, max_bits, len(self.stage_counts(codes))))
+
+    def refine_within(self, have: Codes, full: Codes, max_bits: float) -> np.ndarray:
+        first, last = self._split(full)
+        head = self._pack_head(self._parts(first)[:-1])
+        return self._last.refine_within(self._split(have)[1], last, self._rest(head, max_bits, len(self.stage_counts(full))))
+
+    def pack_refinement(self, have_stages: np.ndarray, codes: Codes) -> bytes:
+        return self._last.pack_refinement(have_stages, self._split(codes)[1])
+
+    def apply_refinement(self, have: Codes, data: bytes | memoryview) -> Codes:
+        first, last = self._split(have)
+        return first | self._prefixed(len(self.stages) - 1, self._last.apply_refinement(last, data))
+
+    def stage_counts(self, codes: Codes) -> np.ndarray:
+        return self._last.stage_counts(self._split(codes)[1])
+
+    def with_stages(self, full: Codes, stages: np.ndarray) -> Codes:
+        first, last = self._split(full)
+        return first | self._prefixed(len(self.stages) - 1, self._last.with_stages(last, stages))
+
+    def is_cut_of(self, held: Codes, full: Codes) -> bool:
+        (a, x), (b, y) = self._split(held), self._split(full)
+        return a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a) and self._last.is_cut_of(x, y)
