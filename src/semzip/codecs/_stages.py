@@ -7,12 +7,15 @@ and gives back its part of the reconstruction; the transform stage decodes with 
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 
 from .._clusters import spherical_kmeans
 from .._errors import FormatError
 from .._exact import ExactMatrix
-from ..entropy import FrequencyTable
+from ..entropy import FrequencyTable, SymbolReader, encode_symbols
+from ._base import Codec, Codes
 from ._rate import bisect
 
 #: Rows scored at once when finding the nearest centroids (bounds the (rows, centroids) matrix).
@@ -112,3 +115,23 @@ class TransformStage:
 def scalar_quantize(P: np.ndarray, steps: np.ndarray, level: int) -> np.ndarray:
     """Symbols in [0, 2*level] of the uniform quantiser with per-axis steps (rounding, clipped)."""
     return (np.clip(np.rint(P / steps), -level, level) + level).astype(np.int32)
+
+
+class StageCodec(Codec):
+    """A stage as a codec of its own (`coarse`, `transform`): its codes are one symbol array
+    (`key`, items x streams) coded with one frequency table (`table_`) in one symbol stream."""
+
+    key: ClassVar[str]
+    table_: FrequencyTable
+
+    def pack(self, codes: Codes) -> bytes:
+        return encode_symbols([(self.table_, codes[self.key])])
+
+    def unpack(self, data: bytes | memoryview, n: int) -> Codes:
+        reader = SymbolReader(data)
+        out = {self.key: reader.read(self.table_, n)}
+        reader.finish()
+        return out
+
+    def estimated_bits(self, X: object) -> np.ndarray:
+        return self.table_.information_bits(self.quantize(X)[self.key])

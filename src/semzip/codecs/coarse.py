@@ -12,14 +12,14 @@ import numpy as np
 
 from .._errors import FormatError, InputError, SpecError
 from .._validate import l2_normalize
-from ..entropy import FrequencyTable, SymbolReader, encode_symbols
-from ._base import Codec, Codes
+from ..entropy import FrequencyTable
+from ._base import Codes
 from ._registry import register
-from ._stages import CoarseStage
+from ._stages import CoarseStage, StageCodec
 
 
 @register
-class CoarseCodec(Codec):
+class CoarseCodec(StageCodec):
     """`coarse:bits=8`: the nearest of 2**bits unit centroids (spherical k-means) of each item;
     at most `bits` bits per item, fewer after entropy coding. A first stage to refine with `+`."""
 
@@ -29,8 +29,8 @@ class CoarseCodec(Codec):
     rate_params = ("bits",)
     param_help = {"bits": "bits of the index: 2**bits centroids, from 1 to 16"}
     example_specs = ("coarse:bits=3", "coarse:bits=5")
+    key = "coarse"
     stage_: CoarseStage
-    table_: FrequencyTable
 
     def __init__(self, bits: int = 8, *, seed: int = 0, threads: int = 1) -> None:
         self.bits = bits
@@ -58,18 +58,6 @@ class CoarseCodec(Codec):
     def reconstruct(self, codes: Codes) -> np.ndarray:
         k = np.asarray(codes["coarse"])
         return self.stage_.decode(k, len(k)).copy()
-
-    def pack(self, codes: Codes) -> bytes:
-        return encode_symbols([(self.table_, codes["coarse"])])
-
-    def unpack(self, data: bytes | memoryview, n: int) -> Codes:
-        reader = SymbolReader(data)
-        out = {"coarse": reader.read(self.table_, n)}
-        reader.finish()
-        return out
-
-    def estimated_bits(self, X: object) -> np.ndarray:
-        return self.table_.information_bits(self.quantize(X)["coarse"])
 
     def partition_centroids(self) -> np.ndarray | None:
         return self.stage_.centroids

@@ -14,17 +14,17 @@ import math
 import numpy as np
 
 from .._errors import FormatError, InputError, SpecError
-from ..entropy import FrequencyTable, SymbolReader, encode_symbols
-from ._base import Codec, Codes
+from ..entropy import FrequencyTable
+from ._base import Codes
 from ._registry import register
-from ._stages import TransformStage
+from ._stages import StageCodec, TransformStage
 
 #: Largest |symbol| (the alphabet is 2 * level + 1); larger values are clipped.
 _MAX_LEVEL = 255
 
 
 @register
-class TransformCodec(Codec):
+class TransformCodec(StageCodec):
     """`transform:bits=64`: principal coordinates, one uniform scalar quantiser per axis, ANS-coded;
     the step scale is chosen at fit so held-out training items cost `bits` bits each."""
 
@@ -36,8 +36,8 @@ class TransformCodec(Codec):
     example_specs = ("transform:bits=24", "transform:bits=96")
     idempotent = False  # the axes' clipping and rounding may move a decoded value to another symbol
     stacking = "any"  # principal axes of whatever it is fitted on: also what earlier stages leave
+    key = "symbols"
     stage_: TransformStage
-    table_: FrequencyTable
 
     def __init__(self, bits: int = 64, *, seed: int = 0, holdout: float = 0.1, tilt: float = -0.2) -> None:
         self.bits = bits
@@ -72,18 +72,6 @@ class TransformCodec(Codec):
     def reconstruct(self, codes: Codes) -> np.ndarray:
         symbols = np.asarray(codes["symbols"])
         return self.stage_.add_to(np.zeros((len(symbols), len(self.stage_.mean))), symbols).astype(np.float32)
-
-    def pack(self, codes: Codes) -> bytes:
-        return encode_symbols([(self.table_, codes["symbols"])])
-
-    def unpack(self, data: bytes | memoryview, n: int) -> Codes:
-        reader = SymbolReader(data)
-        out = {"symbols": reader.read(self.table_, n)}
-        reader.finish()
-        return out
-
-    def estimated_bits(self, X: object) -> np.ndarray:
-        return self.table_.information_bits(self.quantize(X)["symbols"])
 
     def get_state(self) -> dict[str, np.ndarray]:
         s = self.stage_
