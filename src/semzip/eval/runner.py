@@ -44,14 +44,16 @@ METRIC_TITLES = {
 def split_specs(text: str) -> list[str]:
     """'f16,pq:M=32,K=256,opq=1,sign' -> ['f16', 'pq:M=32,K=256,opq=1', 'sign'].
 
-    A comma-separated token of the form key=value continues the previous spec's parameters; any
-    other token starts a new spec. Each spec is parsed, so a bad one is named.
+    A comma-separated token of the form key=value (up to a `+` that joins the next stage)
+    continues the previous spec's parameters; any other token starts a new spec. Each spec is
+    parsed, so a bad one is named.
     """
     specs: list[str] = []
     for token in (t.strip() for t in text.split(",")):
         if not token:
             raise SpecError(f"empty codec spec in {text!r}")
-        if "=" in token and ":" not in token:
+        first = token.split("+", 1)[0]
+        if "=" in first and ":" not in first:
             if not specs:
                 raise SpecError(f"{token!r} in {text!r} is a parameter without a codec name before it")
             specs[-1] += "," + token
