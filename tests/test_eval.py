@@ -87,7 +87,7 @@ def test_split_specs_keeps_parameters_with_their_codec():
 
 def test_split_specs_keeps_stacks_whole():
     assert split_specs("pq:M=8,K=16+rq:M=4,K=16,f16,coarse:bits=4+f16") == [
-        "pq:M=8,K=16,opq=1+rq:M=4,K=16,beam=8", "f16", "coarse:bits=4+f16"]
+        "pq:M=8,K=16+rq:M=4,K=16", "f16", "coarse:bits=4+f16"]
 
 
 # ---- dataset schemas ---------------------------------------------------------------------------------
