@@ -26,7 +26,8 @@ OutOpt = Annotated[Path, typer.Option("--output", "-o", help="File to write (rep
 
 @app.command()
 def fit(
-    spec: Annotated[str, typer.Argument(help="Codec spec, e.g. `pq:M=32,K=256` (see `semzip codecs`).")],
+    spec: Annotated[str, typer.Argument(help="Codec spec, e.g. `pq:M=32,K=256`, or stages joined by `+`: "
+                                             "`coarse:bits=8+rq:M=6,K=256` (see `semzip codecs`).")],
     train: Annotated[list[str], typer.Argument(help="Training embeddings: `x.npy`, `x.npz:key`; several are concatenated.")],
     output: OutOpt,
     seed: Annotated[int, typer.Option(help="Seed for trainable codecs.")] = 0,
