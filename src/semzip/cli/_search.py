@@ -347,7 +347,7 @@ def index(
     nlist: Annotated[int | None, typer.Option("--nlist", help="Inverted lists (default: a power of two near 4 sqrt(items)).")] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Index file of an archive file (default: ARCHIVE.ivf, found by `search --nprobe`); shards' indexes are SHARD.smz.ivf.")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the k-means sample and initialisation.")] = 0,
-    lists: Annotated[str, typer.Option("--lists", help="`kmeans` (lists clustered from the decoded items) or `codes` (the codec's own first stage: rq's first codebook, pqvae's coarse stage; nothing clustered).")] = "kmeans",
+    lists: Annotated[str, typer.Option("--lists", help="`kmeans` (lists clustered from the decoded items) or `codes` (the codec's own first stage: rq's first codebook, pqvae's coarse stage, a stack's first stage such as `coarse:bits=8`; nothing clustered).")] = "kmeans",
     codec: CodecFileOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:

@@ -186,7 +186,7 @@ class Codec(ABC):
 
     def partition_centroids(self) -> np.ndarray | None:
         """Unit centroids (L, d) of a first stage whose index every code starts with (rq's first
-        codebook, the PQ-VAE's coarse stage): a partition an inverted index can take from the codes
+        codebook, the PQ-VAE's coarse stage, `coarse`, a stack's first stage): a partition an inverted index can take from the codes
         without clustering (`partition_of`). None for codecs without one."""
         return None
 

@@ -61,7 +61,8 @@ def build_ivf(archive: Archive, path: str | Path | None = None, *, nlist: int | 
     `lists="kmeans"`: spherical k-means (10 iterations) on a sample of at most 32 x nlist decoded
     vectors makes `nlist` lists (default: the power of two at or below sqrt(items)), and every item
     goes to its nearest centroid. `lists="codes"`: the codec's own first stage is the partition
-    (rq's first codebook, the PQ-VAE's coarse stage), read from the codes, nothing clustered."""
+    (rq's first codebook, the PQ-VAE's coarse stage, a stack's first stage), read from the codes,
+    nothing clustered."""
     n, d = archive.items, archive.dim
     if lists not in ("kmeans", "codes"):
         raise InputError(f"lists must be 'kmeans' or 'codes', got {lists!r}")
