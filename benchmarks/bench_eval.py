@@ -33,12 +33,15 @@ def codec_specs(extra: list[str]) -> list[str]:
     """The baselines, plus every other registered codec's example specs (pqvae, smic... once merged)."""
     from semzip.codecs import available_codecs, codec_class
     from semzip.eval.runner import split_specs
+    from semzip.spec import parse_spec
 
+    given = [s for text in extra for s in split_specs(text)]
+    named = {parse_spec(s).name for s in given}
     specs = list(BASELINE)
     for name in available_codecs():
-        if name not in {"f16", "int8", "sign", "pq"} and not any(s.split(":")[0] == name for s in extra):
+        if name not in {"f16", "int8", "sign", "pq"} and name not in named:
             specs += list(codec_class(name).example_specs)
-    return specs + [s for text in extra for s in split_specs(text)]
+    return specs + given
 
 
 def main() -> None:
