@@ -442,3 +442,10 @@ def test_plot_format_variants_and_seed_spread(flat_npz, tmp_path, capsys):
     assert b"<svg" in (tmp_path / "r.svg").read_bytes()[:400]
     assert main(["eval", str(flat_npz), "--codecs", "f16", "--plot", str(tmp_path / "r.jpg")]) == 2
     assert "name it .png, .pdf or .svg" in capsys.readouterr().err
+
+
+def test_a_stack_is_a_curve_of_its_stages_families():
+    from semzip.eval.plot import _variant
+
+    rows = [{"codec": c, "family": "stack"} for c in ("pq:M=4,K=16+bq:D=8", "pq:M=8,K=16+bq:D=16", "coarse:bits=4+rq:M=2")]
+    assert [_variant(r) for r in rows] == ["pq+bq", "pq+bq", "coarse+rq"]

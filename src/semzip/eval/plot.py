@@ -147,13 +147,16 @@ def _rows(rep: dict[str, Any], x: str) -> list[dict[str, Any]]:
 
 
 def _variant(row: dict[str, Any]) -> str:
-    """The curve a row belongs to: its family, plus the spec parameters that do not set the rate."""
+    """The curve a row belongs to: its family, plus the spec parameters that do not set the rate
+    (a stack: its stages' families, `pq+bq`)."""
     from ..codecs import codec_class
     from ..spec import parse_spec
     from .._errors import SemzipError
 
     try:
         spec = parse_spec(row["codec"])
+        if spec.stages:
+            return "+".join(stage.name for stage in spec.stages)
         fixed = [f"{k}={v}" for k, v in spec.params if k not in codec_class(spec.name).rate_params]
     except (SemzipError, KeyError):  # pixel codecs and float32 are families of their own
         return row["family"]
