@@ -23,7 +23,7 @@ def data():
     return np.concatenate([X, X[:300]])  # 300 exact duplicates: ties the flat search orders by position
 
 
-@pytest.mark.parametrize("spec", ["pq:M=8,K=256,opq=1", "int8", "f16", "rq:M=4,K=64,beam=2"])
+@pytest.mark.parametrize("spec", ["pq:M=8,K=256,opq=1", "pq:M=16,K=16,opq=1,raw=1", "int8", "f16", "rq:M=4,K=64,beam=2"])
 @pytest.mark.parametrize("normalize", [True, False])
 def test_probing_every_list_is_the_flat_search(tmp_path, data, spec, normalize):
     write_archive(tmp_path / "a.smz", make_codec(spec).fit(data[:3000]), data, block_items=500)
@@ -35,7 +35,7 @@ def test_probing_every_list_is_the_flat_search(tmp_path, data, spec, normalize):
         with Collection([arc]) as coll:
             flat = coll.search(Q, 12, normalize=normalize)
         runs = [ivf.search(Q, 12, nprobe=32, normalize=normalize, shortlist=0)]  # every probed item scored here
-        if spec.startswith("pq"):  # faiss's scan, its shortlist as long as the archive: nothing is cut
+        if spec.startswith("pq"):  # faiss (K=16: fast-scan), shortlist = archive: nothing cut
             runs.append(ivf.search(Q, 12, nprobe=32, normalize=normalize, shortlist=len(data)))
             short = ivf.search(Q, 12, nprobe=32, normalize=normalize)  # the default shortlist
             assert np.mean([len(set(a) & set(b)) / 12 for a, b in zip(short.ids, flat.ids)]) >= 0.98
