@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 EXTRAS ?= all,test
 
-.PHONY: demo test test-portability test-wheel typecheck bench clean
+.PHONY: demo test test-portability test-wheel typecheck bench results clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -49,6 +49,21 @@ test-wheel:
 
 bench: $(BIN)/.installed
 	$(BIN)/python benchmarks/bench_core.py
+
+# The README's Results table and plot (about an hour on 2 cores): the baselines (f16, int8, sign,
+# pq M=32/16/8) and these, 3 training seeds each; out/results/headline.md is the table.
+RESULTS_CODECS := pq:M=4,K=256,opq=1 pq:M=64,K=16,opq=1,raw=1 \
+	bq:D=32,b=1 bq:D=64,b=1 bq:D=128,b=1 bq:D=256,b=1 \
+	rq:M=4,K=256,beam=8 rq:M=8,K=256,beam=8 rq:M=16,K=256,beam=8 rq:M=32,K=256,beam=8 \
+	pqvae:dim=16,K=32,grid=2,C=16,H=64,blocks=1,coarse=12 pqvae:dim=8,K=64,grid=2,C=16,H=64,blocks=1,coarse=12 \
+	pqvae:dim=8,K=64,grid=2,C=16,H=64,blocks=1,coarse=12,bits=88 \
+	pqvae:dim=8,K=64,grid=2,C=16,H=64,blocks=1,coarse=12,bits=172 \
+	smic:atoms=1024,k=1,coef=0,dbits=1 \
+	pq:M=2,K=256,opq=1+bq:D=32,b=1 bq:D=48,b=1+rq:M=2,K=256,beam=8 \
+	pq:M=8,K=256,opq=1+bq:D=128,b=1 bq:D=192,b=1+rq:M=2,K=256,beam=8 \
+	coarse:bits=12 transform:bits=160
+results: $(BIN)/.installed
+	$(BIN)/python benchmarks/bench_eval.py --out out/results $(foreach c,$(RESULTS_CODECS),--codecs "$(c)")
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis build

@@ -5,7 +5,9 @@ Food-101 train + Flowers/Pets/DTD val), then each test set is written to a real 
 codec shared, as a model sent once would be) and decoded. Columns: zero-shot top-1 on Caltech-101
 (the 46 classes with an LVIS name, text embeddings uncompressed) and nearest-centroid top-1 on Flowers
 and Pets (centroids from the uncompressed train split). Rates are payload bits per image read from the
-archives. Writes bench_eval.json, bench_eval.png and headline.md to --out.
+archives. Every codec with a training seed is fitted and measured once per --seeds (default 0,1,2);
+the table gives mean +- sample standard deviation, the plot min-max error bars. Writes
+bench_eval.json, bench_eval.png and headline.md to --out. The README's table: `make results`.
 
     python benchmarks/bench_eval.py --out out/bench_eval
 """
@@ -17,6 +19,8 @@ import os
 import sys
 import time
 from pathlib import Path
+
+import numpy as np
 from _data import clip_data  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,8 +29,6 @@ sys.path.insert(0, str(ROOT / "src"))
 BASELINE = ("f16", "int8", "sign", "pq:M=32,K=256,opq=1", "pq:M=16,K=256,opq=1", "pq:M=8,K=256,opq=1")
 TESTS = (("zeroshot_caltech101", "zs_top1", "zero-shot caltech"), ("oxford_flowers", "centroid_top1", "centroid flowers"),
          ("oxford_pets", "centroid_top1", "centroid pets"))
-
-
 
 
 def codec_specs(extra: list[str]) -> list[str]:
@@ -50,7 +52,7 @@ def main() -> None:
     ap.add_argument("--data", help="folder holding clip-vit-b-32/ (default: SEMZIP_DATA or ../shared/data)")
     ap.add_argument("--codecs", action="append", default=[],
                     help="extra specs (comma-separated, repeatable); replaces a registered codec's example specs")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seeds", default="0,1,2", help="training seeds, comma-separated (default 0,1,2)")
     ap.add_argument("--threads", type=int, default=1,
                     help="BLAS and faiss threads (default 1: OpenMP spin-waits thrash a shared 2-core machine)")
     args = ap.parse_args()
@@ -80,22 +82,31 @@ def run(args: argparse.Namespace) -> None:
     console.print(f"training pool: {pool_name} = {len(pool)} vectors", highlight=False)
 
     specs = codec_specs(args.codecs)
-    codecs, fit_s = [], {}
-    for spec in specs:
-        start = time.perf_counter()
-        codec = fit_codec(spec, pool, seed=args.seed)
-        codecs.append(codec)
-        fit_s[str(codec.spec)] = time.perf_counter() - start  # rows name codecs by canonical spec
-        console.print(f"  fitted {codec.spec} in {fit_s[str(codec.spec)]:.1f} s", highlight=False)
-
-    reports = []
-    for name, _, _ in TESTS:
-        rep = evaluate(load_dataset(folder / f"{name}.npz"), codecs)
-        rep["training"] = f"{pool_name}; codec shared, not in total bits"
-        for row in rep["rows"]:
-            row["fit_seconds"] = round(fit_s[row["codec"]], 3)
-        reports.append(rep)
-        print_report(rep, console)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    datasets = [load_dataset(folder / f"{name}.npz") for name, _, _ in TESTS]
+    reports: list[dict] = []
+    for seed in seeds:
+        codecs, fit_s = [], {}
+        for spec in specs:
+            start = time.perf_counter()
+            codec = fit_codec(spec, pool, seed=seed)
+            fit_s[str(codec.spec)] = time.perf_counter() - start  # rows name codecs by canonical spec
+            console.print(f"  seed {seed}: fitted {codec.spec} in {fit_s[str(codec.spec)]:.1f} s", highlight=False)
+            codecs.append(codec)
+        for i, ds in enumerate(datasets):
+            rep = evaluate(ds, codecs)
+            rep["training"] = f"{pool_name}; codec shared, not in total bits"
+            for row, codec in zip(rep["rows"], codecs):
+                row["fit_seconds"] = round(fit_s[row["codec"]], 3)
+                if "seed" in codec.get_params():
+                    row["seed"] = seed
+            if len(reports) <= i:
+                reports.append(rep)
+            else:
+                reports[i]["rows"] += rep["rows"]
+            print_report(rep, console)
+        # codecs without a seed give the same figures at any seed: measured once
+        specs = [spec for spec, c in zip(specs, codecs) if "seed" in c.get_params()]
 
     headline = headline_rows(reports)
     md = headline_markdown(headline)
@@ -111,27 +122,33 @@ def run(args: argparse.Namespace) -> None:
 
 
 def headline_rows(reports: list[dict]) -> list[dict]:
-    """One row per codec: payload bits/image (from the zero-shot archive) and each test's main metric."""
-    out = [{"codec": "float32", "bits_per_image": reports[0]["reference"]["payload_bits_per_item"],
+    """One row per codec, over its seeds: payload bits/image (from the zero-shot archive) and each
+    test's main metric, as mean, sample standard deviation and seed count."""
+    out = [{"codec": "float32", "bits_per_image": reports[0]["reference"]["payload_bits_per_item"], "seeds": 1,
             **{label: rep["reference"]["metrics"][m] for rep, (_, m, label) in zip(reports, TESTS)}}]
-    for i, row in enumerate(reports[0]["rows"]):
-        entry = {"codec": row["codec"], "bits_per_image": row["payload_bits_per_item"]}
-        for rep, (_, m, label) in zip(reports, TESTS):
-            r = rep["rows"][i]
-            entry[label] = r["metrics"][m]
-            entry[f"{label} bits"] = r["payload_bits_per_item"]
+    for codec in dict.fromkeys(row["codec"] for row in reports[0]["rows"]):
+        groups = [[r for r in rep["rows"] if r["codec"] == codec] for rep in reports]
+        entry = {"codec": codec, "bits_per_image": float(np.mean([r["payload_bits_per_item"] for r in groups[0]])),
+                 "seeds": len(groups[0])}
+        for rows, (_, m, label) in zip(groups, TESTS):
+            values = [r["metrics"][m] for r in rows]
+            entry[label] = float(np.mean(values))
+            entry[f"{label} std"] = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+            entry[f"{label} bits"] = float(np.mean([r["payload_bits_per_item"] for r in rows]))
         out.append(entry)
     return out
 
 
 def headline_markdown(rows: list[dict]) -> str:
-    """The README table: each metric with the payload bits/image counted on that test set's archive."""
+    """The README table: each metric (mean +- std over seeds) with the payload bits/image counted on
+    that test set's archive."""
     labels = [label for _, _, label in TESTS]
-    lines = ["| codec | " + " | ".join(f"{label} (bits/image)" for label in labels) + " |",
-             "| --- | " + " | ".join("---" for _ in labels) + " |"]
+    lines = ["| codec | seeds | " + " | ".join(f"{label} (bits/image)" for label in labels) + " |",
+             "| --- | --- | " + " | ".join("---" for _ in labels) + " |"]
     for r in rows:
-        cells = [f"{r[label]:.3f} ({r.get(f'{label} bits', r['bits_per_image']):.0f})" for label in labels]
-        lines.append(f"| {r['codec']} | " + " | ".join(cells) + " |")
+        cells = [f"{r[label]:.3f}" + (f" ± {r[f'{label} std']:.3f}" if r.get(f"{label} std") else "")
+                 + f" ({r.get(f'{label} bits', r['bits_per_image']):.0f})" for label in labels]
+        lines.append(f"| {r['codec']} | {r['seeds']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
