@@ -146,7 +146,7 @@ def headline_markdown(rows: list[dict]) -> str:
     lines = ["| codec | seeds | " + " | ".join(f"{label} (bits/image)" for label in labels) + " |",
              "| --- | --- | " + " | ".join("---" for _ in labels) + " |"]
     for r in rows:
-        cells = [f"{r[label]:.3f}" + (f" ± {r[f'{label} std']:.3f}" if r.get(f"{label} std") else "")
+        cells = [f"{r[label]:.3f}" + (f" ± {r[f'{label} std']:.3f}" if round(r.get(f"{label} std", 0), 3) else "")
                  + f" ({r.get(f'{label} bits', r['bits_per_image']):.0f})" for label in labels]
         lines.append(f"| {r['codec']} | {r['seeds']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -21,7 +21,8 @@ file (`rq` with `budget_bits=B`); faiss codes are fixed-size (code bytes x 8), s
 Methods at B bits per item (those that cannot reach B exactly are run at the largest rate <= B):
 semzip `bq` (validation-chosen among `bq_variants`), `pq:M=B/8,K=256,opq=1`, `rq:M=B/8+B/32,K=256,beam=8` with budget B
 (slow: --slow); stacks `pq+bq` (`pq:M=B/16,K=256,opq=1+bq:D=B/2,b=1`) and `bq+rq`
-(`bq:D=3B/4,b=1+rq:M=B/32,K=256,beam=8`), fixed rate, run by --methods; faiss `OPQ{B/8}` + `PQ{B/8}x8`, `PCA{B-64},RaBitQ` (64 bits of per-vector factors,
+(`bq:D=3B/4,b=1+rq:M=B/32,K=256,beam=8`), fixed rate, run by --methods; `pqvae` (by --methods): the
+README's PQ-VAE (`pqvae_spec`: 32 or 60 bits alone, above 64 followed by rq with budget B); faiss `OPQ{B/8}` + `PQ{B/8}x8`, `PCA{B-64},RaBitQ` (64 bits of per-vector factors,
 B >= 128; deterministic, so one seed), `RQ{B/8}x8` with beam 32 and `LSQ{B/8}x8` (slow: --slow).
 
     python benchmarks/bench_lodo.py [--rates 32,64,128,256] [--seeds 0,1,2] [--methods bq,pq,opq,rabitq]
@@ -61,6 +62,19 @@ SLOW = ("rq", "faiss-rq", "lsq")
 #: left; or three quarters to signs and the rest to residual quantisation of what they left.
 STACKS = {"pq+bq": lambda B: f"pq:M={B // 16},K=256,opq=1+bq:D={B // 2},b=1",
           "bq+rq": lambda B: f"bq:D={3 * B // 4},b=1+rq:M={B // 32},K=256,beam=8"}
+#: The README's PQ-VAE specs (their design chosen on Caltech, never on a left-out fold).
+PQVAE_32 = "pqvae:dim=16,K=32,grid=2,C=16,H=64,blocks=1,coarse=12"
+PQVAE_60 = "pqvae:dim=8,K=64,grid=2,C=16,H=64,blocks=1,coarse=12"
+
+
+def pqvae_spec(B: int) -> tuple[str, float | None]:
+    """The PQ-VAE at B bits, and the budget that holds it there: alone at 32 and 64 bits (fixed
+    rate, the counted bits reported), above that followed by rq with budget B (`+rq` stages)."""
+    if B < 64:
+        return PQVAE_32, None
+    if B < 128:
+        return PQVAE_60, None
+    return f"{PQVAE_60}+rq:M={(B - 64) // 8 + 4},K=256,beam=8", float(B)
 
 
 def load_domains(folder: Path) -> dict[str, dict[str, Any]]:
@@ -184,6 +198,9 @@ def evaluate(method: str, B: int, fold: str, seed: int, domains: dict[str, dict[
     elif method in STACKS:
         chosen = STACKS[method](B)
         model = semzip_codec(chosen, pool, seed)
+    elif method == "pqvae":
+        chosen, budget = pqvae_spec(B)
+        model = semzip_codec(chosen, pool, seed, budget=budget)
     else:
         model = faiss_codec(method, B, pool, seed)
     out: dict[str, Any] = {"method": method, "bits": B, "fold": fold, "seed": seed, "spec": chosen, "tasks": {}}
