@@ -86,18 +86,17 @@ def run(args: argparse.Namespace) -> None:
     datasets = [load_dataset(folder / f"{name}.npz") for name, _, _ in TESTS]
     reports: list[dict] = []
     for seed in seeds:
-        codecs, fit_s = [], {}
+        codecs, fit_s = [], []
         for spec in specs:
             start = time.perf_counter()
-            codec = fit_codec(spec, pool, seed=seed)
-            fit_s[str(codec.spec)] = time.perf_counter() - start  # rows name codecs by canonical spec
-            console.print(f"  seed {seed}: fitted {codec.spec} in {fit_s[str(codec.spec)]:.1f} s", highlight=False)
-            codecs.append(codec)
+            codecs.append(fit_codec(spec, pool, seed=seed))
+            fit_s.append(time.perf_counter() - start)
+            console.print(f"  seed {seed}: fitted {codecs[-1].spec} in {fit_s[-1]:.1f} s", highlight=False)
         for i, ds in enumerate(datasets):
-            rep = evaluate(ds, codecs)
+            rep = evaluate(ds, codecs)  # one row per codec, in order
             rep["training"] = f"{pool_name}; codec shared, not in total bits"
-            for row, codec in zip(rep["rows"], codecs):
-                row["fit_seconds"] = round(fit_s[row["codec"]], 3)
+            for row, codec, seconds in zip(rep["rows"], codecs, fit_s):
+                row["fit_seconds"] = round(seconds, 3)
                 if "seed" in codec.get_params():
                     row["seed"] = seed
             if len(reports) <= i:

@@ -158,8 +158,9 @@ class IVFSearcher:
 
     For pq archives the probed lists are first scanned by faiss's IVF kernels on the same codes
     (`IndexIVFPQ`, `by_residual = False`: PQ codes of the vectors themselves, laid out as semzip
-    stores them; `IndexIVFPQFastScan` for 4-bit codes), which keep a shortlist of the best inner products per query; the shortlist is then
-    scored by the codec's scorer, with norms for cosines, exactly as the other path scores every item.
+    stores them; `IndexIVFPQFastScan` for 4-bit codes), which keep a shortlist of the best inner
+    products per query; the shortlist is then scored by the codec's scorer, with norms for cosines,
+    exactly as the other path scores every item.
     """
 
     def __init__(self, archive: Archive, path: str | Path | None = None) -> None:
