@@ -61,10 +61,11 @@ def real_pool(d: Path) -> tuple[np.ndarray, np.ndarray]:
     return pool, queries
 
 
-def synthesise(pool: np.ndarray, n: int, seed: int = 0, noise: float = 0.5) -> np.ndarray:
-    """n unit vectors: a random real vector plus isotropic noise of relative size `noise`, re-normalised."""
+def synthesise(pool: np.ndarray, n: int, seed: int = 0, noise: float = 0.5, out: np.ndarray | None = None) -> np.ndarray:
+    """n unit vectors: a random real vector plus isotropic noise of relative size `noise`, re-normalised
+    (into `out`, e.g. a memory-mapped file, when given: the same vectors for a seed either way)."""
     rng = np.random.default_rng(seed)
-    out = np.empty((n, pool.shape[1]), np.float32)
+    out = np.empty((n, pool.shape[1]), np.float32) if out is None else out
     step = 65536
     for s in range(0, n, step):
         m = min(step, n - s)

@@ -48,6 +48,25 @@ def test_probing_every_list_is_the_flat_search(tmp_path, data, spec, normalize):
     assert alone.ids[0] == got.ids[7] and alone.scores.tobytes() == got.scores[7:8].tobytes()  # batch-independent
 
 
+@pytest.mark.parametrize("normalize", [True, False])
+def test_fast_scan_lists_are_exact_over_the_probed_lists(tmp_path, data, normalize):
+    """4-bit pq: faiss's IVF fast-scan only draws shortlists, and a bound proves each complete (or it
+    is drawn again, longer), so every nprobe and first shortlist gives the numpy scan's top-k."""
+    write_archive(tmp_path / "a.smz", make_codec("pq:M=16,K=16,opq=1,raw=1").fit(data[:3000]), data, block_items=500)
+    Q = np.concatenate([data[:5], unit_rows(40, 48, seed=4, clusters=40)])
+    with Archive.open(tmp_path / "a.smz") as arc:
+        build_ivf(arc, nlist=32)
+        ivf = IVFSearcher(arc)
+        for nprobe in (1, 3, 8):
+            numpy_scan = ivf.search(Q, 10, nprobe=nprobe, normalize=normalize, shortlist=0)
+            for shortlist in (None, 10, 2000):
+                got = ivf.search(Q, 10, nprobe=nprobe, normalize=normalize, shortlist=shortlist)
+                assert got.ids == numpy_scan.ids
+                np.testing.assert_allclose(got.scores, numpy_scan.scores, rtol=1e-6, atol=1e-6)
+        with pytest.raises(InputError, match="shortlist must be positive"):
+            ivf.search(Q, 10, nprobe=4, shortlist=-1)
+
+
 def test_fewer_lists_lower_recall_and_scan_less(tmp_path, data):
     write_archive(tmp_path / "a.smz", make_codec("pq:M=8,K=256,opq=0").fit(data[:3000]), data, block_items=500)
     Q = unit_rows(60, 48, seed=3, clusters=40)

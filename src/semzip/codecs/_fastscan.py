@@ -55,6 +55,14 @@ def _pairs(tables: np.ndarray) -> np.ndarray:
     return (even[..., None, :] + odd[..., :, None]).reshape(*even.shape[:-1], 256)
 
 
+def _extended(centroids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Centroid |c|^2 (M, K), its pair tables (ceil(M/2) * 256,), and the centroids extended by it
+    (M, K, dsub + 1): the codebook whose inner products with `FastScanRanker._wide` queries are g."""
+    sqnorms = (centroids.astype(np.float32) ** 2).sum(axis=2)
+    wide = np.concatenate([centroids, sqnorms[..., None]], axis=2).astype(np.float32)
+    return sqnorms, _pairs(sqnorms).ravel(), wide
+
+
 def _quantisation_error(tables: np.ndarray) -> np.ndarray:
     """Largest |approximate - exact| of a faiss fast-scan sum, per query, for tables (q, M, 16)."""
     span = tables.max(axis=2) - tables.min(axis=2)
@@ -76,9 +84,7 @@ class FastScanIndex:
         M, K, dsub = centroids.shape
         self.M, self.items = M, len(codes)
         self.packed = pack_nibbles(codes)  # faiss's IndexPQ layout for 4-bit codes
-        self.sqnorms = (centroids.astype(np.float32) ** 2).sum(axis=2)  # (M, K)
-        self.sqpairs = _pairs(self.sqnorms).ravel()  # (ceil(M/2) * 256,)
-        wide = np.concatenate([centroids, self.sqnorms[..., None]], axis=2).astype(np.float32)
+        self.sqnorms, self.sqpairs, wide = _extended(centroids)
         pq = faiss.IndexPQ(M * (dsub + 1), M, 4, faiss.METRIC_INNER_PRODUCT)
         faiss.copy_array_to_vector(wide.ravel(), pq.pq.centroids)
         faiss.copy_array_to_vector(self.packed.ravel(), pq.codes)
@@ -93,9 +99,85 @@ class FastScanIndex:
         self.stride = _STRIDE if sample and self.items >= _STRIDE * SHORTLIST else 1
         self.sample = FastScanIndex(centroids, codes[:: self.stride], sample=False) if self.stride > 1 else None
 
+    def search(self, rows: np.ndarray, wide: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """faiss's approximate top-k g (distances, positions) of `wide` queries (those numbered `rows`)."""
+        return self.index.search(wide, k)
+
+    def item_norms(self, idx: np.ndarray, found: np.ndarray) -> np.ndarray:
+        """Reconstruction norms of items `found`, from their pair indices `idx` (the packed bytes)."""
+        return np.sqrt(self.sqpairs.take(idx).sum(axis=-1, dtype=np.float32))
+
     def codes(self) -> dict[str, np.ndarray]:
         """The run's codes as the codec's `unpack` gives them: {"codes": (items, M) uint8}."""
         return {"codes": unpack_nibbles(self.packed, self.M)}
+
+
+class IVFFastScanIndex:
+    """4-bit PQ codes grouped in inverted lists, as a faiss `IndexIVFPQFastScan` over the extended
+    centroids: `FastScanRanker` searches it as a run whose items are those of each query's `nprobe`
+    lists, so its result is exact over the probed lists (as a numpy scan of them), not a shortlist.
+
+    `codes` (n, M) are in list order (list l holds rows offsets[l]:offsets[l+1]) and the faiss ids
+    are those rows. `list_centroids` (nlist, d) are in the codec's rotated space; `norms` are the
+    items' exact reconstruction norms (their range bounds the cosine test). `sample` is the same
+    lists over every `stride`-th row, searched first for a threshold that is a floor over the
+    probed lists (its items are probed items). `probe` sets each query's lists before a search."""
+
+    def __init__(self, centroids: np.ndarray, codes: np.ndarray, offsets: np.ndarray, list_centroids: np.ndarray,
+                 norms: np.ndarray, *, sample: bool = True) -> None:
+        M, K, dsub = centroids.shape
+        self.M, self.items = M, len(codes)
+        self.packed = pack_nibbles(codes)
+        self.sqnorms, self.sqpairs, wide = _extended(centroids)
+        self.norms = np.asarray(norms, dtype=np.float32)
+        lo, hi = (float(norms.min()), float(norms.max())) if len(norms) else (0.0, 0.0)
+        self.norm_lo, self.norm_hi = max(0.0, lo - 1e-6 * hi), hi + 1e-6 * hi  # widened by float32 rounding
+        self.index = self._lists(wide, list_centroids, offsets)
+        self.stride = _STRIDE if sample and self.items >= _STRIDE * SHORTLIST else 1
+        self.sample: IVFFastScanIndex | None = None
+        if self.stride > 1:
+            rows = np.arange(0, self.items, self.stride)
+            sizes = np.diff(np.searchsorted(rows, offsets))  # sampled rows per list
+            self.sample = IVFFastScanIndex(centroids, codes[rows], np.concatenate([[0], np.cumsum(sizes)]),
+                                           list_centroids, norms[rows], sample=False)
+
+    def _lists(self, wide: np.ndarray, list_centroids: np.ndarray, offsets: np.ndarray) -> object:
+        import faiss
+
+        M, _, dw = wide.shape
+        nlist = len(list_centroids)
+        coarse = np.zeros((nlist, M, dw), dtype=np.float32)  # 0 against the query's -beta slots
+        coarse[:, :, :-1] = list_centroids.reshape(nlist, M, dw - 1)
+        self._quantizer = faiss.IndexFlatIP(M * dw)  # the index does not own it: kept alive here
+        self._quantizer.add(coarse.reshape(nlist, -1))
+        ivf = faiss.IndexIVFPQ(self._quantizer, M * dw, nlist, M, 4, faiss.METRIC_INNER_PRODUCT)
+        ivf.by_residual = False
+        faiss.copy_array_to_vector(wide.ravel(), ivf.pq.centroids)
+        ivf.is_trained = True
+        rows = np.arange(self.items, dtype=np.int64)
+        for lst in range(nlist):
+            lo, hi = int(offsets[lst]), int(offsets[lst + 1])
+            if hi > lo:
+                ivf.invlists.add_entries(lst, hi - lo, faiss.swig_ptr(rows[lo:hi]), faiss.swig_ptr(self.packed[lo:hi]))
+        ivf.ntotal = self.items
+        return faiss.IndexIVFPQFastScan(ivf)
+
+    def probe(self, lists: np.ndarray, scores: np.ndarray) -> None:
+        """Each query's lists (q, nprobe) and their centroid scores, for this index and its sample alike
+        (the sample's lists must be the probed lists); chosen once per batch, not per faiss call."""
+        self._lists, self._scores = np.ascontiguousarray(lists, dtype=np.int64), np.ascontiguousarray(scores, dtype=np.float32)
+        self.index.nprobe = lists.shape[1]
+        if self.sample is not None:
+            self.sample.probe(lists, scores)
+
+    def search(self, rows: np.ndarray, wide: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """faiss's approximate top-k g (distances, rows) of `wide` queries (those numbered `rows`) over
+        their probed lists."""
+        return self.index.search_preassigned(wide, k, self._lists[rows], self._scores[rows])
+
+    def item_norms(self, idx: np.ndarray, found: np.ndarray) -> np.ndarray:
+        """Reconstruction norms of rows `found` (-1: any), held exactly."""
+        return self.norms[found]
 
 
 class FastScanRanker:
@@ -118,7 +200,7 @@ class FastScanRanker:
         self.pairs = _pairs(self.tables).reshape(len(Q), -1)  # (q, ceil(M/2) * 256)
         self.offsets = (np.arange((M + 1) // 2) * 256).astype(np.intp)
 
-    def __call__(self, index: FastScanIndex, keep: int, threshold: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def __call__(self, index: FastScanIndex | IVFFastScanIndex, keep: int, threshold: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         q, n = len(self.sub), index.items
         positions = np.full((q, 0), -1, dtype=np.int64)
         scores = np.full((q, 0), -np.inf, dtype=np.float32)
@@ -127,25 +209,40 @@ class FastScanRanker:
         unknown = np.flatnonzero(np.isneginf(floor))
         if len(unknown) and index.sample is not None and index.sample.items >= keep:
             # any `keep` items' k-th best exact score is a floor; about keep*stride items score above it
-            _, found = index.sample.index.search(self._wide(unknown, np.zeros(len(unknown))), keep)
-            floor[unknown] = self._exact(index, unknown, found * index.stride).min(axis=1)
+            _, found = index.sample.search(unknown, self._wide(unknown, np.zeros(len(unknown))), keep)
+            floor[unknown] = self._exact(index, unknown[:, None], np.where(found >= 0, found * index.stride, -1)).min(axis=1)
         pending = np.arange(q)
         while len(pending):
             t = floor[pending]
             beta = np.maximum(t, 0.0) / max(index.norm_lo + index.norm_hi, 1e-30) if self.normalize else np.zeros_like(t)
-            approx, found = index.index.search(self._wide(pending, beta), length)
-            exact = self._exact(index, pending, found)
-            if length >= keep:  # the shortlist's own k-th best exact score is a floor too
-                t = np.maximum(t, np.partition(exact, length - keep, axis=1)[:, length - keep])
-                floor[pending] = t
+            approx, found = index.search(pending, self._wide(pending, beta), length)
             tables = self.tables[pending] - beta[:, None, None].astype(np.float32) * index.sqnorms[None]
-            done = (length >= n) | (approx[:, -1] + _quantisation_error(tables) < self._bound(t, beta, index))
+            eps = _quantisation_error(tables)
+            exact = np.full(found.shape, -np.inf, dtype=np.float32)
+            head = min(length, 2 * keep)  # the best approximate ones first: they give a floor
+            exact[:, :head] = self._exact(index, pending[:, None], found[:, :head])
+            if length >= keep:  # the shortlist's own k-th best exact score is a floor too
+                t = np.maximum(t, np.partition(exact[:, :head], head - keep, axis=1)[:, head - keep])
+            bound = self._bound(t, beta, index)
+            # the rest only where the approximate score leaves the floor within reach: others are below it
+            need = (found >= 0) & (approx + eps[:, None] >= bound[:, None])
+            need[:, :head] = False
+            r, c = np.nonzero(need)
+            if len(r):
+                exact[r, c] = self._exact(index, pending[r], found[r, c])
+                if length >= keep:
+                    t = np.maximum(t, np.partition(exact, length - keep, axis=1)[:, length - keep])
+                    bound = self._bound(t, beta, index)
+            floor[pending] = t
+            whole = (length >= n) | (found[:, -1] < 0)  # every item of the run (IVF: of the probed lists) found
+            done = whole | (approx[:, -1] + eps < bound)
             if length > positions.shape[1]:
                 pad = length - positions.shape[1]
                 positions = np.pad(positions, ((0, 0), (0, pad)), constant_values=-1)
                 scores = np.pad(scores, ((0, 0), (0, pad)), constant_values=-np.inf)
             rows = pending[done]
-            positions[rows, :length], scores[rows, :length] = found[done], exact[done]
+            kept = np.where(np.isneginf(exact), -1, found)  # items ruled out unscored are padding too
+            positions[rows, :length], scores[rows, :length] = kept[done], exact[done]
             pending = pending[~done]
             length = min(n, 4 * length)
         return positions, scores
@@ -156,7 +253,7 @@ class FastScanRanker:
         wide[:, :, :-1], wide[:, :, -1] = self.sub[rows], -beta[:, None]
         return wide.reshape(len(rows), -1)
 
-    def _bound(self, t: np.ndarray, beta: np.ndarray, index: FastScanIndex) -> np.ndarray:
+    def _bound(self, t: np.ndarray, beta: np.ndarray, index: FastScanIndex | IVFFastScanIndex) -> np.ndarray:
         """Items whose g = ip - beta*|x|^2 is below this score below t.
 
         Cosine: ip <= g + beta*n^2 < t*n must hold for every norm n in [lo, hi]; t*n - beta*n^2 is
@@ -169,17 +266,18 @@ class FastScanRanker:
             bound = np.minimum(t * lo - beta * lo * lo, t * hi - beta * hi * hi)
         return np.where(np.isneginf(t), -np.inf, bound)
 
-    def _exact(self, index: FastScanIndex, rows: np.ndarray, found: np.ndarray) -> np.ndarray:
-        """Exact scores (float tables, exact norms) of items `found` (p, length) for queries `rows`."""
-        p, length = found.shape
-        out = np.empty((p, length), dtype=np.float32)
+    def _exact(self, index: FastScanIndex | IVFFastScanIndex, rows: np.ndarray, found: np.ndarray) -> np.ndarray:
+        """Exact scores (float tables, exact norms) of items `found` for queries `rows` (an array
+        broadcast against `found`: (p, 1) for (p, length) items, or one query per item); -inf where
+        `found` is -1 (fewer items than asked in the probed lists)."""
+        out = np.empty(found.shape, dtype=np.float32)
         width = self.pairs.shape[1]
-        step = max(1, _GATHER // max(1, length * len(self.offsets)))
-        for i in range(0, p, step):
-            idx = index.packed[found[i : i + step]] + self.offsets  # (s, length, M/2): a lookup per byte
-            ip = self.pairs.take(idx + (rows[i : i + step] * width)[:, None, None]).sum(axis=2, dtype=np.float32)
+        step = max(1, _GATHER // max(1, (found.size // max(1, len(found))) * len(self.offsets)))
+        for i in range(0, len(found), step):
+            idx = index.packed[found[i : i + step]] + self.offsets  # (..., M/2): a lookup per byte
+            ip = self.pairs.take(idx + (rows[i : i + step] * width)[..., None]).sum(axis=-1, dtype=np.float32)
             if self.normalize:
-                norms = np.sqrt(index.sqpairs.take(idx).sum(axis=2, dtype=np.float32))
+                norms = index.item_norms(idx, found[i : i + step])
                 ip /= np.where(norms > 0, norms, np.float32(1.0))
             out[i : i + step] = ip
-        return out
+        return np.where(found >= 0, out, -np.inf).astype(np.float32)

@@ -6,9 +6,11 @@ decoded vectors, so the partition is the one the codes define (k-means on the re
 second copy of the vectors). A search scores each query's centroids, takes the `nprobe` best
 lists, and scores their items on the codes with the codec's own scores, each query's made from it
 alone (so a query's results do not depend on the other queries of its batch); pq candidates of a
-chunk of queries are gathered and scored together from per-query lookup tables. With `nprobe = nlist` the
-results are the flat search's: the same ids in the same order, scores equal to float32 rounding
-(a flat search makes its lookup tables for the whole batch at once). The index is bound to its
+chunk of queries are gathered and scored together from per-query lookup tables. 4-bit pq
+(`pq:...,K=16`) is searched as the flat search searches it (codecs/_fastscan.py): faiss's IVF
+fast-scan draws shortlists that a bound proves complete, so its top-k is exact over the probed
+lists too. With `nprobe = nlist` the results are the flat search's: the same ids in the same
+order, scores equal to float32 rounding. The index is bound to its
 archive: a fingerprint of the archive's size and section checksums is stored, and an index of
 another or a changed archive is refused.
 """
@@ -31,6 +33,7 @@ from .._progress import progress_bar
 from .._validate import l2_normalize
 from ..codecs import Codes
 from ..codecs._base import _items
+from ..codecs._fastscan import IVFFastScanIndex
 from ..codecs.pq import PQCodec
 from ..container import Archive
 from ._engine import SearchResult
@@ -38,6 +41,9 @@ from ._engine import SearchResult
 FORMAT = "semzip-ivf"
 VERSION = 1
 _ARRAYS = ("centroids", "offsets", "positions")
+#: 4-bit pq: faiss's first shortlist per query. Lists give no threshold from earlier items (a flat
+#: search's runs do), so a first pass of the flat default 64 is mostly drawn again; work, not results.
+_FIRST_SHORTLIST = 256
 #: Gathered code elements (queries x candidates x sub-spaces) scored at once.
 _PAIR_ELEMENTS = 1 << 22
 
@@ -156,11 +162,12 @@ def read_ivf(path: str | Path, archive: Archive) -> tuple[dict[str, Any], dict[s
 class IVFSearcher:
     """An archive's codes held in list order with their norms, searched list by list.
 
-    For pq archives the probed lists are first scanned by faiss's IVF kernels on the same codes
-    (`IndexIVFPQ`, `by_residual = False`: PQ codes of the vectors themselves, laid out as semzip
-    stores them; `IndexIVFPQFastScan` for 4-bit codes), which keep a shortlist of the best inner
-    products per query; the shortlist is then scored by the codec's scorer, with norms for cosines,
-    exactly as the other path scores every item.
+    For pq archives the probed lists are first scanned by faiss's IVF kernels on the same codes.
+    4-bit codes: `IndexIVFPQFastScan` over centroids extended by their squared norms, so that it
+    ranks by a bound on the cosine, and its shortlists are proven complete (exact over the probed
+    lists). Wider codes: `IndexIVFPQ` (`by_residual = False`: PQ codes of the vectors themselves,
+    laid out as semzip stores them) keeps the best inner products per query, a shortlist then
+    scored by the codec's scorer, with norms for cosines, as the other path scores every item.
     """
 
     def __init__(self, archive: Archive, path: str | Path | None = None) -> None:
@@ -177,12 +184,17 @@ class IVFSearcher:
         self._row = np.empty(len(positions), dtype=np.int64)
         self._row[positions] = np.arange(len(positions))  # archive position -> row in list order
         self._pq = codec if isinstance(codec, PQCodec) and len(positions) else None
-        self._faiss: Any = self._faiss_lists(self._pq) if self._pq is not None else None
+        self._fast: IVFFastScanIndex | None = None
+        self._faiss: Any = None
+        if self._pq is not None and self._pq.has_fast_index:
+            self._fast = IVFFastScanIndex(self._pq.centroids_, self.codes["codes"], self.offsets,
+                                          self._pq.rotate(self.centroids), self.norms)
+        elif self._pq is not None:
+            self._faiss = self._faiss_lists(self._pq)
 
     def _faiss_lists(self, codec: PQCodec) -> Any:
-        """The same lists and codes as a faiss IndexIVFPQ over the codec's (rotated) space; 4-bit codes
-        (`pq:...,K=16`) repacked into faiss's fast-scan blocks (`IndexIVFPQFastScan`: SIMD table
-        lookups on 8-bit rounded tables, several times faster; its shortlist is re-scored exactly)."""
+        """The same lists and codes as a faiss IndexIVFPQ (float tables) over the codec's (rotated)
+        space, for pq codes of more than 4 bits (faiss ranks their shortlist by inner product)."""
         import faiss
 
         from ._export import copy_pq, pack_indices, pq_bits
@@ -202,15 +214,17 @@ class IVFSearcher:
                 index.invlists.add_entries(lst, hi - lo, faiss.swig_ptr(ids), faiss.swig_ptr(packed[lo:hi]))
         index.ntotal = len(self.positions)
         self._quantizer = quantizer  # the index does not own its quantizer: keep it alive
-        return faiss.IndexIVFPQFastScan(index) if nbits == 4 else index
+        return index
 
     def search(self, queries: Any, k: int = 10, *, nprobe: int = 16, normalize: bool = True,
                shortlist: int | None = None) -> SearchResult:
         """Top-k per query among the items of its `nprobe` nearest lists (cosine by default), scored on
         the codes; ties go to the earlier item, as in a flat search. Rows past the candidates found
-        have score -inf and position -1. pq archives: `shortlist` (default max(500, 50 k)) best
-        inner products per query from faiss's scan are re-scored; 0 scores every probed item here."""
-        from ._engine import _queries, _select
+        have score -inf and position -1. `shortlist`: 0 scores every probed item here (numpy). For
+        4-bit pq, the first shortlist per query of faiss's fast-scan (default 256; work, not results:
+        the top-k is exact over the probed lists whatever it is); for wider pq, the best inner
+        products per query kept from faiss's scan and re-scored (default max(500, 50 k))."""
+        from ._engine import _queries
 
         Q = _queries(queries, self.archive.dim, normalize)
         if not isinstance(k, (int, np.integer)) or k < 1:
@@ -219,28 +233,43 @@ class IVFSearcher:
             raise InputError(f"nprobe must be between 1 and the index's {self.nlist} lists, got {nprobe}")
         best = np.full((len(Q), k), -np.inf, dtype=np.float32)
         where = np.full((len(Q), k), -1, dtype=np.int64)
-        found = self._candidates(Q, k, nprobe, shortlist)
-        width = max((len(rows) for rows in found), default=0)
-        step = max(1, _PAIR_ELEMENTS // max(1, width * (self._pq.M if self._pq is not None else 1)))
-        for lo in range(0, len(Q) if width else 0, step):  # queries in chunks: (chunk, width) scores at once
-            chunk = found[lo : lo + step]
-            rows = np.full((len(chunk), width), -1, dtype=np.int64)
-            for i, r in enumerate(chunk):
-                rows[i, : len(r)] = r
-            valid = rows >= 0
-            S = np.where(valid, self._pair_scores(Q[lo : lo + step], chunk, rows, valid), -np.inf).astype(np.float32)
-            if normalize:
-                norms = self.norms[rows]
-                S /= np.where(valid & (norms > 0), norms, 1.0)
-            pos = np.where(valid, self.positions[rows], -1)
-            keep = min(k, width)
-            sel = _select(S, np.zeros(S.shape, dtype=np.int32), pos, keep)
-            top, at = np.take_along_axis(S, sel, axis=1), np.take_along_axis(pos, sel, axis=1)
-            order = np.lexsort((at, -top), axis=1)  # best first, ties to the earlier item
-            top, at = np.take_along_axis(top, order, axis=1), np.take_along_axis(at, order, axis=1)
-            best[lo : lo + step, :keep], where[lo : lo + step, :keep] = top, np.where(np.isneginf(top), -1, at)
+        if self._fast is not None and shortlist != 0:
+            if shortlist is not None and shortlist < 1:
+                raise InputError(f"shortlist must be positive (or 0 for the numpy scan), got {shortlist}")
+            self._fast.probe(*self._probes(Q, nprobe))
+            ranker = self._pq.fast_ranker(Q, normalize, _FIRST_SHORTLIST if shortlist is None else shortlist)
+            rows, S = ranker(self._fast, k, np.full(len(Q), -np.inf))
+            self._keep(S, np.where(rows >= 0, self.positions[rows], -1), best, where, 0)
+        else:
+            found = self._candidates(Q, k, nprobe, shortlist)
+            width = max((len(rows) for rows in found), default=0)
+            step = max(1, _PAIR_ELEMENTS // max(1, width * (self._pq.M if self._pq is not None else 1)))
+            for lo in range(0, len(Q) if width else 0, step):  # queries in chunks: (chunk, width) scores at once
+                chunk = found[lo : lo + step]
+                rows = np.full((len(chunk), width), -1, dtype=np.int64)
+                for i, r in enumerate(chunk):
+                    rows[i, : len(r)] = r
+                valid = rows >= 0
+                S = np.where(valid, self._pair_scores(Q[lo : lo + step], chunk, rows, valid), -np.inf).astype(np.float32)
+                if normalize:
+                    norms = self.norms[rows]
+                    S /= np.where(valid & (norms > 0), norms, 1.0)
+                self._keep(S, np.where(valid, self.positions[rows], -1), best, where, lo)
         ids = [[self.archive.ids[p] for p in row if p >= 0] for row in where.tolist()]
         return SearchResult(ids, best, np.zeros_like(where, dtype=np.int32), where)
+
+    @staticmethod
+    def _keep(S: np.ndarray, pos: np.ndarray, best: np.ndarray, where: np.ndarray, lo: int) -> None:
+        """The top of scores S (q, w) at archive positions pos into rows lo.. of best and where:
+        best first, ties to the earlier item, -inf scores at position -1."""
+        from ._engine import _select
+
+        keep = min(best.shape[1], S.shape[1])
+        sel = _select(S, np.zeros(S.shape, dtype=np.int32), pos, keep)
+        top, at = np.take_along_axis(S, sel, axis=1), np.take_along_axis(pos, sel, axis=1)
+        order = np.lexsort((at, -top), axis=1)  # best first, ties to the earlier item
+        top, at = np.take_along_axis(top, order, axis=1), np.take_along_axis(at, order, axis=1)
+        best[lo : lo + len(S), :keep], where[lo : lo + len(S), :keep] = top, np.where(np.isneginf(top), -1, at)
 
     def _pair_scores(self, Q: np.ndarray, found: list[np.ndarray], rows: np.ndarray, valid: np.ndarray) -> np.ndarray:
         """(q, width) scores of each query's candidate rows, each made from its query alone (so a
@@ -257,15 +286,34 @@ class IVFSearcher:
 
     def _candidates(self, Q: np.ndarray, k: int, nprobe: int, shortlist: int | None) -> list[np.ndarray]:
         """Per query, the rows (list order) to score: every item of its lists, or faiss's shortlist."""
-        if self._pq is not None and shortlist != 0:
+        if self._faiss is not None and shortlist != 0:
             keep = min(len(self.positions), shortlist or max(500, 50 * k))
             if keep < k:
                 raise InputError(f"shortlist must be at least k ({k}), got {shortlist}")
+            lists, scores = self._probes(Q, nprobe)
             self._faiss.nprobe = nprobe
-            _, found = self._faiss.search(np.ascontiguousarray(self._pq.rotate(Q), dtype=np.float32), keep)
+            _, found = self._faiss.search_preassigned(np.ascontiguousarray(self._pq.rotate(Q), dtype=np.float32), keep,
+                                                      lists, scores)
             return [np.sort(self._row[row[row >= 0]]) for row in found]
-        probes = np.sort(np.argsort(-(l2_normalize(Q) @ self.centroids.T), axis=1, kind="stable")[:, :nprobe], axis=1)
+        probes = np.sort(self._probes(Q, nprobe)[0], axis=1)
         return [np.concatenate([np.arange(self.offsets[j], self.offsets[j + 1]) for j in lists]) for lists in probes]
+
+    def _probes(self, Q: np.ndarray, nprobe: int) -> tuple[np.ndarray, np.ndarray]:
+        """Each query's `nprobe` nearest lists (q, nprobe), best first (ties to the lower list), and
+        their centroid cosines: one choice for every scan path, so they scan the same items."""
+        S = l2_normalize(Q) @ self.centroids.T
+        if nprobe < self.nlist:
+            lists = np.argpartition(-S, nprobe - 1, axis=1)[:, :nprobe]
+            last = np.take_along_axis(S, lists, axis=1).min(axis=1, keepdims=True)
+            tied = (S >= last).sum(axis=1) > nprobe  # a tie at the cut: the lower lists win, as a stable sort says
+            if tied.any():
+                lists[tied] = np.argsort(-S[tied], axis=1, kind="stable")[:, :nprobe]
+        else:
+            lists = np.broadcast_to(np.arange(self.nlist), S.shape)
+        scores = np.take_along_axis(S, lists, axis=1)
+        order = np.lexsort((lists, -scores), axis=1)  # best first, ties to the lower list
+        lists = np.take_along_axis(lists, order, axis=1)
+        return np.ascontiguousarray(lists), np.take_along_axis(scores, order, axis=1)
 
 
 def search_ivf(archives: Sequence[Archive], queries: Any, k: int = 10, *, nprobe: int = 16, normalize: bool = True,
