@@ -23,7 +23,8 @@ def data():
     return np.concatenate([X, X[:300]])  # 300 exact duplicates: ties the flat search orders by position
 
 
-@pytest.mark.parametrize("spec", ["pq:M=8,K=256,opq=1", "pq:M=16,K=16,opq=1,raw=1", "int8", "f16", "rq:M=4,K=64,beam=2"])
+@pytest.mark.parametrize("spec", ["pq:M=8,K=256,opq=1", "pq:M=16,K=16,opq=1,raw=1", "pq:M=8,K=64,opq=0", "int8", "f16",
+                                  "rq:M=4,K=64,beam=2"])
 @pytest.mark.parametrize("normalize", [True, False])
 def test_probing_every_list_is_the_flat_search(tmp_path, data, spec, normalize):
     write_archive(tmp_path / "a.smz", make_codec(spec).fit(data[:3000]), data, block_items=500)
@@ -35,7 +36,7 @@ def test_probing_every_list_is_the_flat_search(tmp_path, data, spec, normalize):
         with Collection([arc]) as coll:
             flat = coll.search(Q, 12, normalize=normalize)
         runs = [ivf.search(Q, 12, nprobe=32, normalize=normalize, shortlist=0)]  # every probed item scored here
-        if spec.startswith("pq"):  # faiss (K=16: fast-scan), shortlist = archive: nothing cut
+        if spec.startswith("pq"):  # faiss (K=16: fast-scan; K=64: shortlist by inner product), nothing cut
             runs.append(ivf.search(Q, 12, nprobe=32, normalize=normalize, shortlist=len(data)))
             short = ivf.search(Q, 12, nprobe=32, normalize=normalize)  # the default shortlist
             assert np.mean([len(set(a) & set(b)) / 12 for a, b in zip(short.ids, flat.ids)]) >= 0.98
@@ -48,11 +49,12 @@ def test_probing_every_list_is_the_flat_search(tmp_path, data, spec, normalize):
     assert alone.ids[0] == got.ids[7] and alone.scores.tobytes() == got.scores[7:8].tobytes()  # batch-independent
 
 
+@pytest.mark.parametrize("spec", ["pq:M=16,K=16,opq=1,raw=1", "pq:M=8,K=256,opq=1"])
 @pytest.mark.parametrize("normalize", [True, False])
-def test_fast_scan_lists_are_exact_over_the_probed_lists(tmp_path, data, normalize):
-    """4-bit pq: faiss's IVF fast-scan only draws shortlists, and a bound proves each complete (or it
-    is drawn again, longer), so every nprobe and first shortlist gives the numpy scan's top-k."""
-    write_archive(tmp_path / "a.smz", make_codec("pq:M=16,K=16,opq=1,raw=1").fit(data[:3000]), data, block_items=500)
+def test_fast_scan_lists_are_exact_over_the_probed_lists(tmp_path, data, spec, normalize):
+    """4- and 8-bit pq: faiss's IVF scan only draws shortlists, and a bound proves each complete (or
+    it is drawn again, longer), so every nprobe and first shortlist gives the numpy scan's top-k."""
+    write_archive(tmp_path / "a.smz", make_codec(spec).fit(data[:3000]), data, block_items=500)
     Q = np.concatenate([data[:5], unit_rows(40, 48, seed=4, clusters=40)])
     with Archive.open(tmp_path / "a.smz") as arc:
         build_ivf(arc, nlist=32)

@@ -40,7 +40,7 @@ def search(
     device: DeviceOpt = "cpu",
     nprobe: Annotated[int | None, typer.Option("--nprobe", help="Search through the IVF index of each archive or shard (`semzip index`), scanning the items of this many lists per query in each.", rich_help_panel="Scale-out")] = None,
     ivf: Annotated[Path | None, typer.Option("--ivf", help="IVF index file (default: ARCHIVE.ivf).", rich_help_panel="Scale-out")] = None,
-    shortlist: Annotated[int | None, typer.Option("--shortlist", help="With --nprobe on pq archives: candidates per query kept from faiss's scan and re-scored (8-bit pq: default max(500, 50 k), a cap on recall; 4-bit pq: the first shortlist, default 256, work only: exact over the probed lists whatever it is; 0: score every probed item in numpy).", rich_help_panel="Scale-out")] = None,
+    shortlist: Annotated[int | None, typer.Option("--shortlist", help="With --nprobe on pq archives: faiss's first shortlist per query (4- and 8-bit pq, K=16 or 256: default 256, work only, the top-k is exact over the probed lists whatever it is; other K: the candidates kept and re-scored, default max(500, 50 k), a cap on recall); 0: score every probed item in numpy.", rich_help_panel="Scale-out")] = None,
     ray: Annotated[bool, typer.Option("--ray", help="Scan each archive or shard in its own Ray task and merge the top-k (same results as one process).", rich_help_panel="Scale-out")] = False,
     address: Annotated[str | None, typer.Option("--address", help="Ray cluster to use with --ray (default: $RAY_ADDRESS, else a local Ray).", rich_help_panel="Scale-out")] = None,
 ) -> None:

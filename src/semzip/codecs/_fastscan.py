@@ -56,17 +56,24 @@ def _pairs(tables: np.ndarray) -> np.ndarray:
 
 
 def _extended(centroids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Centroid |c|^2 (M, K), its pair tables (ceil(M/2) * 256,), and the centroids extended by it
+    """Centroid |c|^2 (M, K), its byte tables (bytes per code * 256,), and the centroids extended by it
     (M, K, dsub + 1): the codebook whose inner products with `FastScanRanker._wide` queries are g."""
     sqnorms = (centroids.astype(np.float32) ** 2).sum(axis=2)
     wide = np.concatenate([centroids, sqnorms[..., None]], axis=2).astype(np.float32)
-    return sqnorms, _pairs(sqnorms).ravel(), wide
+    return sqnorms, _byte_tables(sqnorms).ravel(), wide
 
 
-def _quantisation_error(tables: np.ndarray) -> np.ndarray:
-    """Largest |approximate - exact| of a faiss fast-scan sum, per query, for tables (q, M, 16)."""
+def _byte_tables(tables: np.ndarray) -> np.ndarray:
+    """Tables (..., M, K) as one 256-entry table per byte of a packed code: pairs of sub-spaces for
+    4-bit codes (`_pairs`), the tables themselves for 8-bit ones."""
+    return tables if tables.shape[-1] == 256 else _pairs(tables)
+
+
+def _quantisation_error(tables: np.ndarray, rounded: bool = True) -> np.ndarray:
+    """Largest |approximate - exact| of a faiss sum, per query, for tables (q, M, K): fast-scan's
+    8-bit rounding of 4-bit tables (`rounded`), else float rounding only."""
     span = tables.max(axis=2) - tables.min(axis=2)
-    per_entry = np.maximum(span.max(axis=1) / 255.0, span.sum(axis=1) / 65535.0) / 2
+    per_entry = np.maximum(span.max(axis=1) / 255.0, span.sum(axis=1) / 65535.0) / 2 if rounded else 0.0
     return tables.shape[1] * (per_entry + _SLACK * np.abs(tables).max(axis=(1, 2))) + 1e-6
 
 
@@ -82,7 +89,7 @@ class FastScanIndex:
         import faiss
 
         M, K, dsub = centroids.shape
-        self.M, self.items = M, len(codes)
+        self.M, self.items, self.rounded = M, len(codes), True
         self.packed = pack_nibbles(codes)  # faiss's IndexPQ layout for 4-bit codes
         self.sqnorms, self.sqpairs, wide = _extended(centroids)
         pq = faiss.IndexPQ(M * (dsub + 1), M, 4, faiss.METRIC_INNER_PRODUCT)
@@ -113,9 +120,11 @@ class FastScanIndex:
 
 
 class IVFFastScanIndex:
-    """4-bit PQ codes grouped in inverted lists, as a faiss `IndexIVFPQFastScan` over the extended
-    centroids: `FastScanRanker` searches it as a run whose items are those of each query's `nprobe`
-    lists, so its result is exact over the probed lists (as a numpy scan of them), not a shortlist.
+    """4-bit or 8-bit PQ codes grouped in inverted lists, as a faiss IVF index over the extended
+    centroids (4-bit: `IndexIVFPQFastScan`, 8-bit rounded tables; 8-bit: `IndexIVFPQ`, float tables,
+    so only float rounding separates its g from the exact one): `FastScanRanker` searches it as a run
+    whose items are those of each query's `nprobe` lists, so its result is exact over the probed
+    lists (as a numpy scan of them), not a shortlist.
 
     `codes` (n, M) are in list order (list l holds rows offsets[l]:offsets[l+1]) and the faiss ids
     are those rows. `list_centroids` (nlist, d) are in the codec's rotated space; `norms` are the
@@ -126,8 +135,10 @@ class IVFFastScanIndex:
     def __init__(self, centroids: np.ndarray, codes: np.ndarray, offsets: np.ndarray, list_centroids: np.ndarray,
                  norms: np.ndarray, *, sample: bool = True) -> None:
         M, K, dsub = centroids.shape
-        self.M, self.items = M, len(codes)
-        self.packed = pack_nibbles(codes)
+        if K not in (16, 256):
+            raise ValueError(f"IVF fast-scan needs 4- or 8-bit codes, got K={K}")
+        self.M, self.items, self.rounded = M, len(codes), K == 16
+        self.packed = pack_nibbles(codes) if self.rounded else np.ascontiguousarray(codes, dtype=np.uint8)
         self.sqnorms, self.sqpairs, wide = _extended(centroids)
         self.norms = np.asarray(norms, dtype=np.float32)
         lo, hi = (float(norms.min()), float(norms.max())) if len(norms) else (0.0, 0.0)
@@ -150,7 +161,7 @@ class IVFFastScanIndex:
         coarse[:, :, :-1] = list_centroids.reshape(nlist, M, dw - 1)
         self._quantizer = faiss.IndexFlatIP(M * dw)  # the index does not own it: kept alive here
         self._quantizer.add(coarse.reshape(nlist, -1))
-        ivf = faiss.IndexIVFPQ(self._quantizer, M * dw, nlist, M, 4, faiss.METRIC_INNER_PRODUCT)
+        ivf = faiss.IndexIVFPQ(self._quantizer, M * dw, nlist, M, 4 if self.rounded else 8, faiss.METRIC_INNER_PRODUCT)
         ivf.by_residual = False
         faiss.copy_array_to_vector(wide.ravel(), ivf.pq.centroids)
         ivf.is_trained = True
@@ -160,7 +171,7 @@ class IVFFastScanIndex:
             if hi > lo:
                 ivf.invlists.add_entries(lst, hi - lo, faiss.swig_ptr(rows[lo:hi]), faiss.swig_ptr(self.packed[lo:hi]))
         ivf.ntotal = self.items
-        return faiss.IndexIVFPQFastScan(ivf)
+        return faiss.IndexIVFPQFastScan(ivf) if self.rounded else ivf
 
     def probe(self, lists: np.ndarray, scores: np.ndarray) -> None:
         """Each query's lists (q, nprobe) and their centroid scores, for this index and its sample alike
@@ -197,8 +208,8 @@ class FastScanRanker:
         self.sub = Q.reshape(len(Q), M, dsub).astype(np.float32)
         by_space = np.matmul(self.sub.transpose(1, 0, 2), centroids.transpose(0, 2, 1).astype(np.float32))
         self.tables = np.ascontiguousarray(by_space.transpose(1, 0, 2))  # (q, M, K) centroid . query
-        self.pairs = _pairs(self.tables).reshape(len(Q), -1)  # (q, ceil(M/2) * 256)
-        self.offsets = (np.arange((M + 1) // 2) * 256).astype(np.intp)
+        self.pairs = _byte_tables(self.tables).reshape(len(Q), -1)  # (q, bytes per code * 256)
+        self.offsets = (np.arange(self.pairs.shape[1] // 256) * 256).astype(np.intp)
 
     def __call__(self, index: FastScanIndex | IVFFastScanIndex, keep: int, threshold: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         q, n = len(self.sub), index.items
@@ -217,7 +228,7 @@ class FastScanRanker:
             beta = np.maximum(t, 0.0) / max(index.norm_lo + index.norm_hi, 1e-30) if self.normalize else np.zeros_like(t)
             approx, found = index.search(pending, self._wide(pending, beta), length)
             tables = self.tables[pending] - beta[:, None, None].astype(np.float32) * index.sqnorms[None]
-            eps = _quantisation_error(tables)
+            eps = _quantisation_error(tables, index.rounded)
             exact = np.full(found.shape, -np.inf, dtype=np.float32)
             head = min(length, 2 * keep)  # the best approximate ones first: they give a floor
             exact[:, :head] = self._exact(index, pending[:, None], found[:, :head])

@@ -7,9 +7,9 @@ second copy of the vectors). A search scores each query's centroids, takes the `
 lists, and scores their items on the codes with the codec's own scores, each query's made from it
 alone (so a query's results do not depend on the other queries of its batch); pq candidates of a
 chunk of queries are gathered and scored together from per-query lookup tables. 4-bit pq
-(`pq:...,K=16`) is searched as the flat search searches it (codecs/_fastscan.py): faiss's IVF
-fast-scan draws shortlists that a bound proves complete, so its top-k is exact over the probed
-lists too. With `nprobe = nlist` the results are the flat search's: the same ids in the same
+(`pq:...,K=16`) and 8-bit pq (K=256) are searched as the flat search searches 4-bit codes
+(codecs/_fastscan.py): faiss's IVF scan draws shortlists that a bound proves complete, so the
+top-k is exact over the probed lists. With `nprobe = nlist` the results are the flat search's: the same ids in the same
 order, scores equal to float32 rounding. The index is bound to its
 archive: a fingerprint of the archive's size and section checksums is stored, and an index of
 another or a changed archive is refused.
@@ -33,7 +33,7 @@ from .._progress import progress_bar
 from .._validate import l2_normalize
 from ..codecs import Codes
 from ..codecs._base import _items
-from ..codecs._fastscan import IVFFastScanIndex
+from ..codecs._fastscan import FastScanRanker, IVFFastScanIndex
 from ..codecs.pq import PQCodec
 from ..container import Archive
 from ._engine import SearchResult
@@ -41,7 +41,7 @@ from ._engine import SearchResult
 FORMAT = "semzip-ivf"
 VERSION = 1
 _ARRAYS = ("centroids", "offsets", "positions")
-#: 4-bit pq: faiss's first shortlist per query. Lists give no threshold from earlier items (a flat
+#: 4- and 8-bit pq: faiss's first shortlist per query. Lists give no threshold from earlier items (a flat
 #: search's runs do), so a first pass of the flat default 64 is mostly drawn again; work, not results.
 _FIRST_SHORTLIST = 256
 #: Gathered code elements (queries x candidates x sub-spaces) scored at once.
@@ -162,12 +162,12 @@ def read_ivf(path: str | Path, archive: Archive) -> tuple[dict[str, Any], dict[s
 class IVFSearcher:
     """An archive's codes held in list order with their norms, searched list by list.
 
-    For pq archives the probed lists are first scanned by faiss's IVF kernels on the same codes.
-    4-bit codes: `IndexIVFPQFastScan` over centroids extended by their squared norms, so that it
-    ranks by a bound on the cosine, and its shortlists are proven complete (exact over the probed
-    lists). Wider codes: `IndexIVFPQ` (`by_residual = False`: PQ codes of the vectors themselves,
-    laid out as semzip stores them) keeps the best inner products per query, a shortlist then
-    scored by the codec's scorer, with norms for cosines, as the other path scores every item.
+    For pq archives the probed lists are first scanned by faiss's IVF kernels on the same codes
+    (`by_residual = False`: PQ codes of the vectors themselves, laid out as semzip stores them).
+    4- and 8-bit codes: `IndexIVFPQFastScan` / `IndexIVFPQ` over centroids extended by their
+    squared norms, so that faiss ranks by a bound on the cosine, and its shortlists are proven
+    complete (exact over the probed lists). Other widths: `IndexIVFPQ` keeps the best inner
+    products per query, a shortlist then scored by the codec's scorer, with norms for cosines.
     """
 
     def __init__(self, archive: Archive, path: str | Path | None = None) -> None:
@@ -186,7 +186,7 @@ class IVFSearcher:
         self._pq = codec if isinstance(codec, PQCodec) and len(positions) else None
         self._fast: IVFFastScanIndex | None = None
         self._faiss: Any = None
-        if self._pq is not None and self._pq.has_fast_index:
+        if self._pq is not None and self._pq.K in (16, 256):
             self._fast = IVFFastScanIndex(self._pq.centroids_, self.codes["codes"], self.offsets,
                                           self._pq.rotate(self.centroids), self.norms)
         elif self._pq is not None:
@@ -194,7 +194,7 @@ class IVFSearcher:
 
     def _faiss_lists(self, codec: PQCodec) -> Any:
         """The same lists and codes as a faiss IndexIVFPQ (float tables) over the codec's (rotated)
-        space, for pq codes of more than 4 bits (faiss ranks their shortlist by inner product)."""
+        space, for pq codes of other widths than 4 and 8 bits (faiss ranks their shortlist by inner product)."""
         import faiss
 
         from ._export import copy_pq, pack_indices, pq_bits
@@ -221,8 +221,8 @@ class IVFSearcher:
         """Top-k per query among the items of its `nprobe` nearest lists (cosine by default), scored on
         the codes; ties go to the earlier item, as in a flat search. Rows past the candidates found
         have score -inf and position -1. `shortlist`: 0 scores every probed item here (numpy). For
-        4-bit pq, the first shortlist per query of faiss's fast-scan (default 256; work, not results:
-        the top-k is exact over the probed lists whatever it is); for wider pq, the best inner
+        4- and 8-bit pq, faiss's first shortlist per query (default 256; work, not results: the
+        top-k is exact over the probed lists whatever it is); for other widths, the best inner
         products per query kept from faiss's scan and re-scored (default max(500, 50 k))."""
         from ._engine import _queries
 
@@ -237,7 +237,8 @@ class IVFSearcher:
             if shortlist is not None and shortlist < 1:
                 raise InputError(f"shortlist must be positive (or 0 for the numpy scan), got {shortlist}")
             self._fast.probe(*self._probes(Q, nprobe))
-            ranker = self._pq.fast_ranker(Q, normalize, _FIRST_SHORTLIST if shortlist is None else shortlist)
+            ranker = FastScanRanker(self._pq.centroids_, self._pq.rotate(Q), normalize,
+                                    _FIRST_SHORTLIST if shortlist is None else shortlist)
             rows, S = ranker(self._fast, k, np.full(len(Q), -np.inf))
             self._keep(S, np.where(rows >= 0, self.positions[rows], -1), best, where, 0)
         else:
