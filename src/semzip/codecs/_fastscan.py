@@ -22,6 +22,12 @@ query and run of items, and a test proves the shortlist complete:
   (every 8th item: an eighth of a scan) gives t. A query whose test fails is searched again with
   4x the shortlist and the raised t, at worst over the whole run.
 
+Inside the shortlist, the best 2k are re-scored first (their k-th best raises t), then only those
+whose `g + eps` reaches the bound: the others cannot score t. Inverted lists (`IVFFastScanIndex`)
+are searched the same way, with the probed lists of each query as its run (faiss's IVF scan of
+them, `search_preassigned`) and the exact norms' range as [lo, hi]; 8-bit codes there are scanned
+with float tables, so eps is float rounding only.
+
 The shortlist is re-scored with float32 tables and exact norms, so the returned scores equal the
 inner products (or cosines) of the decoded vectors to float32 rounding (another summation order, not
 the same bits), and the top-k equals exact search up to items whose scores differ by less than that.
@@ -29,6 +35,8 @@ Identical codes get identical scores (the same table entries summed in the same 
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 
@@ -91,7 +99,7 @@ class FastScanIndex:
         M, K, dsub = centroids.shape
         self.M, self.items, self.rounded = M, len(codes), True
         self.packed = pack_nibbles(codes)  # faiss's IndexPQ layout for 4-bit codes
-        self.sqnorms, self.sqpairs, wide = _extended(centroids)
+        self.sqnorms, self.sqbytes, wide = _extended(centroids)
         pq = faiss.IndexPQ(M * (dsub + 1), M, 4, faiss.METRIC_INNER_PRODUCT)
         faiss.copy_array_to_vector(wide.ravel(), pq.pq.centroids)
         faiss.copy_array_to_vector(self.packed.ravel(), pq.codes)
@@ -111,8 +119,8 @@ class FastScanIndex:
         return self.index.search(wide, k)
 
     def item_norms(self, idx: np.ndarray, found: np.ndarray) -> np.ndarray:
-        """Reconstruction norms of items `found`, from their pair indices `idx` (the packed bytes)."""
-        return np.sqrt(self.sqpairs.take(idx).sum(axis=-1, dtype=np.float32))
+        """Reconstruction norms of items `found`, from their byte-table indices `idx` (the packed bytes)."""
+        return np.sqrt(self.sqbytes.take(idx).sum(axis=-1, dtype=np.float32))
 
     def codes(self) -> dict[str, np.ndarray]:
         """The run's codes as the codec's `unpack` gives them: {"codes": (items, M) uint8}."""
@@ -139,11 +147,11 @@ class IVFFastScanIndex:
             raise ValueError(f"IVF fast-scan needs 4- or 8-bit codes, got K={K}")
         self.M, self.items, self.rounded = M, len(codes), K == 16
         self.packed = pack_nibbles(codes) if self.rounded else np.ascontiguousarray(codes, dtype=np.uint8)
-        self.sqnorms, self.sqpairs, wide = _extended(centroids)
+        self.sqnorms, self.sqbytes, wide = _extended(centroids)
         self.norms = np.asarray(norms, dtype=np.float32)
         lo, hi = (float(norms.min()), float(norms.max())) if len(norms) else (0.0, 0.0)
         self.norm_lo, self.norm_hi = max(0.0, lo - 1e-6 * hi), hi + 1e-6 * hi  # widened by float32 rounding
-        self.index = self._lists(wide, list_centroids, offsets)
+        self.index = self._build(wide, list_centroids, offsets)
         self.stride = _STRIDE if sample and self.items >= _STRIDE * SHORTLIST else 1
         self.sample: IVFFastScanIndex | None = None
         if self.stride > 1:
@@ -152,7 +160,7 @@ class IVFFastScanIndex:
             self.sample = IVFFastScanIndex(centroids, codes[rows], np.concatenate([[0], np.cumsum(sizes)]),
                                            list_centroids, norms[rows], sample=False)
 
-    def _lists(self, wide: np.ndarray, list_centroids: np.ndarray, offsets: np.ndarray) -> object:
+    def _build(self, wide: np.ndarray, list_centroids: np.ndarray, offsets: np.ndarray) -> Any:
         import faiss
 
         M, _, dw = wide.shape
@@ -176,7 +184,7 @@ class IVFFastScanIndex:
     def probe(self, lists: np.ndarray, scores: np.ndarray) -> None:
         """Each query's lists (q, nprobe) and their centroid scores, for this index and its sample alike
         (the sample's lists must be the probed lists); chosen once per batch, not per faiss call."""
-        self._lists, self._scores = np.ascontiguousarray(lists, dtype=np.int64), np.ascontiguousarray(scores, dtype=np.float32)
+        self._probed = np.ascontiguousarray(lists, dtype=np.int64), np.ascontiguousarray(scores, dtype=np.float32)
         self.index.nprobe = lists.shape[1]
         if self.sample is not None:
             self.sample.probe(lists, scores)
@@ -184,7 +192,8 @@ class IVFFastScanIndex:
     def search(self, rows: np.ndarray, wide: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """faiss's approximate top-k g (distances, rows) of `wide` queries (those numbered `rows`) over
         their probed lists."""
-        return self.index.search_preassigned(wide, k, self._lists[rows], self._scores[rows])
+        lists, scores = self._probed
+        return self.index.search_preassigned(wide, k, lists[rows], scores[rows])
 
     def item_norms(self, idx: np.ndarray, found: np.ndarray) -> np.ndarray:
         """Reconstruction norms of rows `found` (-1: any), held exactly."""
@@ -192,7 +201,8 @@ class IVFFastScanIndex:
 
 
 class FastScanRanker:
-    """Queries prepared for `FastScanIndex` runs: `ranker(index, keep, threshold) -> (positions, scores)`.
+    """Queries prepared for `FastScanIndex` runs or `IVFFastScanIndex` lists:
+    `ranker(index, keep, threshold) -> (positions, scores)`.
 
     `Q` are the queries already rotated into the codec's space (the rotation is orthogonal, so inner
     products are unchanged). For each query the result holds every item of the run whose exact score
@@ -208,8 +218,8 @@ class FastScanRanker:
         self.sub = Q.reshape(len(Q), M, dsub).astype(np.float32)
         by_space = np.matmul(self.sub.transpose(1, 0, 2), centroids.transpose(0, 2, 1).astype(np.float32))
         self.tables = np.ascontiguousarray(by_space.transpose(1, 0, 2))  # (q, M, K) centroid . query
-        self.pairs = _byte_tables(self.tables).reshape(len(Q), -1)  # (q, bytes per code * 256)
-        self.offsets = (np.arange(self.pairs.shape[1] // 256) * 256).astype(np.intp)
+        self.byte_tables = _byte_tables(self.tables).reshape(len(Q), -1)  # (q, bytes per code * 256)
+        self.offsets = (np.arange(self.byte_tables.shape[1] // 256) * 256).astype(np.intp)
 
     def __call__(self, index: FastScanIndex | IVFFastScanIndex, keep: int, threshold: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         q, n = len(self.sub), index.items
@@ -282,11 +292,11 @@ class FastScanRanker:
         broadcast against `found`: (p, 1) for (p, length) items, or one query per item); -inf where
         `found` is -1 (fewer items than asked in the probed lists)."""
         out = np.empty(found.shape, dtype=np.float32)
-        width = self.pairs.shape[1]
+        width = self.byte_tables.shape[1]
         step = max(1, _GATHER // max(1, (found.size // max(1, len(found))) * len(self.offsets)))
         for i in range(0, len(found), step):
             idx = index.packed[found[i : i + step]] + self.offsets  # (..., M/2): a lookup per byte
-            ip = self.pairs.take(idx + (rows[i : i + step] * width)[..., None]).sum(axis=-1, dtype=np.float32)
+            ip = self.byte_tables.take(idx + (rows[i : i + step] * width)[..., None]).sum(axis=-1, dtype=np.float32)
             if self.normalize:
                 norms = index.item_norms(idx, found[i : i + step])
                 ip /= np.where(norms > 0, norms, np.float32(1.0))

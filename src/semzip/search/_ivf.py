@@ -233,7 +233,7 @@ class IVFSearcher:
             raise InputError(f"nprobe must be between 1 and the index's {self.nlist} lists, got {nprobe}")
         best = np.full((len(Q), k), -np.inf, dtype=np.float32)
         where = np.full((len(Q), k), -1, dtype=np.int64)
-        if self._fast is not None and shortlist != 0:
+        if self._fast is not None and self._pq is not None and shortlist != 0:
             if shortlist is not None and shortlist < 1:
                 raise InputError(f"shortlist must be positive (or 0 for the numpy scan), got {shortlist}")
             self._fast.probe(*self._probes(Q, nprobe))
@@ -287,7 +287,7 @@ class IVFSearcher:
 
     def _candidates(self, Q: np.ndarray, k: int, nprobe: int, shortlist: int | None) -> list[np.ndarray]:
         """Per query, the rows (list order) to score: every item of its lists, or faiss's shortlist."""
-        if self._faiss is not None and shortlist != 0:
+        if self._faiss is not None and self._pq is not None and shortlist != 0:
             keep = min(len(self.positions), shortlist or max(500, 50 * k))
             if keep < k:
                 raise InputError(f"shortlist must be at least k ({k}), got {shortlist}")
