@@ -69,6 +69,23 @@ def test_fast_scan_lists_are_exact_over_the_probed_lists(tmp_path, data, spec, n
             ivf.search(Q, 10, nprobe=4, shortlist=-1)
 
 
+def test_fast_scan_lists_bound_the_norms_of_what_each_query_scans(tmp_path, data):
+    """The cosine test rests on [lo, hi] holding every scanned item's norm: per query, the range over
+    its probed lists (empty lists ignored), no wider than the archive's."""
+    write_archive(tmp_path / "a.smz", make_codec("pq:M=16,K=16,opq=1").fit(data[:3000]), data, block_items=500)
+    with Archive.open(tmp_path / "a.smz") as arc:
+        build_ivf(arc, nlist=32)
+        ivf = IVFSearcher(arc)
+        lists, scores = ivf._probes(unit_rows(20, 48, seed=5, clusters=40), 3)
+        ivf._fast.probe(lists, scores)
+        lo, hi = ivf._fast.norm_range(np.arange(20))
+        for q in range(20):
+            scanned = np.concatenate([ivf.norms[ivf.offsets[j] : ivf.offsets[j + 1]] for j in lists[q]])
+            assert lo[q] <= scanned.min() and scanned.max() <= hi[q]
+        assert (lo >= float(ivf.norms.min()) * (1 - 1e-6)).all() and (hi <= float(ivf.norms.max()) * (1 + 1e-6)).all()
+        assert (hi - lo).mean() < ivf.norms.max() - ivf.norms.min()  # narrower than the archive's range
+
+
 def test_fewer_lists_lower_recall_and_scan_less(tmp_path, data):
     write_archive(tmp_path / "a.smz", make_codec("pq:M=8,K=256,opq=0").fit(data[:3000]), data, block_items=500)
     Q = unit_rows(60, 48, seed=3, clusters=40)

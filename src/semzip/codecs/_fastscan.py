@@ -118,6 +118,10 @@ class FastScanIndex:
         """faiss's approximate top-k g (distances, positions) of `wide` queries (those numbered `rows`)."""
         return self.index.search(wide, k)
 
+    def norm_range(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """[lo, hi] bounding the norms of the items queries `rows` scan: the run's, for each."""
+        return np.full(len(rows), self.norm_lo), np.full(len(rows), self.norm_hi)
+
     def item_norms(self, idx: np.ndarray, found: np.ndarray) -> np.ndarray:
         """Reconstruction norms of items `found`, from their byte-table indices `idx` (the packed bytes)."""
         return np.sqrt(self.sqbytes.take(idx).sum(axis=-1, dtype=np.float32))
@@ -149,8 +153,13 @@ class IVFFastScanIndex:
         self.packed = pack_nibbles(codes) if self.rounded else np.ascontiguousarray(codes, dtype=np.uint8)
         self.sqnorms, self.sqbytes, wide = _extended(centroids)
         self.norms = np.asarray(norms, dtype=np.float32)
-        lo, hi = (float(norms.min()), float(norms.max())) if len(norms) else (0.0, 0.0)
-        self.norm_lo, self.norm_hi = max(0.0, lo - 1e-6 * hi), hi + 1e-6 * hi  # widened by float32 rounding
+        # each list's norm range, widened by float32 rounding (an empty list: an empty range)
+        sizes = np.diff(offsets)
+        starts = np.minimum(offsets[:-1], max(len(norms) - 1, 0))
+        lo = np.where(sizes > 0, np.minimum.reduceat(self.norms, starts) if len(norms) else 0.0, np.inf)
+        hi = np.where(sizes > 0, np.maximum.reduceat(self.norms, starts) if len(norms) else 0.0, -np.inf)
+        self._list_lo = np.maximum(0.0, lo.astype(np.float64) * (1 - 1e-6))
+        self._list_hi = hi.astype(np.float64) * (1 + 1e-6)
         self.index = self._build(wide, list_centroids, offsets)
         self.stride = _STRIDE if sample and self.items >= _STRIDE * SHORTLIST else 1
         self.sample: IVFFastScanIndex | None = None
@@ -195,6 +204,14 @@ class IVFFastScanIndex:
         lists, scores = self._probed
         return self.index.search_preassigned(wide, k, lists[rows], scores[rows])
 
+    def norm_range(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """[lo, hi] bounding the norms of the items queries `rows` scan: over each one's probed lists
+        (narrower than the whole archive's, so the cosine test prunes more)."""
+        lists = self._probed[0][rows]
+        lo, hi = self._list_lo[lists].min(axis=1), self._list_hi[lists].max(axis=1)
+        empty = hi < lo  # every probed list empty: nothing to bound
+        return np.where(empty, 0.0, lo), np.where(empty, 0.0, hi)
+
     def item_norms(self, idx: np.ndarray, found: np.ndarray) -> np.ndarray:
         """Reconstruction norms of rows `found` (-1: any), held exactly."""
         return self.norms[found]
@@ -235,7 +252,8 @@ class FastScanRanker:
         pending = np.arange(q)
         while len(pending):
             t = floor[pending]
-            beta = np.maximum(t, 0.0) / max(index.norm_lo + index.norm_hi, 1e-30) if self.normalize else np.zeros_like(t)
+            lo, hi = index.norm_range(pending)
+            beta = np.maximum(t, 0.0) / np.maximum(lo + hi, 1e-30) if self.normalize else np.zeros_like(t)
             approx, found = index.search(pending, self._wide(pending, beta), length)
             tables = self.tables[pending] - beta[:, None, None].astype(np.float32) * index.sqnorms[None]
             eps = _quantisation_error(tables, index.rounded)
@@ -244,7 +262,7 @@ class FastScanRanker:
             exact[:, :head] = self._exact(index, pending[:, None], found[:, :head])
             if length >= keep:  # the shortlist's own k-th best exact score is a floor too
                 t = np.maximum(t, np.partition(exact[:, :head], head - keep, axis=1)[:, head - keep])
-            bound = self._bound(t, beta, index)
+            bound = self._bound(t, beta, lo, hi)
             # the rest only where the approximate score leaves the floor within reach: others are below it
             need = (found >= 0) & (approx + eps[:, None] >= bound[:, None])
             need[:, :head] = False
@@ -253,7 +271,7 @@ class FastScanRanker:
                 exact[r, c] = self._exact(index, pending[r], found[r, c])
                 if length >= keep:
                     t = np.maximum(t, np.partition(exact, length - keep, axis=1)[:, length - keep])
-                    bound = self._bound(t, beta, index)
+                    bound = self._bound(t, beta, lo, hi)
             floor[pending] = t
             whole = (length >= n) | (found[:, -1] < 0)  # every item of the run (IVF: of the probed lists) found
             done = whole | (approx[:, -1] + eps < bound)
@@ -274,7 +292,7 @@ class FastScanRanker:
         wide[:, :, :-1], wide[:, :, -1] = self.sub[rows], -beta[:, None]
         return wide.reshape(len(rows), -1)
 
-    def _bound(self, t: np.ndarray, beta: np.ndarray, index: FastScanIndex | IVFFastScanIndex) -> np.ndarray:
+    def _bound(self, t: np.ndarray, beta: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
         """Items whose g = ip - beta*|x|^2 is below this score below t.
 
         Cosine: ip <= g + beta*n^2 < t*n must hold for every norm n in [lo, hi]; t*n - beta*n^2 is
@@ -282,7 +300,6 @@ class FastScanRanker:
         """
         if not self.normalize:
             return t
-        lo, hi = index.norm_lo, index.norm_hi
         with np.errstate(invalid="ignore"):  # -inf * 0 when lo = 0: no floor yet, nothing is ruled out
             bound = np.minimum(t * lo - beta * lo * lo, t * hi - beta * hi * hi)
         return np.where(np.isneginf(t), -np.inf, bound)
