@@ -36,6 +36,7 @@ from ..codecs._base import _items
 from ..codecs._fastscan import FastScanRanker, IVFFastScanIndex
 from ..codecs.pq import PQCodec
 from ..container import Archive
+from ..entropy import unpack_nibbles
 from ._engine import SearchResult
 
 FORMAT = "semzip-ivf"
@@ -160,7 +161,8 @@ def read_ivf(path: str | Path, archive: Archive) -> tuple[dict[str, Any], dict[s
 
 
 class IVFSearcher:
-    """An archive's codes held in list order with their norms, searched list by list.
+    """An archive's codes held in list order with their norms, searched list by list (4-bit pq codes
+    only packed, two a byte, in the fast-scan index).
 
     For pq archives the probed lists are first scanned by faiss's IVF kernels on the same codes
     (`by_residual = False`: PQ codes of the vectors themselves, laid out as semzip stores them).
@@ -189,6 +191,8 @@ class IVFSearcher:
         if self._pq is not None and self._pq.K in (16, 256):
             self._fast = IVFFastScanIndex(self._pq.centroids_, self.codes["codes"], self.offsets,
                                           self._pq.rotate(self.centroids), self.norms)
+            if self._fast.rounded:  # 4-bit codes are kept packed there only (half the bytes)
+                self.codes = {}
         elif self._pq is not None:
             self._faiss = self._faiss_lists(self._pq)
 
@@ -277,13 +281,19 @@ class IVFSearcher:
         query's results do not depend on its batch): pq from per-query lookup tables over the
         gathered codes; other codecs with their scorer, one query at a time."""
         if self._pq is not None:
-            return self._pq.pair_scores(self._pq.query_tables(Q), self.codes["codes"][np.where(valid, rows, 0)])
+            return self._pq.pair_scores(self._pq.query_tables(Q), self._pq_codes(np.where(valid, rows, 0)))
         S = np.zeros(rows.shape, dtype=np.float32)
         scorer = self.archive.codec.scorer
         for i, r in enumerate(found):
             if len(r):
                 S[i, : len(r)] = scorer(Q[i : i + 1])({n: v[r] for n, v in self.codes.items()})[:, 0]
         return S
+
+    def _pq_codes(self, rows: np.ndarray) -> np.ndarray:
+        """pq codes (..., M) of list-order rows, unpacked from the fast-scan index where it holds them."""
+        if not self.codes and self._fast is not None and self._pq is not None:
+            return unpack_nibbles(self._fast.packed[rows], self._pq.M)
+        return self.codes["codes"][rows]
 
     def _candidates(self, Q: np.ndarray, k: int, nprobe: int, shortlist: int | None) -> list[np.ndarray]:
         """Per query, the rows (list order) to score: every item of its lists, or faiss's shortlist."""
