@@ -151,7 +151,7 @@ class IVFFastScanIndex:
             raise ValueError(f"IVF fast-scan needs 4- or 8-bit codes, got K={K}")
         self.M, self.items, self.rounded = M, len(codes), K == 16
         self.packed = pack_nibbles(codes) if self.rounded else np.ascontiguousarray(codes, dtype=np.uint8)
-        self.sqnorms, self.sqbytes, wide = _extended(centroids)
+        self.sqnorms, _, wide = _extended(centroids)  # norms are held exactly: no byte tables of |c|^2
         self.norms = np.asarray(norms, dtype=np.float32)
         # each list's norm range, widened by float32 rounding (an empty list: an empty range)
         sizes = np.diff(offsets)

@@ -37,7 +37,7 @@ from ..codecs._fastscan import FastScanRanker, IVFFastScanIndex
 from ..codecs.pq import PQCodec
 from ..container import Archive
 from ..entropy import unpack_nibbles
-from ._engine import SearchResult
+from ._engine import SearchResult, _queries, _select
 
 FORMAT = "semzip-ivf"
 VERSION = 1
@@ -228,8 +228,6 @@ class IVFSearcher:
         4- and 8-bit pq, faiss's first shortlist per query (default 256; work, not results: the
         top-k is exact over the probed lists whatever it is); for other widths, the best inner
         products per query kept from faiss's scan and re-scored (default max(500, 50 k))."""
-        from ._engine import _queries
-
         Q = _queries(queries, self.archive.dim, normalize)
         if not isinstance(k, (int, np.integer)) or k < 1:
             raise InputError(f"k must be a positive integer, got {k!r}")
@@ -267,8 +265,6 @@ class IVFSearcher:
     def _keep(S: np.ndarray, pos: np.ndarray, best: np.ndarray, where: np.ndarray, lo: int) -> None:
         """The top of scores S (q, w) at archive positions pos into rows lo.. of best and where:
         best first, ties to the earlier item, -inf scores at position -1."""
-        from ._engine import _select
-
         keep = min(best.shape[1], S.shape[1])
         sel = _select(S, np.zeros(S.shape, dtype=np.int32), pos, keep)
         top, at = np.take_along_axis(S, sel, axis=1), np.take_along_axis(pos, sel, axis=1)
@@ -313,14 +309,7 @@ class IVFSearcher:
         """Each query's `nprobe` nearest lists (q, nprobe), best first (ties to the lower list), and
         their centroid cosines: one choice for every scan path, so they scan the same items."""
         S = l2_normalize(Q) @ self.centroids.T
-        if nprobe < self.nlist:
-            lists = np.argpartition(-S, nprobe - 1, axis=1)[:, :nprobe]
-            last = np.take_along_axis(S, lists, axis=1).min(axis=1, keepdims=True)
-            tied = (S >= last).sum(axis=1) > nprobe  # a tie at the cut: the lower lists win, as a stable sort says
-            if tied.any():
-                lists[tied] = np.argsort(-S[tied], axis=1, kind="stable")[:, :nprobe]
-        else:
-            lists = np.broadcast_to(np.arange(self.nlist), S.shape)
+        lists = _select(S, np.zeros(S.shape, dtype=np.int32), np.broadcast_to(np.arange(self.nlist), S.shape), nprobe)
         scores = np.take_along_axis(S, lists, axis=1)
         order = np.lexsort((lists, -scores), axis=1)  # best first, ties to the lower list
         lists = np.take_along_axis(lists, order, axis=1)
