@@ -10,6 +10,7 @@ import pytest
 
 from semzip import FormatError, InputError, make_codec
 from semzip.cli import main
+from semzip._validate import l2_normalize
 from semzip.container import Archive, append_archive, write_archive
 from semzip.search import Collection
 from semzip.search._ivf import IVFSearcher, build_ivf
@@ -214,3 +215,76 @@ def test_lists_from_codes_need_a_first_stage(tmp_path, data, capsys):
     assert "no first-stage index" in capsys.readouterr().err
     assert main(["index", str(tmp_path / "a.smz"), "--lists", "pq"]) == 2
     assert "'kmeans' or 'codes'" in capsys.readouterr().err
+
+
+def _lists_of(ivf: IVFSearcher) -> np.ndarray:
+    """Each archive position's list, read from an index."""
+    lists = np.empty(len(ivf.positions), dtype=np.int64)
+    lists[ivf.positions] = np.repeat(np.arange(ivf.nlist), np.diff(ivf.offsets))
+    return lists
+
+
+@pytest.mark.parametrize("spec,lists", [("pq:M=8,K=256,opq=1", "kmeans"), ("pq:M=16,K=16,opq=1,raw=1", "kmeans"),
+                                        ("rq:M=4,K=64,beam=2", "codes")])
+def test_append_and_delete_keep_the_index_current(tmp_path, data, spec, lists):
+    """Inside `index_follows`, an append or delete carries the index over: the centroids stay, kept
+    items keep their lists, new ones join theirs by the index's own rule, so the lists are those
+    that assigning every item afresh gives, and probing every list is still the flat search."""
+    from semzip.container import delete_items
+    from semzip.search._ivf import index_follows
+
+    codec = make_codec(spec).fit(data[:3000])
+    path = tmp_path / "a.smz"
+    write_archive(path, codec, data[:2500], ids=[f"i{i}" for i in range(2500)], block_items=400)
+    with Archive.open(path) as arc:
+        build_ivf(arc, nlist=None if lists == "codes" else 16, lists=lists)
+        centroids = IVFSearcher(arc).centroids.copy()
+    with index_follows(path) as report:
+        append_archive(path, data[2500:3300], ids=[f"n{i}" for i in range(800)])
+    assert report == {"path": str(path) + ".ivf", "status": "updated", "appended": 800, "deleted": 0}
+    gone = ["i0", "i7", "i1999", "n5", "n799"]
+    with index_follows(path) as report:
+        delete_items(path, gone)
+    assert report["status"] == "updated" and (report["appended"], report["deleted"]) == (0, 5)
+    Q = np.concatenate([data[1:4], unit_rows(9, 48, seed=6, clusters=40)])
+    with Archive.open(path) as arc:
+        ivf = IVFSearcher(arc)
+        assert ivf.head["updates"] == {"appended": 800, "deleted": 5}
+        np.testing.assert_array_equal(ivf.centroids, centroids)
+        if lists == "codes":
+            fresh = np.concatenate([codec.partition_of(c) for _, c in arc.iter_codes()])
+        else:
+            fresh = np.argmax(l2_normalize(arc.decode()) @ centroids.T, axis=1)
+        np.testing.assert_array_equal(_lists_of(ivf), fresh)
+        with Collection([arc]) as coll:
+            flat = coll.search(Q, 8)
+        got = ivf.search(Q, 8, nprobe=ivf.nlist, shortlist=0)
+    assert got.ids == flat.ids and not set(gone) & {i for row in got.ids for i in row}
+
+
+def test_cli_append_and_delete_keep_the_index_or_say_it_is_stale(tmp_path, data, capsys):
+    path, q = tmp_path / "a.smz", tmp_path / "q.npy"
+    write_archive(path, make_codec("int8").fit(data[:3000]), data[:2000])  # near-exact: each item finds itself
+    np.save(tmp_path / "more.npy", data[2000:2600])
+    np.save(tmp_path / "wide.npy", unit_rows(10, 64, seed=3))
+    np.save(q, data[2000:2003])
+    assert main(["index", str(path), "--nlist", "16"]) == 0
+    assert main(["append", str(path), str(tmp_path / "more.npy"), "--id-prefix", "m"]) == 0
+    assert f"{path}.ivf kept current (+600 -0 items in its lists)" in capsys.readouterr().out
+    assert main(["search", str(path), "--vector", str(q), "-k", "1", "--nprobe", "16", "--json"]) == 0
+    assert [r["hits"][0]["id"] for r in json.loads(capsys.readouterr().out)] == ["m0", "m1", "m2"]
+    before = (tmp_path / "a.smz.ivf").read_bytes()
+    assert main(["append", str(path), str(tmp_path / "wide.npy")]) == 2  # refused: archive and index untouched
+    capsys.readouterr()
+    assert (tmp_path / "a.smz.ivf").read_bytes() == before
+    assert main(["delete", str(path), "m1", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["items"] == 2599 and out["ivf"]["status"] == "updated" and out["ivf"]["deleted"] == 1
+    append_archive(path, data[2600:2610], ids=[f"x{i}" for i in range(10)])  # the library alone: index now stale
+    stale = (tmp_path / "a.smz.ivf").read_bytes()
+    assert main(["delete", str(path), "x3"]) == 0
+    assert "a.smz.ivf was not updated" in capsys.readouterr().err
+    assert (tmp_path / "a.smz.ivf").read_bytes() == stale  # left as it was, refused until rebuilt
+    assert main(["search", str(path), "--vector", str(q), "--nprobe", "4"]) == 3
+    assert "rebuild" in capsys.readouterr().err
+    assert main(["append", str(tmp_path / "b.smz"), str(tmp_path / "more.npy"), "--json"]) != 0  # no archive, no index

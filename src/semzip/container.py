@@ -592,9 +592,11 @@ class Archive(ItemsById):
     def block_codes(self, b: int) -> Codes:
         return self.codec.unpack(self.block_payload(b), int(self.index[b]["items"]))
 
-    def iter_codes(self) -> Iterator[tuple[int, Codes]]:
-        """(first item index, codes) for each block in order: the entry point for compressed-domain search."""
-        for b in range(len(self.index)):
+    def iter_codes(self, start: int = 0) -> Iterator[tuple[int, Codes]]:
+        """(first item index, codes) for each block in order, from the block holding item `start` on
+        (none when `start` is the item count): the entry point for compressed-domain search."""
+        first = int(np.searchsorted(self._starts, start, side="right")) - 1
+        for b in range(max(first, 0), len(self.index)):
             yield int(self._starts[b]), self.block_codes(b)
 
     def decode(self, progress: bool = False) -> np.ndarray:

@@ -17,7 +17,7 @@ from ..spec import format_spec, parse_spec
 from ..codecs import Codec, available_codecs, codec_class, fit_codec, load_codec, make_codec, resolve_codec, save_codec
 from ..shards import ShardedArchive, is_manifest, open_collection
 from ..container import DEFAULT_BLOCK_ITEMS, DEFAULT_MODEL, UNKNOWN_MODEL, Archive, append_archive, write_archive
-from ._app import (CodecFileOpt, JsonFlag, JsonOutOpt, app, chosen_ids, codec_file, option_rules, print_json, stdout,
+from ._app import (CodecFileOpt, JsonFlag, JsonOutOpt, app, chosen_ids, codec_file, option_rules, print_json, stderr, stdout,
                    write_rows)
 from . import _embed, _scale
 
@@ -180,11 +180,12 @@ def _compress_to_budget(X: np.ndarray, bits: float, output: Path, *, shared: boo
     _summary(output)
 
 
-def _summary(path: Path, as_json: bool = False) -> None:
+def _summary(path: Path, as_json: bool = False, ivf: dict[str, Any] | None = None) -> None:
+    """The archive's rates (its `info`); with `ivf`, what an append did to its index (`index_follows`)."""
     with Archive.open(path) as arc:
         info = arc.info()
     if as_json:
-        print_json(info)
+        print_json(info if ivf is None else {**info, "ivf": ivf or None})
         return
     fixed = f" (fixed-length {info['fixed_bits_per_item']:.0f})" if "fixed_bits_per_item" in info else ""
     stdout.print(f"{info['items']} items -> {path}: {info['payload_bits_per_item']:.1f} payload bits/item{fixed}, "
@@ -195,6 +196,7 @@ def _summary(path: Path, as_json: bool = False) -> None:
         stdout.print(f"the embedded codec is {share:.1f} of those bits per item: share it instead (--shared, and "
                      "decode with the .smzc), use a collection codec (--codec smic:bits=B), or give a budget "
                      "(--bits B) and let semzip choose", highlight=False)
+    _say_index(ivf)
 
 
 @app.command()
@@ -206,12 +208,30 @@ def append(
     id_prefix: IdPrefixOpt = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Add items to an archive, coded with the archive's own codec; existing items are untouched."""
+    """Add items to an archive, coded with the archive's own codec; existing items are untouched.
+
+    An index beside it (ARCHIVE.ivf, `semzip index`) is kept current: the new items join their
+    nearest lists, so `search --nprobe` needs no rebuild."""
+    from ..search._ivf import index_follows
+
     _refuse_overwriting_inputs(inputs, archive)
     X, ids, _, pixels = read_all(inputs)
     ids = item_ids(len(X), ids_file, id_prefix, ids)
-    append_archive(archive, X, ids=ids, pixels=pixels, codec=codec_file(codec), progress=not as_json)
-    _summary(archive, as_json)
+    given = codec_file(codec)
+    with index_follows(archive, codec=given) as ivf:
+        append_archive(archive, X, ids=ids, pixels=pixels, codec=given, progress=not as_json)
+    _summary(archive, as_json, ivf)
+
+
+def _say_index(ivf: dict[str, Any] | None) -> None:
+    """One line on what a change did to the archive's index, when it has one."""
+    if not ivf:
+        return
+    if ivf["status"] == "updated":
+        stdout.print(f"{ivf['path']} kept current (+{ivf['appended']} -{ivf['deleted']} items in its lists)", highlight=False)
+    else:
+        stderr.print(f"warning: {ivf['path']} was not updated ({ivf['why']}); `search --nprobe` refuses it until "
+                  "`semzip index` rebuilds it", highlight=False)
 
 
 @app.command()
@@ -227,8 +247,10 @@ def delete(
 
     Unknown ids are refused and nothing changes. Example: `semzip delete photos.smz img7.jpg img9.jpg`
     or `semzip delete photos.smz --ids gone.txt`. Sharded collections are not supported (version 1).
+    An index beside the archive (ARCHIVE.ivf) is kept current: the deleted items leave its lists.
     """
     from ..container import delete_items
+    from ..search._ivf import index_follows
 
     if is_manifest(archive):
         raise InputError(f"{str(archive)!r} is a sharded collection; delete works on single archives "
@@ -236,10 +258,13 @@ def delete(
     wanted = chosen_ids(ids, ids_file)
     if not wanted:
         raise InputError("name the items to delete: ids as arguments, or --ids FILE")
-    result = delete_items(archive, wanted, codec=codec_file(codec))
+    given = codec_file(codec)
+    with index_follows(archive, codec=given) as ivf:
+        result = delete_items(archive, wanted, codec=given)
     if as_json:
-        print_json({"path": str(archive), **result})
+        print_json({"path": str(archive), **result, "ivf": ivf or None})
         return
+    _say_index(ivf)
     stdout.print(f"deleted {result['deleted']} items from {archive}: {result['items']} remain, "
                  f"{result['bytes_before']} -> {result['bytes_after']} bytes"
                  + (" (the default ids 0..n-1 now have gaps, so they are stored)" if result["ids_now_stored"] else ""))

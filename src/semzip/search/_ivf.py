@@ -17,22 +17,22 @@ another or a changed archive is refused.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import struct
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .._atomic import atomic_writer
+from .._atomic import atomic_writer, writer_lock
 from .._clusters import spherical_kmeans
-from .._errors import FormatError, InputError
+from .._errors import FormatError, InputError, SemzipError
 from .._progress import progress_bar
 from .._validate import l2_normalize
-from ..codecs import Codes
-from ..codecs._base import _items
+from ..codecs import Codec, Codes
 from ..codecs._fastscan import FastScanRanker, IVFFastScanIndex
 from ..codecs.pq import PQCodec
 from ..container import Archive
@@ -70,12 +70,11 @@ def build_ivf(archive: Archive, path: str | Path | None = None, *, nlist: int | 
     goes to its nearest centroid. `lists="codes"`: the codec's own first stage is the partition
     (rq's first codebook, the PQ-VAE's coarse stage, a stack's first stage), read from the codes,
     nothing clustered."""
-    n, d = archive.items, archive.dim
+    n = archive.items
     if lists not in ("kmeans", "codes"):
         raise InputError(f"lists must be 'kmeans' or 'codes', got {lists!r}")
     if lists == "codes":
         centroids, sample = _codec_lists(archive, nlist), 0
-        nlist = len(centroids)
     else:
         nlist = 1 << int(np.log2(max(np.sqrt(n), 1))) if nlist is None else nlist
         if not 1 <= nlist <= n:
@@ -83,32 +82,102 @@ def build_ivf(archive: Archive, path: str | Path | None = None, *, nlist: int | 
         rows = np.sort(np.random.default_rng(seed).choice(n, size=min(n, 32 * nlist), replace=False))
         centroids, sample = spherical_kmeans(l2_normalize(archive.rows(rows)), nlist, seed=seed, niter=10,
                                              max_points_per_centroid=32), len(rows)
-    assign = np.empty(n, dtype=np.int64)
-    with progress_bar("assigning items to lists", total=n, enabled=progress) as advance:
-        for start, codes in archive.iter_codes():
-            if lists == "codes":
-                assign[start : start + _items(codes)] = archive.codec.partition_of(codes)
+    made = {"seed": seed, "sample": sample, "assigned_on": _BY_CODES if lists == "codes" else "decoded vectors"}
+    assign = _assign(archive, centroids, made, progress=progress)
+    return _write(archive, Path(path) if path is not None else default_path(archive.path), centroids, assign, made)
+
+
+#: The `assigned_on` of lists read from the codes' first stage (`lists="codes"`).
+_BY_CODES = "the codes' first stage"
+
+
+def _assign(archive: Archive, centroids: np.ndarray, made: dict[str, Any], start: int = 0,
+            progress: bool = False) -> np.ndarray:
+    """The list of every item from position `start` on, by the rule the index was made with
+    (`made["assigned_on"]`): its code's first-stage index, or the centroid nearest its decoded vector."""
+    assign = np.empty(archive.items - start, dtype=np.int64)
+    with progress_bar("assigning items to lists", total=len(assign), enabled=progress) as advance:
+        for first, codes in archive.iter_codes(start):
+            if made["assigned_on"] == _BY_CODES:
+                got = np.asarray(archive.codec.partition_of(codes))
             else:
                 R = l2_normalize(archive.codec.reconstruct(codes))
-                assign[start : start + len(R)] = np.argmax(R @ centroids.T, axis=1)  # ties: the earlier list
-            advance(_items(codes))
-    order = np.argsort(assign, kind="stable")  # within a list, archive order
+                got = np.argmax(R @ centroids.T, axis=1)  # ties: the earlier list
+            skip = max(start - first, 0)
+            assign[first + skip - start : first + len(got) - start] = got[skip:]
+            advance(len(got) - skip)
+    return assign
+
+
+def _write(archive: Archive, out: Path, centroids: np.ndarray, assign: np.ndarray, made: dict[str, Any]) -> dict[str, Any]:
+    """Write the index of `archive` whose item i sits in list assign[i] (archive order inside a list)."""
+    nlist = len(centroids)
+    order = np.argsort(assign, kind="stable")
     offsets = np.concatenate([[0], np.cumsum(np.bincount(assign, minlength=nlist))]).astype(np.int64)
     arrays: dict[str, np.ndarray] = {"centroids": np.ascontiguousarray(centroids, dtype=np.float32),
                                      "offsets": offsets, "positions": order.astype(np.int64)}
-    head = {"format": FORMAT, "version": VERSION, "archive": fingerprint(archive), "items": n, "dim": d,
-            "nlist": nlist, "seed": seed, "sample": sample,
-            "assigned_on": "the codes' first stage" if lists == "codes" else "decoded vectors",
+    head = {"format": FORMAT, "version": VERSION, "archive": fingerprint(archive), "items": archive.items,
+            "dim": archive.dim, "nlist": nlist, **made,
             "sha256": {k: hashlib.sha256(v.tobytes()).hexdigest() for k, v in arrays.items()}}
-    out = Path(path) if path is not None else default_path(archive.path)
     blob = json.dumps(head, sort_keys=True).encode()
     with atomic_writer(out) as fh:
         fh.write(b"SMZIVF\0\0" + struct.pack("<I", len(blob)) + blob)
         for k in _ARRAYS:
             fh.write(arrays[k].tobytes())
     sizes = np.diff(offsets)
-    return {"path": str(out), "nlist": nlist, "items": n, "bytes": out.stat().st_size,
+    return {"path": str(out), "nlist": nlist, "items": archive.items, "bytes": out.stat().st_size,
             "list_items": {"min": int(sizes.min()), "median": float(np.median(sizes)), "max": int(sizes.max())}}
+
+
+@contextlib.contextmanager
+def index_follows(path: str | Path, codec: Codec | None = None) -> Iterator[dict[str, Any]]:
+    """Keep the archive's index (`path.ivf`) current across an append or delete done in the block.
+
+    The archive's write lock is held throughout, so no other writer comes between. After the block,
+    kept items keep their lists (renumbered), appended items join the list the index's own rule
+    gives them (nearest centroid, or first-stage code), and the centroids stay: the index equals
+    one built with these centroids, with no k-means and no decoding of the items already listed.
+    Only for writers that keep every kept item's code and order (append, delete). Yields a report,
+    filled after the block: empty without an index; else `path`, `status` "updated" (with items
+    `appended` and `deleted`) or "stale" (with `why`: it was stale already, or could not be
+    written), and a stale index is left as it was, refused by search until rebuilt."""
+    index = default_path(path)
+    report: dict[str, Any] = {}
+    with writer_lock(path):
+        before = None
+        if index.exists():
+            with Archive.open(path, codec=codec) as old:
+                try:
+                    before = (*read_ivf(index, old), old.ids)
+                except SemzipError as exc:
+                    report.update(path=str(index), status="stale", why=str(exc))
+        yield report
+        if before is not None:
+            try:
+                report.update(_carry(path, index, codec, *before))
+            except SemzipError as exc:
+                report.update(path=str(index), status="stale", why=str(exc))
+
+
+def _carry(path: str | Path, index: Path, codec: Codec | None, head: dict[str, Any], arrays: dict[str, np.ndarray],
+           old_ids: list[str]) -> dict[str, Any]:
+    """The index of `path`'s items before a change (`head`, `arrays`, `old_ids`) carried over to its items now."""
+    offsets = arrays["offsets"]
+    old_lists = np.empty(len(old_ids), dtype=np.int64)
+    old_lists[arrays["positions"]] = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))
+    with Archive.open(path, codec=codec) as arc:
+        now = set(arc.ids)
+        kept = np.fromiter((i in now for i in old_ids), dtype=bool, count=len(old_ids))
+        held = int(kept.sum())
+        if arc.ids[:held] != [i for i, k in zip(old_ids, kept) if k]:
+            raise InputError(f"{arc.path}'s items were reordered: rebuild the index with `semzip index {arc.path}`")
+        made = {k: head[k] for k in ("seed", "sample", "assigned_on")}
+        was = head.get("updates", {"appended": 0, "deleted": 0})
+        made["updates"] = {"appended": int(was["appended"]) + arc.items - held,
+                           "deleted": int(was["deleted"]) + len(old_ids) - held}
+        assign = np.concatenate([old_lists[kept], _assign(arc, arrays["centroids"], made, start=held)])
+        _write(arc, index, arrays["centroids"], assign, made)
+        return {"path": str(index), "status": "updated", "appended": arc.items - held, "deleted": len(old_ids) - held}
 
 
 def _codec_lists(archive: Archive, nlist: int | None) -> np.ndarray:
