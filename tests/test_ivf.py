@@ -241,7 +241,8 @@ def test_append_and_delete_keep_the_index_current(tmp_path, data, spec, lists):
         centroids = IVFSearcher(arc).centroids.copy()
     with index_follows(path) as report:
         append_archive(path, data[2500:3300], ids=[f"n{i}" for i in range(800)])
-    assert report == {"path": str(path) + ".ivf", "status": "updated", "appended": 800, "deleted": 0}
+    assert report == {"path": str(path) + ".ivf", "status": "updated", "appended": 800, "deleted": 0, "items": 3300,
+                      "since_build": {"appended": 800, "deleted": 0}}
     gone = ["i0", "i7", "i1999", "n5", "n799"]
     with index_follows(path) as report:
         delete_items(path, gone)
@@ -270,7 +271,7 @@ def test_cli_append_and_delete_keep_the_index_or_say_it_is_stale(tmp_path, data,
     np.save(q, data[2000:2003])
     assert main(["index", str(path), "--nlist", "16"]) == 0
     assert main(["append", str(path), str(tmp_path / "more.npy"), "--id-prefix", "m"]) == 0
-    assert f"{path}.ivf kept current (+600 -0 items in its lists)" in capsys.readouterr().out
+    assert f"{path}.ivf kept current (+600 -0 items in its lists)\n" in capsys.readouterr().out
     assert main(["search", str(path), "--vector", str(q), "-k", "1", "--nprobe", "16", "--json"]) == 0
     assert [r["hits"][0]["id"] for r in json.loads(capsys.readouterr().out)] == ["m0", "m1", "m2"]
     before = (tmp_path / "a.smz.ivf").read_bytes()
@@ -280,7 +281,10 @@ def test_cli_append_and_delete_keep_the_index_or_say_it_is_stale(tmp_path, data,
     assert main(["delete", str(path), "m1", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["items"] == 2599 and out["ivf"]["status"] == "updated" and out["ivf"]["deleted"] == 1
-    append_archive(path, data[2600:2610], ids=[f"x{i}" for i in range(10)])  # the library alone: index now stale
+    np.save(tmp_path / "most.npy", data[2600:5600])  # more items than the lists were made on: a rebuild is suggested
+    assert main(["append", str(path), str(tmp_path / "most.npy"), "--id-prefix", "z"]) == 0
+    assert "3600 of its 5599 items came after its lists were made: `semzip index`" in capsys.readouterr().out
+    append_archive(path, data[5600:5610], ids=[f"x{i}" for i in range(10)])  # the library alone: index now stale
     stale = (tmp_path / "a.smz.ivf").read_bytes()
     assert main(["delete", str(path), "x3"]) == 0
     assert "a.smz.ivf was not updated" in capsys.readouterr().err

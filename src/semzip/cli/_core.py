@@ -228,7 +228,11 @@ def _say_index(ivf: dict[str, Any] | None) -> None:
     if not ivf:
         return
     if ivf["status"] == "updated":
-        stdout.print(f"{ivf['path']} kept current (+{ivf['appended']} -{ivf['deleted']} items in its lists)", highlight=False)
+        later = ivf["since_build"]["appended"]
+        drift = (f"; {later} of its {ivf['items']} items came after its lists were made: `semzip index` makes lists "
+                 "that fit them (carried-over lists grow uneven, and searches slower)") if 2 * later > ivf["items"] else ""
+        stdout.print(f"{ivf['path']} kept current (+{ivf['appended']} -{ivf['deleted']} items in its lists){drift}",
+                     highlight=False)
     else:
         stderr.print(f"warning: {ivf['path']} was not updated ({ivf['why']}); `search --nprobe` refuses it until "
                   "`semzip index` rebuilds it", highlight=False)
@@ -264,10 +268,10 @@ def delete(
     if as_json:
         print_json({"path": str(archive), **result, "ivf": ivf or None})
         return
-    _say_index(ivf)
     stdout.print(f"deleted {result['deleted']} items from {archive}: {result['items']} remain, "
                  f"{result['bytes_before']} -> {result['bytes_after']} bytes"
                  + (" (the default ids 0..n-1 now have gaps, so they are stored)" if result["ids_now_stored"] else ""))
+    _say_index(ivf)
 
 
 @app.command()

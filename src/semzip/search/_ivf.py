@@ -139,8 +139,9 @@ def index_follows(path: str | Path, codec: Codec | None = None) -> Iterator[dict
     one built with these centroids, with no k-means and no decoding of the items already listed.
     Only for writers that keep every kept item's code and order (append, delete). Yields a report,
     filled after the block: empty without an index; else `path`, `status` "updated" (with items
-    `appended` and `deleted`) or "stale" (with `why`: it was stale already, or could not be
-    written), and a stale index is left as it was, refused by search until rebuilt."""
+    `appended` and `deleted`, the archive's `items` and the counts `since_build`) or "stale" (with
+    `why`: it was stale already, or could not be written), and a stale index is left as it was,
+    refused by search until rebuilt."""
     index = default_path(path)
     report: dict[str, Any] = {}
     with writer_lock(path):
@@ -177,7 +178,8 @@ def _carry(path: str | Path, index: Path, codec: Codec | None, head: dict[str, A
                            "deleted": int(was["deleted"]) + len(old_ids) - held}
         assign = np.concatenate([old_lists[kept], _assign(arc, arrays["centroids"], made, start=held)])
         _write(arc, index, arrays["centroids"], assign, made)
-        return {"path": str(index), "status": "updated", "appended": arc.items - held, "deleted": len(old_ids) - held}
+        return {"path": str(index), "status": "updated", "appended": arc.items - held, "deleted": len(old_ids) - held,
+                "items": arc.items, "since_build": made["updates"]}
 
 
 def _codec_lists(archive: Archive, nlist: int | None) -> np.ndarray:
