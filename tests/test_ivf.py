@@ -121,11 +121,17 @@ def test_an_index_is_bound_to_its_archive_and_checked(tmp_path, data):
     good = (tmp_path / "a.smz.ivf").read_bytes()
     hlen = int.from_bytes(good[8:12], "little")
     head = json.loads(good[12 : 12 + hlen])
-    for key in ("archive", "sha256"):  # a header without a field is refused, not a KeyError
+    for key in ("archive", "sha256", "seed", "assigned_on"):  # a header without a field is refused, not a KeyError
         blob = json.dumps({k: v for k, v in head.items() if k != key}).encode()
         (tmp_path / "nokey.ivf").write_bytes(good[:8] + len(blob).to_bytes(4, "little") + blob + good[12 + hlen :])
         with Archive.open(tmp_path / "a.smz") as arc, pytest.raises(FormatError, match="unreadable IVF header"):
             IVFSearcher(arc, tmp_path / "nokey.ivf")
+    for bad in ({"assigned_on": "magic"}, {"updates": {"appended": -1, "deleted": 0}}, {"updates": [1, 2]},
+                {"updates": {"appended": "x", "deleted": 0}}):  # and fields an append would act on, when wrong
+        blob = json.dumps({**head, **bad}).encode()
+        (tmp_path / "bad.ivf").write_bytes(good[:8] + len(blob).to_bytes(4, "little") + blob + good[12 + hlen :])
+        with Archive.open(tmp_path / "a.smz") as arc, pytest.raises(FormatError, match="unreadable IVF header"):
+            IVFSearcher(arc, tmp_path / "bad.ivf")
     (tmp_path / "junk.ivf").write_bytes(b"not an index")
     with Archive.open(tmp_path / "a.smz") as arc, pytest.raises(FormatError, match="not a semzip IVF"):
         IVFSearcher(arc, tmp_path / "junk.ivf")

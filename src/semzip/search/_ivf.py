@@ -173,9 +173,8 @@ def _carry(path: str | Path, index: Path, codec: Codec | None, head: dict[str, A
         if arc.ids[:held] != [i for i, k in zip(old_ids, kept) if k]:
             raise InputError(f"{arc.path}'s items were reordered: rebuild the index with `semzip index {arc.path}`")
         made = {k: head[k] for k in ("seed", "sample", "assigned_on")}
-        was = head.get("updates", {"appended": 0, "deleted": 0})
-        made["updates"] = {"appended": int(was["appended"]) + arc.items - held,
-                           "deleted": int(was["deleted"]) + len(old_ids) - held}
+        made["updates"] = {"appended": head["updates"]["appended"] + arc.items - held,
+                           "deleted": head["updates"]["deleted"] + len(old_ids) - held}
         assign = np.concatenate([old_lists[kept], _assign(arc, arrays["centroids"], made, start=held)])
         _write(arc, index, arrays["centroids"], assign, made)
         return {"path": str(index), "status": "updated", "appended": arc.items - held, "deleted": len(old_ids) - held,
@@ -210,6 +209,12 @@ def read_ivf(path: str | Path, archive: Archive) -> tuple[dict[str, Any], dict[s
             raise ValueError(f"format {head.get('format')!r} version {head.get('version')!r}")
         n, d, nlist = int(head["items"]), int(head["dim"]), int(head["nlist"])
         built_on, digests = str(head["archive"]), dict(head["sha256"])
+        if head["assigned_on"] not in (_BY_CODES, "decoded vectors"):
+            raise ValueError(f"assigned_on {head['assigned_on']!r}")
+        head["updates"] = {k: int(v) for k, v in dict(head.get("updates", {"appended": 0, "deleted": 0})).items()}
+        if set(head["updates"]) != {"appended", "deleted"} or min(head["updates"].values()) < 0:
+            raise ValueError(f"updates {head['updates']!r}")
+        head["seed"], head["sample"] = int(head["seed"]), int(head["sample"])
     except (ValueError, KeyError, TypeError) as exc:
         raise FormatError(f"{str(path)!r}: unreadable IVF header ({type(exc).__name__}: {exc})") from None
     if built_on != fingerprint(archive) or (n, d) != (archive.items, archive.dim):
