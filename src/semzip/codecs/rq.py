@@ -108,8 +108,16 @@ class RQCodec(ProgressiveCodec):
         self._rq = rq
 
     def _beam_codes(self, X: np.ndarray) -> np.ndarray:
-        """(n, M) stage indices found by faiss's beam search, unpacked from its LSB-first bit strings."""
+        """(n, M) stage indices found by faiss's beam search, unpacked from its LSB-first bit strings.
+
+        The search scores candidates from the codebooks' cross products (faiss `use_beam_LUT`, made
+        on the first encode, not on load: M(M-1)/2 x K^2 floats, 130 MB at M=32, K=256), 4-6x
+        faster than distances in full width (bench_speed: 4.4k -> 26k vectors/s at M=8); the codes
+        it finds are the same up to float ties (20,000 of 20,000 at M=32, 19,998 at M=8)."""
         with limited_threads(self.threads):
+            if not self._rq.use_beam_LUT:
+                self._rq.use_beam_LUT = 1
+                self._rq.compute_codebook_tables()
             packed = self._rq.compute_codes(np.ascontiguousarray(X))
         bits = np.unpackbits(packed, axis=1, bitorder="little")[:, : self.M * self.nbits]
         weights = (1 << np.arange(self.nbits)).astype(np.int64)
