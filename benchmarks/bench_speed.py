@@ -67,7 +67,7 @@ def main() -> None:
             codec = fit_codec(spec, pool)
             data = codec.encode(X)
             enc = best_of(args.repeat, lambda: codec.encode(X))  # noqa: B023
-            dec = best_of(1 if "rq" in spec else args.repeat, lambda: codec.decode(data, len(X)))  # noqa: B023
+            dec = best_of(args.repeat, lambda: codec.decode(data, len(X)))  # noqa: B023
             row = {"spec": spec, "bits_per_item": 8 * len(data) / len(X), "encode_per_s": len(X) / enc,
                    "decode_per_s": len(X) / dec}
             if big is not None:

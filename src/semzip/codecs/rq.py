@@ -269,9 +269,13 @@ class RQCodec(ProgressiveCodec):
     def reconstruct(self, codes: Codes) -> np.ndarray:
         c, stages = codes["codes"], codes["stages"]
         out = np.zeros((len(c), self.codebooks_.shape[2]), dtype=np.float32)
+        row = np.empty_like(out)
         for m in range(self.M):  # in stage order, element-wise: the same floats everywhere
-            keep = (stages > m).astype(np.float32)[:, None]
-            out += self.codebooks_[m][c[:, m]] * keep
+            has = stages > m
+            if has.all():
+                out += self.codebooks_[m].take(c[:, m], axis=0, out=row)
+            elif has.any():
+                out[has] += self.codebooks_[m][c[has, m]]
         return out
 
     # ---- bytes -------------------------------------------------------------------------------------
