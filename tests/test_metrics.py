@@ -41,3 +41,32 @@ def test_label_errors_are_clear():
         zero_shot_topk(E, E[:2], [0, 1, 2, 3])
     with pytest.raises(InputError, match="expected 4 integer labels"):
         zero_shot_topk(E, E, [0.5, 1, 2, 3])
+
+
+@pytest.mark.portability
+def test_ties_go_to_the_earlier_item_wherever_they_sit():
+    """Identical vectors (a collection codec gives many items the same one) score identically and
+    tie at the cut, which goes to the earlier item on every BLAS and batch: recall does not depend
+    on the machine."""
+    texts = np.eye(300, dtype=np.float32)
+    images = texts.copy()
+    images[250] = images[10]  # caption 10 finds images 10 and 250 tied: 10 first, a hit
+    r = retrieval_recall(images, texts, ks=(1, 4))  # caption 250 scores every image 0: images 0-3 first
+    assert r["t2i@1"] == r["t2i@4"] == pytest.approx(299 / 300)
+    assert r["i2t@1"] == pytest.approx(299 / 300)  # image 250 (= caption 10's vector) finds caption 10
+    images[[0, 1, 2]] = images[3]  # captions 1-3 now tie images 0-3 (at 0 or 1): image 0 comes first
+    r = retrieval_recall(images, texts, ks=(1, 4))  # misses at rank 1: captions 1, 2, 3, 250; at 4: 250
+    assert r["t2i@1"] == pytest.approx(296 / 300) and r["t2i@4"] == pytest.approx(299 / 300)
+
+
+def test_top_indices_cut_ties_by_position_then_source():
+    from semzip._topk import top_indices
+
+    scores = np.array([[0.5, 0.9, 0.5, 0.5, 0.1]])
+    assert sorted(top_indices(scores, 2)[0]) == [0, 1]
+    assert sorted(top_indices(scores, 3)[0]) == [0, 1, 2]
+    pos = np.array([[4, 0, 3, 2, 1]])
+    assert sorted(top_indices(scores, 2, pos=pos)[0]) == [1, 3]  # of the tied 0, 2, 3: position 2 is earliest
+    src = np.array([[1, 0, 1, 0, 0]])
+    assert sorted(top_indices(scores, 2, pos=pos, src=src)[0]) == [1, 3]
+    assert sorted(top_indices(scores, 3, pos=pos, src=src)[0]) == [1, 2, 3]  # then source 1, position 3 before 4

@@ -1,10 +1,18 @@
-"""Semantic fidelity metrics on (possibly compressed) embeddings; all use cosine similarity."""
+"""Semantic fidelity metrics on (possibly compressed) embeddings; all use cosine similarity.
+
+Ranks are machine-independent: similarities are exact products (`_exact`: identical vectors score
+identically wherever they sit in a batch, on any BLAS) and ties at a top-k cut go to the earlier
+item (`_topk`), so a collection codec that gives many items the same vector is measured the same on
+every machine.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
 from .._errors import InputError
+from .._exact import ExactMatrix, exact_matmul
+from .._topk import top_indices
 from .._validate import check_embeddings, l2_normalize
 
 
@@ -20,8 +28,7 @@ def _labels(y: object, n: int, name: str) -> np.ndarray:
 
 
 def _topk_hits(scores: np.ndarray, truth: np.ndarray, k: int) -> float:
-    k = min(k, scores.shape[1])
-    top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    top = top_indices(scores, min(k, scores.shape[1]))
     return float((top == truth[:, None]).any(axis=1).mean())
 
 
@@ -32,7 +39,7 @@ def zero_shot_topk(images: object, texts: object, labels: object, k: int = 1) ->
     y = _labels(labels, len(img), "labels")
     if y.min() < 0 or y.max() >= len(txt):
         raise InputError(f"labels must index the {len(txt)} text embeddings")
-    return _topk_hits(img @ txt.T, y, k)
+    return _topk_hits(exact_matmul(img, txt.T), y, k)
 
 
 def nearest_centroid_topk(train: object, train_labels: object, test: object, test_labels: object,
@@ -49,7 +56,7 @@ def nearest_centroid_topk(train: object, train_labels: object, test: object, tes
     if not set(np.unique(yte).tolist()) <= set(lookup):
         raise InputError("test labels include classes absent from the training labels")
     truth = np.array([lookup[c] for c in yte.tolist()])
-    return _topk_hits(te @ l2_normalize(centroids).astype(np.float32).T, truth, k)
+    return _topk_hits(exact_matmul(te, l2_normalize(centroids).astype(np.float32).T), truth, k)
 
 
 def retrieval_recall(images: object, texts: object, ks: tuple[int, ...] = (1, 5, 10)) -> dict[str, float]:
@@ -58,7 +65,7 @@ def retrieval_recall(images: object, texts: object, ks: tuple[int, ...] = (1, 5,
     txt = _unit(texts, "text embeddings", dim=img.shape[1])
     if len(img) != len(txt):
         raise InputError(f"retrieval needs paired rows: {len(img)} images vs {len(txt)} texts")
-    sims = img @ txt.T
+    sims = exact_matmul(img, txt.T)
     truth = np.arange(len(img))
     out = {}
     for k in ks:
@@ -78,10 +85,11 @@ def knn_overlap(decoded: object, reference: object, k: int = 10, block: int = 10
     if not 1 <= k < n:
         raise InputError(f"k-NN overlap needs 1 <= k < items; got k={k} for {n} items")
     total = 0
+    ref_all, dec_all = ExactMatrix(ref.T), ExactMatrix(dec.T)
     for start in range(0, n, block):
         rows = np.arange(start, min(start + block, n))
-        near_ref = _neighbours(ref[rows] @ ref.T, rows, k)
-        near_dec = _neighbours(dec[rows] @ dec.T, rows, k)
+        near_ref = _neighbours(ref_all.left_product(ref[rows]), rows, k)
+        near_dec = _neighbours(dec_all.left_product(dec[rows]), rows, k)
         total += sum(len(np.intersect1d(a, b, assume_unique=True)) for a, b in zip(near_ref, near_dec))
     return total / (n * k)
 
@@ -97,16 +105,17 @@ def tag_overlap(decoded: object, reference: object, vocab: object, k: int = 5, b
     if not 1 <= k <= len(words):
         raise InputError(f"tag overlap needs 1 <= k <= vocabulary size; got k={k} for {len(words)} words")
     total = 0
+    vocab_t = ExactMatrix(words.T)
     for start in range(0, len(ref), block):
-        a = np.argpartition(-(ref[start : start + block] @ words.T), k - 1, axis=1)[:, :k]
-        b = np.argpartition(-(dec[start : start + block] @ words.T), k - 1, axis=1)[:, :k]
+        a = top_indices(vocab_t.left_product(ref[start : start + block]), k)
+        b = top_indices(vocab_t.left_product(dec[start : start + block]), k)
         total += sum(len(np.intersect1d(x, y, assume_unique=True)) for x, y in zip(a, b))
     return total / (len(ref) * k)
 
 
 def _neighbours(sims: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:
     sims[np.arange(len(rows)), rows] = -np.inf  # an item is not its own neighbour
-    return np.argpartition(-sims, k - 1, axis=1)[:, :k]
+    return top_indices(sims, k)
 
 
 def cosine_to_reference(decoded: object, reference: object) -> np.ndarray:

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from .._errors import InputError
+from .._topk import top_indices
 from .._validate import check_embeddings, l2_normalize
 from ..codecs import Codes
 from ..container import Archive
@@ -258,7 +259,7 @@ class Collection:
                 cand = np.concatenate([best, vals], axis=1)
                 cpos = np.concatenate([pos, run.first + idx], axis=1)
                 csrc = np.concatenate([src, np.full(idx.shape, s, dtype=np.int32)], axis=1)
-                sel = _select(cand, csrc, cpos, keep)
+                sel = top_indices(cand, keep, pos=cpos, src=csrc)
                 best, src, pos = (np.take_along_axis(x, sel, axis=1) for x in (cand, csrc, cpos))
         return best, src, pos
 
@@ -317,19 +318,6 @@ def _dense(score: Any, run: _Run) -> np.ndarray:
     if run.norms is not None:
         S /= np.where(run.norms > 0, run.norms, 1.0).astype(np.float32)[:, None]
     return S
-
-
-def _select(scores: np.ndarray, src: np.ndarray, pos: np.ndarray, keep: int) -> np.ndarray:
-    """Indices (q, keep) of each row's `keep` best scores. Ties at the cut go to the earlier item
-    (archive, then position), as in a stable sort of exact search, so results do not depend on how
-    items were grouped into runs; rows without such a tie cost one argpartition."""
-    sel = np.argpartition(-scores, keep - 1, axis=1)[:, :keep]
-    kept = np.take_along_axis(scores, sel, axis=1)
-    kth = kept.min(axis=1, keepdims=True)
-    left_out = (scores == kth).sum(axis=1) > (kept == kth).sum(axis=1)
-    for i in np.flatnonzero(left_out & np.isfinite(kth[:, 0])):
-        sel[i] = np.lexsort((pos[i], src[i], -scores[i]))[:keep]
-    return sel
 
 
 def _above(S: np.ndarray, best: np.ndarray, keep: int) -> tuple[np.ndarray, np.ndarray] | None:

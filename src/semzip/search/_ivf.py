@@ -31,13 +31,14 @@ from .._atomic import atomic_writer, writer_lock
 from .._clusters import spherical_kmeans
 from .._errors import FormatError, InputError, SemzipError
 from .._progress import progress_bar
+from .._topk import top_indices
 from .._validate import l2_normalize
 from ..codecs import Codec, Codes
 from ..codecs._fastscan import FastScanRanker, IVFFastScanIndex
 from ..codecs.pq import PQCodec
 from ..container import Archive
 from ..entropy import unpack_nibbles
-from ._engine import SearchResult, _queries, _select
+from ._engine import SearchResult, _queries
 
 FORMAT = "semzip-ivf"
 VERSION = 1
@@ -342,7 +343,7 @@ class IVFSearcher:
         """The top of scores S (q, w) at archive positions pos into rows lo.. of best and where:
         best first, ties to the earlier item, -inf scores at position -1."""
         keep = min(best.shape[1], S.shape[1])
-        sel = _select(S, np.zeros(S.shape, dtype=np.int32), pos, keep)
+        sel = top_indices(S, keep, pos=pos)
         top, at = np.take_along_axis(S, sel, axis=1), np.take_along_axis(pos, sel, axis=1)
         order = np.lexsort((at, -top), axis=1)  # best first, ties to the earlier item
         top, at = np.take_along_axis(top, order, axis=1), np.take_along_axis(at, order, axis=1)
@@ -385,7 +386,7 @@ class IVFSearcher:
         """Each query's `nprobe` nearest lists (q, nprobe), best first (ties to the lower list), and
         their centroid cosines: one choice for every scan path, so they scan the same items."""
         S = l2_normalize(Q) @ self.centroids.T
-        lists = _select(S, np.zeros(S.shape, dtype=np.int32), np.broadcast_to(np.arange(self.nlist), S.shape), nprobe)
+        lists = top_indices(S, nprobe)
         scores = np.take_along_axis(S, lists, axis=1)
         order = np.lexsort((lists, -scores), axis=1)  # best first, ties to the lower list
         lists = np.take_along_axis(lists, order, axis=1)
