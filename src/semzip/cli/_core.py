@@ -235,7 +235,7 @@ def _say_index(ivf: dict[str, Any] | None) -> None:
                      highlight=False)
     else:
         stderr.print(f"warning: {ivf['path']} was not updated ({ivf['why']}); `search --nprobe` refuses it until "
-                  "`semzip index` rebuilds it", highlight=False)
+                     "`semzip index` rebuilds it", highlight=False)
 
 
 @app.command()
