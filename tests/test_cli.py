@@ -191,7 +191,7 @@ def test_compress_to_a_budget_chooses_and_explains(files, capsys):
 def test_compress_says_when_the_codec_costs_more_than_the_codes(files, capsys):
     t = files
     code, out, _ = run(capsys, "compress", t / "items.npz", "--codec", "pq:M=8,K=16,opq=0", "-o", t / "own.smz")
-    assert code == 0 and "the embedded codec is" in out and "--shared" in out and "--bits" in out
+    assert code == 0 and "the embedded codec is" in out and "--shared" in out and "--bits B, no --codec" in out
 
 
 def test_ids_travel_through_compress_ls_decompress_and_merge(files, capsys):

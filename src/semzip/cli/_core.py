@@ -194,8 +194,9 @@ def _summary(path: Path, as_json: bool = False, ivf: dict[str, Any] | None = Non
     collection = codec_class(parse_spec(info["codec"]).name).collection
     if info["codec_embedded"] and share > info["payload_bits_per_item"] and not collection:
         stdout.print(f"the embedded codec is {share:.1f} of those bits per item: share it instead (--shared, and "
-                     "decode with the .smzc), use a collection codec (--codec smic:bits=B), or give a budget "
-                     "(--bits B) and let semzip choose", highlight=False)
+                     "decode with the .smzc), use a collection codec (--codec smic:bits=B), or give only a budget "
+                     "(--bits B, no --codec): semzip then chooses a codec whose whole archive, codec "
+                     "included, fits it", highlight=False)
     _say_index(ivf)
 
 
