@@ -259,7 +259,9 @@ def test_cli_search_raw_rerank_and_several_archives(arc, fitted, data, capsys, t
 
 def test_cli_search_bad_input(arc, capsys, tmp_path):
     code, _, err = run(capsys, "search", arc)
-    assert code == 2 and "exactly one query kind" in err
+    assert code == 2 and "exactly one query kind" in err and "is not a file" not in err
+    code, _, err = run(capsys, "search", arc, "a red car")  # a query where the archives go
+    assert code == 2 and "'a red car' is not a file: a text query goes in --text 'a red car'" in err
     code, _, err = run(capsys, "search", arc, "--like", "nope")
     assert code == 2 and "no item with id 'nope'" in err
     np.save(tmp_path / "bad.npy", np.ones(10, np.float32))

@@ -57,7 +57,9 @@ def search(
 
     given = [name for name, v in (("--text", text), ("--like", like), ("--vector", vector)) if v]
     if len(given) != 1:
-        raise InputError(f"give exactly one query kind: --text, --like or --vector (got {', '.join(given) or 'none'})")
+        stray = [str(a) for a in archives if not a.exists()] if not given else []
+        hint = f"; {stray[0]!r} is not a file: a text query goes in --text {stray[0]!r}" if stray else ""
+        raise InputError(f"give exactly one query kind: --text, --like or --vector (got {', '.join(given) or 'none'}){hint}")
     with open_archives(archives, codec=codec_file(codec)) as arcs, Collection(arcs) as coll:
         if text:
             labels = list(text)
