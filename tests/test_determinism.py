@@ -82,6 +82,29 @@ def test_exact_products_are_exact_and_close():
     np.testing.assert_allclose(sigmoid(x), 1 / (1 + np.exp(-x)), rtol=1e-14)
 
 
+def test_power_of_two_scaling_is_ldexp():
+    """The products that scale operands and results by powers of two give ldexp's bits, on rows of
+    every magnitude (zero, subnormal, huge) and past the exponents where they fall back to ldexp."""
+    from semzip._exact import ExactMatrix, _times_power_of_two, _to_integers
+
+    rng = np.random.default_rng(8)
+    X = rng.standard_normal((64, 40)) * np.exp2(rng.integers(-300, 300, size=(64, 1)))
+    X[0], X[1], X[2, :3] = 0.0, 1e-310, (3e-320, -1e300, 1e-300)
+    for shifts in ((rng.integers(-399, 400, size=(64, 1)),), (np.full((64, 1), 1100),)):
+        with np.errstate(over="ignore"):  # 2**1100 x 1e300: inf either way
+            np.testing.assert_array_equal(_times_power_of_two(X, *shifts), np.ldexp(X, sum(shifts)))
+    sums = np.rint(rng.uniform(-1, 1, size=(64, 40)) * 2.0 ** rng.integers(0, 53, size=(64, 1)))  # as Ai @ B
+    sums[:, :2] = 0.0, 1.0
+    two = rng.integers(-399, 400, size=(64, 1)), rng.integers(-399, 400, size=(1, 40))
+    np.testing.assert_array_equal(_times_power_of_two(sums, *two), np.ldexp(sums, two[0] + two[1]))
+    ints, shift = _to_integers(X, 1, 21)
+    np.testing.assert_array_equal(ints, np.rint(np.ldexp(X, shift)))
+    B = rng.standard_normal((40, 8))
+    E = ExactMatrix(B)
+    Ai, s = _to_integers(X, 1, E._bits)
+    np.testing.assert_array_equal(E.left_product(X), np.ldexp(Ai @ E._B, -(s + E._shift)))
+
+
 def test_integer_products_are_exact_in_any_summation_order():
     """ExactMatrix(left_bits=b).integer_product: integer levels below 2**b times B, the same bits
     when the inner axis is permuted (BLAS sums in another order) and within 2**-35 of float64."""

@@ -36,9 +36,30 @@ def _to_integers(X: np.ndarray, axis: int, bits: int) -> tuple[np.ndarray, np.nd
     """X scaled along `axis` by powers of two and rounded: integers of magnitude <= 2**bits (float64),
     and the exponent s with X ~ integers * 2**-s (per row for axis=1, per column for axis=0)."""
     X = np.asarray(X, dtype=np.float64)
-    peak = np.abs(X).max(axis=axis, keepdims=True) if X.size else np.zeros((1, 1))
+    if X.size:
+        peak = np.maximum(X.max(axis=axis, keepdims=True), -X.min(axis=axis, keepdims=True))
+    else:
+        peak = np.zeros((1, 1))
     shift = bits - np.frexp(peak)[1]  # |X| < 2**e, so |X * 2**(bits - e)| < 2**bits
-    return np.rint(np.ldexp(X, shift)), shift
+    out = _times_power_of_two(X, shift)
+    return np.rint(out, out=out), shift
+
+
+#: Exponents |s| below which X * 2.0**s is computed as a product (2**s is then a normal float64):
+#: 3x faster than ldexp with broadcast exponents.
+_SAFE_EXPONENT = 400
+
+
+def _times_power_of_two(X: np.ndarray, *shifts: np.ndarray) -> np.ndarray:
+    """A new float64 X * 2**(sum of shifts) (each broadcast against X), the same bits as np.ldexp: one
+    shift is one correctly rounded product; two are exact for X of integers below 2**53 (sums of
+    exact products), as no intermediate then leaves the normal range."""
+    if all(np.abs(s).max(initial=0) < _SAFE_EXPONENT for s in shifts):
+        out = np.multiply(X, np.ldexp(1.0, shifts[0]))
+        for s in shifts[1:]:
+            out *= np.ldexp(1.0, s)
+        return out
+    return np.ldexp(X, sum(shifts))
 
 
 class ExactMatrix:
@@ -82,7 +103,7 @@ class ExactMatrix:
         lead = A.shape[:-1]
         flat = A.reshape(-1, self.shape[0])
         Ai, shift = _to_integers(flat, 1, self._bits)
-        out = np.ldexp(Ai @ self._B, -(shift + self._shift))
+        out = _times_power_of_two(Ai @ self._B, -shift, -self._shift)
         return out.reshape(*lead, self.shape[1])
 
 
