@@ -197,6 +197,19 @@ def test_pq_codes_are_compact():
     assert wide.unpack(wide.pack(codes), 50)["codes"].dtype == np.uint16
 
 
+def test_pq_norms_in_runs_equal_the_whole_sum_and_the_decoded_norms():
+    """pq sums reconstruction norms in runs of rows (bounded memory): the same bits as one sum over
+    every row, and the norms of the decoded vectors."""
+    from semzip.codecs.pq import _NORM_ROWS
+
+    codec = make_codec("pq:M=4,K=16,opq=1").fit(unit_rows(600, 32, seed=13))
+    codes = {"codes": np.random.default_rng(14).integers(0, 16, size=(_NORM_ROWS + 99, 4)).astype(np.uint8)}
+    whole = np.sqrt(np.take(codec._sqnorms, codes["codes"] + codec._offsets).sum(axis=1)).astype(np.float32)
+    np.testing.assert_array_equal(codec.norms(codes), whole, strict=True)
+    np.testing.assert_allclose(codec.norms(codes)[:500], np.linalg.norm(codec.reconstruct(
+        {"codes": codes["codes"][:500]}), axis=1), rtol=1e-5)
+
+
 @pytest.mark.parametrize("spec", [*SPECS, "pqvae:dim=8,K=16,grid=2,C=16,H=16,blocks=1,coarse=2,bits=80"])
 def test_refitting_equals_a_fresh_fit(spec):
     """Derived caches are reset when the state changes: fit -> use -> refit behaves as a fresh fit."""

@@ -298,3 +298,18 @@ def test_cli_append_and_delete_keep_the_index_or_say_it_is_stale(tmp_path, data,
     assert main(["search", str(path), "--vector", str(q), "--nprobe", "4"]) == 3
     assert "rebuild" in capsys.readouterr().err
     assert main(["append", str(tmp_path / "b.smz"), str(tmp_path / "more.npy"), "--json"]) != 0  # no archive, no index
+
+
+def test_codes_are_gathered_in_list_order_block_by_block():
+    """The searcher's codes: item i at row[i], one array per key, widened where a later block's
+    codes are wider (as concatenating the blocks would)."""
+    from semzip.search._ivf import _in_list_order
+
+    class Blocks:
+        def iter_codes(self):
+            yield 0, {"codes": np.array([[1, 2], [3, 4]], dtype=np.uint8), "stages": np.array([1, 2], dtype=np.uint8)}
+            yield 2, {"codes": np.array([[300, 6]], dtype=np.uint16), "stages": np.array([3], dtype=np.uint8)}
+
+    out = _in_list_order(Blocks(), np.array([2, 0, 1]))
+    np.testing.assert_array_equal(out["codes"], np.array([[3, 4], [300, 6], [1, 2]], dtype=np.uint16), strict=True)
+    np.testing.assert_array_equal(out["stages"], np.array([2, 3, 1], dtype=np.uint8), strict=True)

@@ -255,13 +255,11 @@ class IVFSearcher:
         self.centroids, self.offsets, positions = arrays["centroids"], arrays["offsets"], arrays["positions"]
         self.nlist = len(self.centroids)
         codec = archive.codec
-        parts = [codes for _, codes in archive.iter_codes()]
-        codes = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]} if parts else {}
         self.positions = positions
-        self.codes: Codes = {k: v[positions] for k, v in codes.items()}  # list l = rows offsets[l]:offsets[l+1]
-        self.norms = np.asarray(codec.norms(self.codes), dtype=np.float32)
         self._row = np.empty(len(positions), dtype=np.int64)
         self._row[positions] = np.arange(len(positions))  # archive position -> row in list order
+        self.codes = _in_list_order(archive, self._row)  # list l = rows offsets[l]:offsets[l+1]
+        self.norms = np.asarray(codec.norms(self.codes), dtype=np.float32)
         self._pq = codec if isinstance(codec, PQCodec) and len(positions) else None
         self._fast: IVFFastScanIndex | None = None
         self._faiss: Any = None
@@ -391,6 +389,20 @@ class IVFSearcher:
         order = np.lexsort((lists, -scores), axis=1)  # best first, ties to the lower list
         lists = np.take_along_axis(lists, order, axis=1)
         return np.ascontiguousarray(lists), np.take_along_axis(scores, order, axis=1)
+
+
+def _in_list_order(archive: Archive, row: np.ndarray) -> Codes:
+    """The archive's codes with item i at row[i], written block by block into one array per key: one
+    copy of the codes in memory, where concatenating the blocks and then reordering made three."""
+    out: Codes = {}
+    for start, codes in archive.iter_codes():
+        for key, value in codes.items():
+            if key not in out:
+                out[key] = np.empty((len(row), *value.shape[1:]), dtype=value.dtype)
+            elif np.result_type(out[key], value) != out[key].dtype:  # a block of wider codes
+                out[key] = out[key].astype(np.result_type(out[key], value))
+            out[key][row[start : start + len(value)]] = value
+    return out
 
 
 def search_ivf(archives: Sequence[Archive], queries: Any, k: int = 10, *, nprobe: int = 16, normalize: bool = True,
