@@ -15,7 +15,8 @@ flat search on the codes, checked equal to brute force on the decoded vectors; f
 index with nprobe = nlist), so both are judged on what their partition loses; the flat search is
 checked against brute force on the decoded vectors up to 2M items (above, decoding every item
 would take longer than the rest of the run). Queries/s per core from one batch of 256 queries,
-median of 3 runs. Items, archives, IVF indexes and the faiss index are kept in the workdir and
+median of 3 runs. Opening the IVF searcher is timed and its numpy memory traced (held and peak,
+tracemalloc: faiss's own allocations are not seen). Items, archives, IVF indexes and the faiss index are kept in the workdir and
 reused by a later run (which then reports no build time for what it reused).
 
     python benchmarks/bench_ivf.py --items 1000000 --workdir /tmp/semzip-bench-ivf
@@ -29,6 +30,7 @@ import json
 import re
 import sys
 import time
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -99,9 +101,13 @@ def run_semzip(spec: str, pool: np.ndarray, X: np.ndarray, Q: np.ndarray, probes
             del R, Rn, S
             out["flat_equals_brute_force"] = recall([p.tolist() for p in flat.positions], brute.tolist())
         out["flat_qps"] = round(len(Q) / flat_s, 1)
+        tracemalloc.start()
         t = time.perf_counter()
         ivf = IVFSearcher(arc)
         out["ivf_load_s"] = round(time.perf_counter() - t, 1)
+        held, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        out["ivf_open_mib"] = {"held": round(held / 2**20), "peak": round(peak / 2**20)}  # numpy's, not faiss's
         for kind, short in (("ivf", None), ("ivf_shortlist_100", 100), ("ivf_numpy_scan", 0)):
             rows = []
             for p in probes:
