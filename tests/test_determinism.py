@@ -130,3 +130,19 @@ def test_integer_products_are_exact_in_any_summation_order():
                                   ExactMatrix(C[order], left_bits=2, single=True).integer_product(levels[:, order]))
     assert (np.abs(single.integer_product(levels) - levels @ C)
             <= 2.0**-14 * np.abs(levels).sum(axis=1, keepdims=True) * np.abs(C).max()).all()
+
+
+@pytest.mark.parametrize("grid", [1, 2])
+def test_small_grid_convolution_as_one_dense_product_is_the_same_bits(grid):
+    """pqvae on grids of side <= 2: the 3x3 convolution as one dense product over the gathered
+    integer weights equals the im2col product bit for bit, whatever the rows' magnitudes."""
+    from semzip._exact import ExactMatrix
+    from semzip.codecs.pqvae._infer import _conv3, _dense_taps
+
+    rng = np.random.default_rng(9)
+    ci, co = 6, 5
+    w = ExactMatrix(rng.standard_normal((co, ci, 3, 3)).transpose(2, 3, 1, 0).reshape(9 * ci, co))
+    h = rng.standard_normal((40, grid, grid, ci)) * np.exp2(rng.integers(-30, 30, size=(40, 1, 1, 1)))
+    h[0] = 0.0
+    dense = w.gathered(_dense_taps(grid, ci)).left_product(h.reshape(40, -1)).reshape(40, grid, grid, co)
+    np.testing.assert_array_equal(dense, _conv3(h, w), strict=True)

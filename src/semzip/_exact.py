@@ -89,6 +89,21 @@ class ExactMatrix:
         B_int, self._shift = _to_integers(B, 0, self._bits)
         self._B = B_int.astype(self._dtype)
 
+    def gathered(self, blocks: list[np.ndarray]) -> ExactMatrix:
+        """The operand whose column block j holds B's rows `blocks[j]`, in B's own integers, column
+        scales and bits: for left rows whose scale (largest magnitude) equals that of the rows they
+        stand for, with B's other rows met by zeros there, each product is the same exact sum of the
+        same integer terms, so the same bits as with B, on fewer operands (a 3x3 convolution over a
+        grid of side <= 2 as one dense product, pqvae._infer)."""
+        if self.left_bits is not None:
+            raise ValueError("gathered is for left_product operands")
+        out = object.__new__(ExactMatrix)
+        out._B = np.ascontiguousarray(np.concatenate([self._B[rows] for rows in blocks], axis=1))
+        out._shift = np.concatenate([self._shift] * len(blocks), axis=1)
+        out.shape = out._B.shape
+        out.left_bits, out._bits, out._dtype = None, self._bits, self._dtype
+        return out
+
     def integer_product(self, A: np.ndarray) -> np.ndarray:
         """float64 A @ B for A (n, k) of integers below 2**left_bits in magnitude: exact sums of exact
         products, so the same bits whatever the BLAS, threads or batch."""

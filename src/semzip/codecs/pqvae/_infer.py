@@ -33,15 +33,26 @@ class NumpyNet:
             elif v.ndim == 4 and v.shape[2:] == (1, 1) and k not in ("enc_lift_w", "dec_out_w"):
                 m[k] = v[:, :, 0, 0].T
         self._mats = {k: ExactMatrix(v) for k, v in m.items()}
+        if g <= 2:  # every output cell of a 3x3 convolution sees the whole grid: one dense product
+            for k, v in w.items():
+                if v.ndim == 4 and v.shape[2:] == (3, 3):
+                    self._mats[k] = self._mats[k].gathered(_dense_taps(g, v.shape[1]))
         self._scorer = assignment_matrix(w["codebook"])
         self._bias = {k: v.astype(np.float64) for k, v in w.items() if v.ndim == 1}
 
     def _blocks(self, h: np.ndarray, side: str) -> np.ndarray:
         m, b = self._mats, self._bias
         for i in range(self.blocks):
-            t = _conv3(_silu(h), m[f"{side}_b{i}_w1"]) + b[f"{side}_b{i}_b1"]
+            t = self._conv3(_silu(h), m[f"{side}_b{i}_w1"]) + b[f"{side}_b{i}_b1"]
             h = h + m[f"{side}_b{i}_w2"].left_product(_silu(t)) + b[f"{side}_b{i}_b2"]
         return h
+
+    def _conv3(self, h: np.ndarray, w: ExactMatrix) -> np.ndarray:
+        """3x3 convolution of channels-last h (n, g, g, Ci): on grids of side <= 2 as the dense product
+        `w` was gathered for (the same bits as the im2col product: `_dense_taps`), else im2col."""
+        if self.grid <= 2:
+            return w.left_product(h.reshape(len(h), -1)).reshape(*h.shape[:3], -1)
+        return _conv3(h, w)
 
     def encode(self, X: np.ndarray) -> np.ndarray:
         """Unit latent sub-vectors, (n, n_sub, dim) float32, of whitened unit vectors X."""
@@ -77,6 +88,18 @@ class NumpyNet:
 def _silu(x: np.ndarray) -> np.ndarray:
     """x * sigmoid(x) in float64, the same bits on every machine (semzip._exact)."""
     return x * sigmoid(x)
+
+
+def _dense_taps(g: int, ci: int) -> list[np.ndarray]:
+    """For each output cell of a g x g grid (g <= 2), the im2col row (tap, channel) that meets each input
+    (cell, channel) of the flattened grid. Every input cell is within that output's 3x3 window, so
+    the im2col row of an output cell holds the item's whole input plus zeros: the same largest
+    magnitude (the same integer scale) and the same nonzero integer terms as this dense row."""
+    blocks = []
+    for y, x in np.ndindex(g, g):
+        taps = [(y2 - y + 1) * 3 + (x2 - x + 1) for y2, x2 in np.ndindex(g, g)]
+        blocks.append((np.array(taps)[:, None] * ci + np.arange(ci)[None, :]).ravel())
+    return blocks
 
 
 def _conv3(h: np.ndarray, w: ExactMatrix) -> np.ndarray:
