@@ -27,16 +27,16 @@ class NumpyNet:
             "lift": w["enc_lift_w"].transpose(0, 2, 3, 1).reshape(d, g * g * H),
             "out": w["dec_out_w"].transpose(2, 3, 1, 0).reshape(g * g * H, d),
         }
+        convs = [k for k, v in w.items() if v.ndim == 4 and v.shape[2:] == (3, 3)]
         for k, v in w.items():
-            if v.ndim == 4 and v.shape[2:] == (3, 3):
+            if k in convs:
                 m[k] = v.transpose(2, 3, 1, 0).reshape(9 * v.shape[1], v.shape[0])
             elif v.ndim == 4 and v.shape[2:] == (1, 1) and k not in ("enc_lift_w", "dec_out_w"):
                 m[k] = v[:, :, 0, 0].T
         self._mats = {k: ExactMatrix(v) for k, v in m.items()}
         if g <= 2:  # every output cell of a 3x3 convolution sees the whole grid: one dense product
-            for k, v in w.items():
-                if v.ndim == 4 and v.shape[2:] == (3, 3):
-                    self._mats[k] = self._mats[k].gathered(_dense_taps(g, v.shape[1]))
+            for k in convs:
+                self._mats[k] = self._mats[k].gathered(_dense_taps(g, w[k].shape[1]))
         self._scorer = assignment_matrix(w["codebook"])
         self._bias = {k: v.astype(np.float64) for k, v in w.items() if v.ndim == 1}
 
