@@ -1,7 +1,8 @@
 """SIGKILL at random moments in semzip's writers, and what must hold afterwards.
 
 A child process imports the CLI, says it is ready, and runs one writing command (compress over an
-existing archive, append, compact, merge, delete); the parent kills it with SIGKILL after a random delay
+existing archive, append, compact, merge, delete; delete from a sharded collection, which writes
+tombstones, and compact of a collection, which purges them); the parent kills it with SIGKILL after a random delay
 drawn over the command's uninterrupted run time. Afterwards every original must be intact (byte
 for byte, or replaced by the complete result) and every output absent or complete; the next
 uninterrupted run of the same command must succeed and leave no temp file of the dead writer.
@@ -24,17 +25,19 @@ from pathlib import Path
 import numpy as np
 
 CHILD = "import sys; from semzip.cli import main; print('ready', flush=True); sys.exit(main(sys.argv[1:]))"
-OPS = ("compress", "append", "compact", "merge", "delete")
+OPS = ("compress", "append", "compact", "merge", "delete", "delete-coll", "purge")
 RAY_OP = "ray"  # compress --ray into a sharded collection: slow to start, so run apart from OPS
 
 
 def prepare(folder: Path, items: int = 20_000) -> Path:
-    """Inputs and original archives in `folder/base`: x.npy, more.npy, pq.smzc, a.smz, b.smz, old.smz, and
-    gone.txt (every third id of a.smz, for delete)."""
+    """Inputs and original archives in `folder/base`: x.npy, more.npy, pq.smzc, a.smz, b.smz, old.smz,
+    gone.txt (every third id of a.smz, for delete), and x as collections of 8 shards: coll/ and
+    tomb/ (the same with gone.txt's items deleted: tombstones to purge)."""
     from semzip import make_codec, save_codec
     from semzip.container import write_archive
+    from semzip.shards import delete_from_collection
 
-    from .utils import unit_rows
+    from .utils import unit_rows, write_collection
 
     base = folder / "base"
     base.mkdir(parents=True)
@@ -47,6 +50,9 @@ def prepare(folder: Path, items: int = 20_000) -> Path:
     write_archive(base / "b.smz", codec, X[: items // 2], ids=[f"b{i}" for i in range(items // 2)])
     write_archive(base / "old.smz", make_codec("sign").fit(X[:100]), X[:100])
     (base / "gone.txt").write_text("\n".join(f"a{i}" for i in range(0, items, 3)))
+    for name in ("coll", "tomb"):
+        write_collection(base / name, codec, X, [f"a{i}" for i in range(items)], -(-items // 8))
+    delete_from_collection(base / "tomb", [f"a{i}" for i in range(0, items, 3)])
     return base
 
 
@@ -57,6 +63,8 @@ def argv(op: str, work: Path) -> list[str]:
         "compact": ["compact", str(work / "a.smz"), "--force"],
         "merge": ["merge", str(work / "a.smz"), str(work / "b.smz"), "-o", str(work / "m.smz")],
         "delete": ["delete", str(work / "a.smz"), "--ids", str(work / "gone.txt")],
+        "delete-coll": ["delete", str(work / "coll"), "--ids", str(work / "gone.txt")],
+        "purge": ["compact", str(work / "tomb")],
         RAY_OP: ["compress", str(work / "x.npy"), "--codec", str(work / "pq.smzc"), "--ray", "--workers", "2",
                  "--shard-items", "2500", "-o", str(work / "coll")],
     }[op]
@@ -70,6 +78,8 @@ def check(op: str, base: Path, work: Path) -> str:
     items = np.load(base / "x.npy", mmap_mode="r").shape[0]
     if op == RAY_OP:
         return _check_collection(work / "coll", items)
+    if op in ("delete-coll", "purge"):
+        return _check_deleted(op, base, work, items)
     target, want = {"compress": ("old.smz", items), "append": ("a.smz", items + items // 2),
                     "compact": ("a.smz", items), "merge": ("m.smz", items + items // 2),
                     "delete": ("a.smz", items - len(range(0, items, 3)))}[op]
@@ -105,6 +115,32 @@ def _check_collection(folder: Path, items: int) -> str:
             return "complete" if coll.complete and coll.items == items else "original"  # resumable
     except SemzipError as exc:
         return f"collection damaged: {exc}"
+
+
+def _check_deleted(op: str, base: Path, work: Path, items: int) -> str:
+    """A killed delete leaves the collection's manifest as it was or with every tombstone, shards
+    untouched; a killed purge leaves the tombstoned collection or the purged one (files it wrote but
+    never named, or old ones it had not yet removed, may be left for the next purge to remove)."""
+    from semzip import SemzipError
+    from semzip.shards import MANIFEST_NAME, ShardedArchive
+
+    name = "coll" if op == "delete-coll" else "tomb"
+    folder = work / name
+    kept = [f"a{i}" for i in range(items) if i % 3]
+    if (folder / MANIFEST_NAME).read_bytes() == (base / name / MANIFEST_NAME).read_bytes():
+        with ShardedArchive.open(folder) as coll:
+            return "original" if coll.verify() == [] else f"{name} damaged: {coll.verify()[:2]}"
+    try:
+        with ShardedArchive.open(folder) as coll:
+            tombstones = sum(len(s.get("deleted", [])) for s in coll.manifest["shards"])
+            if coll.verify() or coll.ids != kept or tombstones != (items - len(kept) if op == "delete-coll" else 0):
+                return f"{name}: {coll.items} items of {len(kept)}, {tombstones} tombstones, problems {coll.verify()[:2]}"
+            if op == "delete-coll" and any((folder / s["file"]).read_bytes() != (base / name / s["file"]).read_bytes()
+                                           for s in coll.manifest["shards"]):
+                return f"{name}: a shard file changed"
+    except SemzipError as exc:
+        return f"{name} is damaged: {exc}"
+    return "complete"
 
 
 def fresh(base: Path, work: Path) -> None:
@@ -144,7 +180,7 @@ def kill_once(op: str, base: Path, work: Path, delay: float) -> dict[str, object
 
     fresh(base, work)
     killed, _ = run_child(argv(op, work), delay)
-    temps_left = len(list(work.glob(".*.tmp")))
+    temps_left = len(list(work.rglob(".*.tmp")))
     outcome = check(op, base, work)
     code, after = 0, outcome
     if outcome == "original":
@@ -152,7 +188,7 @@ def kill_once(op: str, base: Path, work: Path, delay: float) -> dict[str, object
             code = main(["-q", *argv(op, work)])
         after = check(op, base, work)
     return {"op": op, "delay": delay, "killed": killed, "outcome": outcome, "temps_left": temps_left,
-            "rerun_code": code, "rerun": after, "temps_after_rerun": sorted(p.name for p in work.glob(".*.tmp"))}
+            "rerun_code": code, "rerun": after, "temps_after_rerun": sorted(p.name for p in work.rglob(".*.tmp"))}
 
 
 def durations(base: Path, work: Path) -> dict[str, float]:

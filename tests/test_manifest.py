@@ -15,22 +15,12 @@ from typing import Any, Callable
 import numpy as np
 import pytest
 
-from semzip import FormatError, InputError, make_codec, save_codec
+from semzip import FormatError, InputError, make_codec
 from semzip.cli import main
-from semzip.shards import (
-    CODEC_NAME,
-    MANIFEST_FORMAT,
-    MANIFEST_NAME,
-    MANIFEST_VERSION,
-    ShardedArchive,
-    file_sha256,
-    open_collection,
-    shard_name,
-    write_manifest,
-)
+from semzip.shards import MANIFEST_NAME, ShardedArchive, open_collection, shard_name
 from semzip.container import write_archive
 
-from .utils import unit_rows
+from .utils import unit_rows, write_collection
 
 SIZE = 500
 
@@ -38,25 +28,10 @@ SIZE = 500
 @pytest.fixture(scope="module")
 def collection(tmp_path_factory) -> Path:
     """1,500 items in three shards of 500, as `semzip.scale` lays them out."""
-    folder = tmp_path_factory.mktemp("manifest") / "coll"
-    folder.mkdir()
     X = unit_rows(1500, 16, seed=1)
     codec = make_codec("pq:M=4,K=16,opq=0").fit(X)
-    save_codec(codec, folder / CODEC_NAME)
-    ids = [f"img{i:04d}" for i in range(len(X))]
-    shards = []
-    for index in range(3):
-        start, stop = index * SIZE, (index + 1) * SIZE
-        path = folder / shard_name(index)
-        write_archive(path, codec, X[start:stop], ids=ids[start:stop], model="m", embed_codec=False)
-        shards.append({"index": index, "start": start, "stop": stop, "items": SIZE, "skipped": [],
-                       "file": path.name, "first_id": ids[start], "last_id": ids[stop - 1],
-                       "bytes": path.stat().st_size, "sha256": file_sha256(path)})
-    write_manifest(folder, {"format": MANIFEST_FORMAT, "version": MANIFEST_VERSION, "model": "m", "dim": 16,
-                            "codec": {"file": CODEC_NAME, "spec": str(codec.spec), "hash": codec.state_hash},
-                            "source": {"kind": "npy", "items": 1500}, "shard_items": SIZE,
-                            "shards_planned": 3, "shards": shards})
-    return folder
+    return write_collection(tmp_path_factory.mktemp("manifest") / "coll", codec, X,
+                            [f"img{i:04d}" for i in range(len(X))], SIZE)
 
 
 def _tampered(collection: Path, tmp_path: Path, edit: Callable[[dict[str, Any]], Any]) -> Path:
@@ -76,6 +51,14 @@ def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
             m = m[k]
         m[last] = value
     return edit
+
+
+def _v2(edit: Callable[[dict[str, Any]], Any]) -> Callable[[dict[str, Any]], None]:
+    """An edit of a version-2 manifest (the version that holds deletes)."""
+    def both(m: dict[str, Any]) -> None:
+        m["version"] = 2
+        edit(m)
+    return both
 
 
 def test_the_untampered_collection_opens(collection):
@@ -115,7 +98,16 @@ TAMPERED = {
     "shard_items zero": (_set("shard_items", 0), "'shard_items' is 0"),
     "shards_planned wrong": (_set("shards_planned", 4), "plans 4 shards"),
     "complete a string": (_set("complete", "yes"), "'complete' is 'yes'"),
-    "version 2": (_set("version", 2), "unsupported manifest version 2"),
+    "version 3": (_set("version", 3), "unsupported manifest version 3"),
+    "tombstones in a version-1 manifest": (lambda m: m["shards"][0].update(deleted=[1]) or m.update(items=1499),
+                                           "version-1 manifest cannot hold"),
+    "tombstones unsorted": (_v2(lambda m: m["shards"][0].update(deleted=[5, 1]) or m.update(items=1498)), "sorted"),
+    "tombstone twice": (_v2(lambda m: m["shards"][0].update(deleted=[1, 1]) or m.update(items=1498)), "unique"),
+    "tombstone past the shard": (_v2(lambda m: m["shards"][0].update(deleted=[500]) or m.update(items=1499)), "[0, 500)"),
+    "tombstone not an integer": (_v2(lambda m: m["shards"][0].update(deleted=["1"]) or m.update(items=1499)), "integers"),
+    "tombstones not counted": (_v2(lambda m: m["shards"][0].update(deleted=[1])), "says 1500 items"),
+    "purged not accounted": (_v2(lambda m: m["shards"][0].update(purged=3)), "3 purged"),
+    "generation without its file": (_v2(lambda m: m["shards"][0].update(generation=2)), "shard-00000-2.smz"),
     "version a string": (_set("version", "1"), "'version' is '1'"),
     "other format": (_set("format", "zip"), "not a semzip collection manifest"),
     "not an object": (lambda m: m.clear() or m.update(x=1), "lacks 'format'"),

@@ -340,6 +340,25 @@ def test_ray_search_equals_one_process_with_ties_and_batches(data, collection, t
         assert search_ray(coll, Q, 5).ids == coll.search(Q, 5).ids
 
 
+def test_ray_search_skips_a_collections_deleted_items(data, collection, tmp_path):
+    """Tombstones travel to the workers: each shard task skips the items the manifest deleted, and the
+    merged top-k equals the single process's (ids, positions and bitwise scores)."""
+    from semzip.scale._search import search_ray
+    from semzip.search import Collection
+    from semzip.shards import delete_from_collection
+
+    t, X, _ = data
+    shutil.copytree(collection, tmp_path / "c")
+    gone = [str(i) for i in (5, 7, 299, 300, 650)] + [str(i) for i in range(900, 1000)]
+    delete_from_collection(tmp_path / "c", gone)
+    Q = X[[5, 7, 650, 10]]
+    with ShardedArchive.open(tmp_path / "c") as coll, Collection(coll.archives) as search:
+        want, got = search.search(Q, 12), search_ray(search, Q, 12)
+    assert got.ids == want.ids and got.scores.tobytes() == want.scores.tobytes()
+    np.testing.assert_array_equal(got.positions, want.positions)
+    assert not set(gone) & {i for row in got.ids for i in row}
+
+
 def test_cli_search_ray(data, collection, capsys):
     t, X, _ = data
     np.save(t / "q.npy", X[:3])

@@ -1,13 +1,17 @@
-"""Archive compaction: re-learning an archive's codec when its items have drifted from it.
+"""Compaction: re-learning an archive's codec when its items have drifted from it, and purging a
+sharded collection's deleted items.
 
 Items appended to an archive are coded on the codec it was written with (for SMIC, the dictionary
 learned on the first items). When later items differ, that dictionary fits them badly and costs
 more bits; `compact_archive` decodes every item, fits the codec again on all of them and rewrites
-the archive in the same order with the same ids, pixel counts and model id.
+the archive in the same order with the same ids, pixel counts and model id. `purge_collection`
+rewrites the shards of a collection that hold tombstoned items without them (codes copied, not
+re-coded).
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +19,10 @@ import numpy as np
 
 from ._atomic import atomic_writer, writer_lock
 from ._errors import InputError
-from .codecs import fit_codec
-from .container import Archive, write_archive
+from .codecs import Codec, fit_codec
+from .container import Archive, write_archive, write_without
+from .search._ivf import carry_index, default_path
+from .shards import ShardedArchive, collection_lock, file_sha256, manifest_path, shard_name, write_manifest
 from .spec import Spec, parse_spec
 
 
@@ -68,3 +74,65 @@ def _compact(target: Path, spec: str | Spec | None, seed: int, force: bool, prog
         "replaced": replaced, "cos_to_previous": float(cos.mean()),
     }
 
+
+
+def purge_collection(path: str | Path, codec: Codec | None = None) -> dict[str, Any]:
+    """Rewrite each shard of a collection that holds deleted items (tombstones) without them, as a new
+    file `shard-NNNNN-G.smz`: codes are copied (blocks without a deleted item verbatim), the shard's
+    IVF index is carried over, and one atomic manifest replacement switches to the new files, after
+    which the old ones are removed. A crash before the switch leaves the collection as it was (the new
+    files unnamed, removed by the next purge); after it, only old files are left to remove."""
+    folder = manifest_path(path).parent
+    with collection_lock(folder):
+        with ShardedArchive.open(folder, codec=codec) as coll:  # hashes checked: nothing damaged is copied on
+            manifest, codec = coll.manifest, coll.codec
+        _remove_unnamed(folder, manifest)
+        if not any(s.get("deleted") for s in manifest["shards"]):
+            return {"path": str(folder), "purged": 0, "shards_rewritten": 0, "items": manifest["items"], "indexes": []}
+        before = sum(int(s.get("bytes", 0)) for s in manifest["shards"] if s["file"])
+        old_files, indexes, purged = [], [], 0
+        for record in manifest["shards"]:
+            if not record.get("deleted"):
+                continue
+            old_files.append(folder / record["file"])
+            purged += len(record["deleted"])
+            indexes.append(_purge_shard(folder, record, codec))
+        write_manifest(folder, manifest)  # the switch: from here on the new files are the collection
+        for old in old_files:
+            old.unlink()
+            default_path(old).unlink(missing_ok=True)
+    after = sum(int(s.get("bytes", 0)) for s in manifest["shards"] if s["file"])
+    return {"path": str(folder), "purged": purged, "shards_rewritten": len(old_files), "items": manifest["items"],
+            "bytes_before": before, "bytes_after": after, "indexes": [i for i in indexes if i]}
+
+
+def _purge_shard(folder: Path, record: dict[str, Any], codec: Codec) -> dict[str, Any]:
+    """Write shard `record` without its deleted items under its next generation's name and update
+    `record` to describe it (the manifest is not written here); returns its index's carry-over report."""
+    deleted = record.pop("deleted")
+    record["purged"] = int(record.get("purged", 0)) + len(deleted)
+    if len(deleted) == record["items"]:
+        for key in ("file", "sha256", "bytes", "first_id", "last_id"):
+            record.pop(key, None)
+        record.update(items=0, file=None, sha256=None)
+        return {}
+    record["generation"] = int(record.get("generation", 0)) + 1
+    new = folder / shard_name(int(record["index"]), record["generation"])
+    with Archive.open(folder / record["file"], codec=codec) as old:
+        drop = np.zeros(old.items, dtype=bool)
+        drop[deleted] = True
+        kept = write_without(old, drop, new)
+        report = carry_index(old, new, codec)
+    record.update(file=new.name, items=len(kept), first_id=kept[0], last_id=kept[-1], bytes=new.stat().st_size,
+                  sha256=file_sha256(new))
+    return report
+
+
+def _remove_unnamed(folder: Path, manifest: dict[str, Any]) -> None:
+    """Shard files and indexes of the folder that the manifest does not name: what a purge that
+    crashed left (new files before its switch, old ones after)."""
+    named = {s["file"] for s in manifest["shards"] if s["file"]}
+    for f in folder.glob("shard-*.smz*"):
+        stem = f.name.removesuffix(".ivf")
+        if stem.endswith(".smz") and stem not in named and re.fullmatch(r"shard-\d{5,}(-\d+)?\.smz", stem):
+            f.unlink()

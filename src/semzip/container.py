@@ -177,9 +177,9 @@ def delete_items(path: str | Path, ids: Sequence[str], codec: Codec | None = Non
 
     Blocks without a deleted item are copied verbatim; a block holding one is unpacked to codes and
     re-packed without it, so every kept item keeps its exact code and decodes to the same vector (no
-    re-quantisation). Nothing is left behind to filter (no tombstones): every reader, search and
-    merge sees only the kept items. Unknown ids and deleting every item are refused; a shared-codec
-    archive needs its codec to re-pack blocks.
+    re-quantisation). Nothing is left behind to filter: every reader, search and merge sees only
+    the kept items (a sharded collection records tombstones instead: `shards.delete_from_collection`).
+    Unknown ids and deleting every item are refused; a shared-codec archive needs its codec to re-pack blocks.
     """
     with writer_lock(path), Archive.open(path, codec=codec) as old:
         old.check_sections()
@@ -195,27 +195,34 @@ def delete_items(path: str | Path, ids: Sequence[str], codec: Codec | None = Non
             raise InputError(f"deleting all {old.items} items would leave no archive; remove the file instead")
         drop = np.zeros(old.items, dtype=bool)
         drop[[where[i] for i in unique]] = True
-        pieces: Pieces = []
-        for b, row in enumerate(old.index):
-            start, n = int(old._starts[b]), int(row["items"])
-            gone = drop[start : start + n]
-            if not gone.any():
-                payload: memoryview | bytes = old.block_payload(b)
-            elif gone.all():
-                continue
-            else:
-                codes = old.block_codes(b)
-                payload = old.codec.pack({k: v[~gone] for k, v in codes.items()})
-            pieces.append(_piece(payload, n - int(gone.sum())))
-        keep = ~drop
-        kept_ids = [i for i, k in zip(old.ids, keep) if k]
-        pixels = None if old.pixels is None else old.pixels[keep]
-        head = dict(old.head, items=len(kept_ids), writer=WRITER)
         before = Path(path).stat().st_size
-        with atomic_writer(path) as fh:
-            _Writer(fh).write(head, old.codec_section, pieces, None, kept_ids, pixels)
+        kept_ids = write_without(old, drop, path)
     return {"deleted": len(unique), "items": len(kept_ids), "bytes_before": before, "bytes_after": Path(path).stat().st_size,
             "ids_now_stored": _default_ids(old.ids) and not _default_ids(kept_ids)}
+
+
+def write_without(old: Archive, drop: np.ndarray, output: str | Path) -> list[str]:
+    """Write `output` atomically: the archive `old` (opened as stored) without the items where `drop`
+    is True; returns the kept ids. Blocks without a dropped item are copied verbatim, the others
+    unpacked and re-packed without them, so every kept item keeps its exact code."""
+    pieces: Pieces = []
+    for b, row in enumerate(old.index):
+        start, n = int(old._starts[b]), int(row["items"])
+        gone = drop[start : start + n]
+        if not gone.any():
+            payload: memoryview | bytes = old.block_payload(b)
+        elif gone.all():
+            continue
+        else:
+            codes = old.block_codes(b)
+            payload = old.codec.pack({k: v[~gone] for k, v in codes.items()})
+        pieces.append(_piece(payload, n - int(gone.sum())))
+    keep = ~drop
+    kept_ids = [i for i, k in zip(old.ids, keep) if k]
+    head = dict(old.head, items=len(kept_ids), writer=WRITER)
+    with atomic_writer(output) as fh:
+        _Writer(fh).write(head, old.codec_section, pieces, None, kept_ids, None if old.pixels is None else old.pixels[keep])
+    return kept_ids
 
 
 def truncate_archive(path: str | Path, output: str | Path, budget_bits: float, codec: Codec | None = None) -> None:
@@ -437,10 +444,19 @@ class Archive(ItemsById):
         self.ids = self._ids()
         self.pixels = self._pixels()
         self._codec = self._resolve_codec(codec)
+        self.stored_items = self.items
+        self.deleted = np.zeros(0, dtype=np.int64)
+        self._kept: np.ndarray | None = None  # stored positions of the items read, when some are deleted
+        self._live = np.ones(0, dtype=bool)  # per stored item: read (not deleted), when some are deleted
+        self._live_starts = self._starts
 
     @classmethod
-    def open(cls, path: str | Path, codec: Codec | None = None) -> Archive:
-        """Open and check the archive's structure and metadata checksums (block CRCs are checked on use)."""
+    def open(cls, path: str | Path, codec: Codec | None = None, *, deleted: Any = None) -> Archive:
+        """Open and check the archive's structure and metadata checksums (block CRCs are checked on use).
+
+        `deleted`: stored positions of items to read as absent (a collection's tombstones,
+        docs/FORMAT.md): ids, items, codes, rows and decodes then skip them, while the file, its
+        blocks and checksums (`verify`, `index`, `block_codes`, `stored_items`) stay as stored."""
         p = Path(path)
         try:
             with open(p, "rb") as fh:
@@ -454,12 +470,34 @@ class Archive(ItemsById):
         except OSError as exc:
             raise InputError(f"cannot read archive {str(p)!r}: {exc.strerror}") from None
         try:
-            return cls(p, buf, codec)
+            arc = cls(p, buf, codec)
+            if deleted is not None:
+                arc.tombstone(deleted)
+            return arc
         except BaseException:
             if isinstance(buf, mmap.mmap):
                 with contextlib.suppress(BufferError):  # views in the traceback; GC unmaps later
                     buf.close()
             raise
+
+    def tombstone(self, deleted: Any) -> None:
+        """Read the items at stored positions `deleted` (sorted, unique; not every item) as absent from now on."""
+        gone = np.asarray(deleted, dtype=np.int64).reshape(-1)
+        if gone.size and (gone.min() < 0 or gone.max() >= self.stored_items or (np.diff(gone) <= 0).any()
+                          or gone.size == self.stored_items or self._kept is not None):
+            raise FormatError(f"deleted positions of {str(self.path)!r} must be sorted, unique, in [0, "
+                              f"{self.stored_items}), leave an item, and be given once")
+        if not gone.size:
+            return
+        live = np.ones(self.stored_items, dtype=bool)
+        live[gone] = False
+        self.deleted = gone
+        self._kept = np.flatnonzero(live)
+        self.items = len(self._kept)
+        self.ids = [self.ids[i] for i in self._kept.tolist()]
+        self.pixels = None if self.pixels is None else self.pixels[self._kept]
+        self._live = live
+        self._live_starts = np.concatenate([[0], np.cumsum(np.add.reduceat(live.astype(np.int64), self._starts[:-1]))])
 
     def close(self) -> None:
         """Unmap the file; views still held by callers keep it mapped until they are dropped."""
@@ -595,9 +633,15 @@ class Archive(ItemsById):
     def iter_codes(self, start: int = 0) -> Iterator[tuple[int, Codes]]:
         """(first item index, codes) for each block in order, from the block holding item `start` on
         (none when `start` is the item count): the entry point for compressed-domain search."""
-        first = int(np.searchsorted(self._starts, start, side="right")) - 1
+        first = int(np.searchsorted(self._live_starts, start, side="right")) - 1
         for b in range(max(first, 0), len(self.index)):
-            yield int(self._starts[b]), self.block_codes(b)
+            if self._kept is None:
+                yield int(self._starts[b]), self.block_codes(b)
+                continue
+            live = self._live[self._starts[b] : self._starts[b + 1]]
+            if live.any():
+                codes = self.block_codes(b)
+                yield int(self._live_starts[b]), codes if live.all() else {k: v[live] for k, v in codes.items()}
 
     def decode(self, progress: bool = False) -> np.ndarray:
         """All items as float32 (items, dim), in archive order."""
@@ -609,6 +653,10 @@ class Archive(ItemsById):
                 advance(len(rows))
         return out
 
+    def stored_position(self, position: int) -> int:
+        """Where the item read at `position` is stored in the file: the same unless items are deleted."""
+        return position if self._kept is None else int(self._kept[position])
+
     def get(self, item_id: str) -> np.ndarray:
         """One item's vector by id, decoding only its block."""
         return self.rows([self.position(item_id)])[0]
@@ -618,6 +666,8 @@ class Archive(ItemsById):
         pos = np.asarray(positions, dtype=np.int64).reshape(-1)
         if pos.size and (pos.min() < 0 or pos.max() >= self.items):
             raise InputError(f"item positions must be in [0, {self.items}), got {pos.min()}..{pos.max()}")
+        if self._kept is not None:
+            pos = self._kept[pos]
         out = np.empty((len(pos), self.dim), dtype=np.float32)
         blocks = np.searchsorted(self._starts, pos, side="right") - 1
         for b in np.unique(blocks).tolist():
@@ -670,6 +720,8 @@ class Archive(ItemsById):
             "bits_per_item": total_bits / self.items,
             "payload_bits_per_item": payload_bits / self.items,
         }
+        if self.deleted.size:  # tombstoned items still take their bytes until the collection is compacted
+            out["deleted"] = int(self.deleted.size)
         if self._codec is not None:
             out["fixed_bits_per_item"] = self._codec.fixed_bits
         if self.pixels is not None and int(self.pixels.sum()) > 0:

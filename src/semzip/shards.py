@@ -12,8 +12,10 @@ in shard order, with the interface of `container.Archive` that readers use.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
+import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -30,11 +32,14 @@ from .container import Archive, ArchiveLike, ItemsById
 MANIFEST_NAME = "manifest.json"
 CODEC_NAME = "codec.smzc"
 MANIFEST_FORMAT = "semzip-collection"
-MANIFEST_VERSION = 1
+#: The newest manifest version read and written: 2 once a collection has deletes (tombstones, or
+#: shards rewritten without deleted items); a collection without them is written as version 1.
+MANIFEST_VERSION = 2
 
 
-def shard_name(index: int) -> str:
-    return f"shard-{index:05d}.smz"
+def shard_name(index: int, generation: int = 0) -> str:
+    """A shard's file: `shard-00003.smz`, then `shard-00003-1.smz`, ... each time `compact` rewrites it."""
+    return f"shard-{index:05d}.smz" if generation == 0 else f"shard-{index:05d}-{generation}.smz"
 
 
 def file_sha256(path: str | Path) -> str:
@@ -116,8 +121,9 @@ def _check_manifest(m: Any) -> None:
         raise _Bad("is not a JSON object")
     if _field(m, "format", str) != MANIFEST_FORMAT:
         raise _Bad(f"is not a semzip collection manifest (format {m['format']!r})")
-    if _field(m, "version", int) != MANIFEST_VERSION:
-        raise _Bad(f"unsupported manifest version {m['version']}; this semzip reads {MANIFEST_VERSION}")
+    version = _field(m, "version", int)
+    if version not in (1, MANIFEST_VERSION):
+        raise _Bad(f"unsupported manifest version {version}; this semzip reads 1 and {MANIFEST_VERSION}")
     if not _field(m, "model", str):
         raise _Bad("'model' is empty")
     _count(m, "dim", 1, MAX_DIM)
@@ -136,13 +142,21 @@ def _check_manifest(m: Any) -> None:
     seen: set[int] = set()
     for s in shards:
         _check_shard(s, size, planned, source_items)
+        if version == 1 and _has_deletes(s):
+            raise _Bad(f"shard {s['index']} records deletes, which a version-1 manifest cannot hold")
         if s["index"] in seen:
             raise _Bad(f"lists shard {s['index']} twice")
         seen.add(s["index"])
     if _field(m, "complete", bool) != (len(shards) == planned):
         raise _Bad(f"says complete={m['complete']} but lists {len(shards)} of {planned} shards")
-    if _count(m, "items", 0, MAX_ITEMS) != sum(s["items"] for s in shards):
-        raise _Bad(f"says {m['items']} items but its shards hold {sum(s['items'] for s in shards)}")
+    live = sum(s["items"] - len(s.get("deleted", [])) for s in shards)
+    if _count(m, "items", 0, MAX_ITEMS) != live:
+        raise _Bad(f"says {m['items']} items but its shards hold {live}")
+
+
+def _has_deletes(s: dict[str, Any]) -> bool:
+    """Whether a shard record holds tombstones or was rewritten without deleted items (version 2 only)."""
+    return bool(s.get("deleted")) or bool(s.get("purged")) or bool(s.get("generation"))
 
 
 def _check_shard(s: Any, size: int, planned: int, source_items: Any) -> None:
@@ -158,16 +172,22 @@ def _check_shard(s: Any, size: int, planned: int, source_items: Any) -> None:
         raise _Bad(f"{where}covers inputs [{start}, {stop}), not shard {index}'s range at {size} per shard")
     items = _count(s, "items", 0, stop - start, where)
     skipped = _field(s, "skipped", list, where)
-    if items + len(skipped) != stop - start or not all(
+    purged = _count(s, "purged", 0, stop - start, where) if "purged" in s else 0
+    if items + len(skipped) + purged != stop - start or not all(
             isinstance(k, list) and len(k) == 2 and all(isinstance(x, str) for x in k) for k in skipped):
-        raise _Bad(f"{where}accounts for {items} items and {len(skipped)} skipped inputs of {stop - start}")
+        raise _Bad(f"{where}accounts for {items} items, {len(skipped)} skipped inputs and {purged} purged of {stop - start}")
+    deleted = _field(s, "deleted", list, where) if "deleted" in s else []
+    if not all(type(p) is int for p in deleted) or any(b <= a for a, b in zip(deleted, deleted[1:])) \
+            or (deleted and not 0 <= deleted[0] <= deleted[-1] < items):
+        raise _Bad(f"{where}deleted positions must be sorted, unique integers in [0, {items})")
+    generation = _count(s, "generation", 0, 1 << 30, where) if "generation" in s else 0
     name = s.get("file")
     if items == 0:
         if name is not None or s.get("sha256") is not None:
             raise _Bad(f"{where}holds no items but names a file")
         return
-    if name != shard_name(index):
-        raise _Bad(f"{where}file is {name!r}; shard {index} is {shard_name(index)!r} in the collection folder")
+    if name != shard_name(index, generation):
+        raise _Bad(f"{where}file is {name!r}; shard {index} is {shard_name(index, generation)!r} in the collection folder")
     for key in ("first_id", "last_id"):
         _field(s, key, str, where)
     _count(s, "bytes", 1, 1 << 62, where)
@@ -178,10 +198,67 @@ def _check_shard(s: Any, size: int, planned: int, source_items: Any) -> None:
 def write_manifest(folder: str | Path, manifest: dict[str, Any]) -> None:
     """Atomically (re)write `folder/manifest.json`, shards sorted and totals recomputed."""
     manifest["shards"] = sorted(manifest["shards"], key=lambda s: int(s["index"]))
-    manifest["items"] = sum(int(s["items"]) for s in manifest["shards"])
+    manifest["items"] = sum(int(s["items"]) - len(s.get("deleted", [])) for s in manifest["shards"])
     manifest["complete"] = len(manifest["shards"]) == int(manifest["shards_planned"])
+    manifest["version"] = MANIFEST_VERSION if any(_has_deletes(s) for s in manifest["shards"]) else 1
     manifest["writer"] = WRITER
     atomic_write_bytes(Path(folder) / MANIFEST_NAME, json.dumps(manifest, indent=1, sort_keys=True).encode())
+
+
+@contextlib.contextmanager
+def collection_lock(folder: Path) -> Iterator[None]:
+    """Create the folder and hold an exclusive lock on it: two writers never change one collection."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(folder / ".lock", os.O_CREAT | os.O_RDWR, 0o644)
+    except (FileExistsError, NotADirectoryError):
+        raise InputError(f"output {str(folder)!r} exists and is not a folder") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise InputError(f"another run is writing {str(folder)!r}") from None
+        yield
+    finally:
+        os.close(fd)
+
+
+def delete_from_collection(path: str | Path, ids: Sequence[str], codec: Codec | None = None) -> dict[str, Any]:
+    """Delete items of a sharded collection by id with tombstones: the manifest records each deleted
+    item's position in its shard and is replaced atomically; no shard file is written (their ids are
+    read to find the items), so the shards' hashes and IVF indexes stay valid.
+
+    Every reader skips the deleted items (ids, decodes, search, export); their bytes stay in the
+    shards until `compaction.purge_collection` (`semzip compact FOLDER`) rewrites the shards holding
+    them. Unknown ids, unfinished collections and deleting every item are refused, nothing changed."""
+    folder = manifest_path(path).parent
+    with collection_lock(folder):
+        with ShardedArchive.open(folder, codec=codec, check_hashes=False) as coll:
+            unique = list(dict.fromkeys(ids))
+            if not unique:
+                raise InputError("no ids to delete")
+            found, unknown = [], []
+            for item in unique:
+                try:
+                    found.append(coll.stored_position(item))
+                except InputError:
+                    unknown.append(item)
+            if unknown:
+                raise InputError(f"{len(unknown)} id(s) not in {str(folder)!r}: {', '.join(map(repr, unknown[:5]))} "
+                                 "(nothing was deleted)")
+            if len(unique) == coll.items:
+                raise InputError(f"deleting all {coll.items} items would leave an empty collection; remove the folder instead")
+            manifest = coll.manifest
+            by_file = {s["file"]: s for s in manifest["shards"] if s["file"] is not None}
+            touched: set[str] = set()
+            for arc, stored in found:
+                by_file[arc.path.name].setdefault("deleted", []).append(stored)
+                touched.add(arc.path.name)
+            for name in touched:
+                by_file[name]["deleted"] = sorted(by_file[name]["deleted"])
+            write_manifest(folder, manifest)
+    return {"deleted": len(unique), "items": manifest["items"], "shards_touched": len(touched),
+            "tombstones": sum(len(s.get("deleted", [])) for s in manifest["shards"])}
 
 
 class ShardedArchive(ItemsById):
@@ -226,7 +303,7 @@ class ShardedArchive(ItemsById):
         archives: list[Archive] = []
         try:
             for s in manifest["shards"]:
-                if s["file"] is None:  # every input of this shard failed to embed
+                if s["file"] is None or len(s.get("deleted", [])) == s["items"]:  # no input embedded, or all deleted
                     continue
                 archives.append(_open_shard(folder, s, codec, check_hashes))
         except BaseException:
@@ -288,6 +365,13 @@ class ShardedArchive(ItemsById):
                 advance(arc.items)
         return out
 
+    def stored_position(self, item_id: str) -> tuple[Archive, int]:
+        """The shard holding an item and the item's position as stored in that shard's file."""
+        i = self.position(item_id)
+        s = int(np.searchsorted(self._starts, i, side="right") - 1)
+        arc = self.archives[s]
+        return arc, arc.stored_position(i - int(self._starts[s]))
+
     def get(self, item_id: str) -> np.ndarray:
         """One item's vector by id, decoding only its block of its shard."""
         i = self.position(item_id)
@@ -306,7 +390,7 @@ class ShardedArchive(ItemsById):
 
     def info(self) -> dict[str, Any]:
         """Counted sizes over all shards, the codec file and the manifest (every figure from bytes on disk)."""
-        shard_bits = sum(8 * a.path.stat().st_size for a in self.archives)
+        shard_bits = sum(8 * (self.path / s["file"]).stat().st_size for s in self.manifest["shards"] if s["file"])
         codec_bits = 8 * (self.path / CODEC_NAME).stat().st_size
         manifest_bits = 8 * (self.path / MANIFEST_NAME).stat().st_size
         payload_bits = sum(8 * int(a.index["nbytes"].sum()) for a in self.archives)
@@ -314,12 +398,14 @@ class ShardedArchive(ItemsById):
         n = max(self.items, 1)
         out: dict[str, Any] = {
             "path": str(self.path),
-            "manifest_version": MANIFEST_VERSION,
+            "manifest_version": int(self.manifest["version"]),
             "complete": self.complete,
             "shards": len(self.manifest["shards"]),
             "shards_planned": int(self.manifest["shards_planned"]),
             "items": self.items,
             "skipped_inputs": sum(len(s["skipped"]) for s in self.manifest["shards"]),
+            "deleted": sum(len(s.get("deleted", [])) for s in self.manifest["shards"]),
+            "purged": sum(int(s.get("purged", 0)) for s in self.manifest["shards"]),
             "dim": self.dim,
             "model": self.model,
             "codec": self.codec_spec,
@@ -355,6 +441,7 @@ def _open_shard(folder: Path, record: dict[str, Any], codec: Codec, check_hash: 
     if arc.items != record["items"] or arc.ids[0] != record["first_id"] or arc.ids[-1] != record["last_id"]:
         arc.close()
         raise FormatError(f"{where} does not hold the items the manifest lists")
+    arc.tombstone(record.get("deleted", []))
     return arc
 
 

@@ -241,7 +241,7 @@ def _say_index(ivf: dict[str, Any] | None) -> None:
 
 @app.command()
 def delete(
-    archive: Annotated[Path, typer.Argument(help="Archive to delete items from (replaced atomically).")],
+    archive: Annotated[Path, typer.Argument(help="Archive to delete items from (replaced atomically), or a sharded collection (folder or manifest.json: tombstones).")],
     ids: Annotated[list[str] | None, typer.Argument(help="Ids of the items to delete.", show_default=False)] = None,
     ids_file: Annotated[Path | None, typer.Option("--ids", help="Text file of ids to delete, one per line.")] = None,
     codec: CodecFileOpt = None,
@@ -251,19 +251,28 @@ def delete(
     copied, the others re-packed), so they decode as before; the bits of deleted items are freed.
 
     Unknown ids are refused and nothing changes. Example: `semzip delete photos.smz img7.jpg img9.jpg`
-    or `semzip delete photos.smz --ids gone.txt`. Sharded collections are not supported (version 1).
+    or `semzip delete photos.smz --ids gone.txt`.
     An index beside the archive (ARCHIVE.ivf) is kept current: the deleted items leave its lists.
+    A sharded collection (`semzip delete big/ --ids gone.txt`) records tombstones in its manifest
+    instead (no shard is rewritten; every reader skips them); `semzip compact big/` purges them.
     """
     from ..container import delete_items
     from ..search._ivf import index_follows
+    from ..shards import delete_from_collection
 
-    if is_manifest(archive):
-        raise InputError(f"{str(archive)!r} is a sharded collection; delete works on single archives "
-                         "(a collection's manifest pins each shard's items and hash)")
     wanted = chosen_ids(ids, ids_file)
     if not wanted:
         raise InputError("name the items to delete: ids as arguments, or --ids FILE")
     given = codec_file(codec)
+    if is_manifest(archive):
+        done = delete_from_collection(archive, wanted, codec=given)
+        if as_json:
+            print_json({"path": str(archive), **done})
+            return
+        stdout.print(f"deleted {done['deleted']} items from {archive} ({done['shards_touched']} shard(s)): "
+                     f"{done['items']} remain; {done['tombstones']} deleted items still take their bytes "
+                     f"until `semzip compact {archive}`", highlight=False)
+        return
     with index_follows(archive, codec=given) as ivf:
         result = delete_items(archive, wanted, codec=given)
     if as_json:

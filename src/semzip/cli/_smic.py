@@ -1,4 +1,5 @@
-"""Collection commands: compact (re-learn the codec of a drifted archive), atoms (read a SMIC dictionary)."""
+"""Collection commands: compact (re-learn the codec of a drifted archive, or purge a sharded collection's
+deleted items), atoms (read a SMIC dictionary)."""
 
 from __future__ import annotations
 
@@ -12,25 +13,45 @@ import typer
 from rich.table import Table
 
 from .._errors import InputError
-from ..compaction import compact_archive
+from ..compaction import compact_archive, purge_collection
 from ..container import Archive
 from ..semantic import atom_concepts
+from ..shards import is_manifest
 from ._app import CodecFileOpt, app, codec_file, stdout
 
 
 @app.command()
 def compact(
-    archive: Annotated[Path, typer.Argument(help="Archive to re-learn and rewrite (replaced atomically).")],
+    archive: Annotated[Path, typer.Argument(help="Archive to re-learn and rewrite (replaced atomically), or a sharded collection whose deleted items to purge.")],
     spec: Annotated[str | None, typer.Option(help="Codec spec to fit instead of the archive's own.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace the archive even if the new one is not smaller.")] = False,
     seed: Annotated[int, typer.Option(help="Seed for the codec's training.")] = 0,
+    codec: CodecFileOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Re-learn an archive's codec (e.g. a SMIC dictionary) on all its items after appends have drifted.
 
     Decodes every item, fits the codec again and rewrites the archive in the same order with the
     same ids, pixel counts and model; the file is replaced only if it gets smaller (or `--force`).
+
+    For a sharded collection (`semzip compact big/`): purges the items `semzip delete` tombstoned,
+    rewriting only the shards that hold them (codes copied, not re-coded; the shared codec stays).
     """
+    if is_manifest(archive):
+        if spec is not None or force:
+            raise InputError("a collection's shards share one codec: compact FOLDER only purges deleted items "
+                             "(no --spec or --force)")
+        done = purge_collection(archive, codec=codec_file(codec))
+        if as_json:
+            typer.echo(json.dumps(done, indent=2))
+            return
+        grew = done["shards_rewritten"] and done["bytes_after"] > done["bytes_before"]
+        stdout.print(f"purged {done['purged']} deleted items from {archive}: {done['shards_rewritten']} shard(s) "
+                     f"rewritten, {done['items']} items" + (f", {done['bytes_before']} -> {done['bytes_after']} bytes"
+                                                           if done["shards_rewritten"] else "")
+                     + (" (larger: a shard whose ids were its positions 0..n-1 stored them for free; with gaps "
+                        "they are stored)" if grew else ""), highlight=False)
+        return
     report = compact_archive(archive, spec, seed=seed, force=force, progress=not as_json)
     if as_json:
         typer.echo(json.dumps(report, indent=2))

@@ -9,7 +9,6 @@ shard files, each atomically; the manifest is rewritten atomically by the driver
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 from collections.abc import Callable, Iterator
@@ -27,6 +26,7 @@ from ..shards import (
     MANIFEST_FORMAT,
     MANIFEST_NAME,
     MANIFEST_VERSION,
+    collection_lock,
     file_sha256,
     read_manifest,
     shard_name,
@@ -87,7 +87,7 @@ def compress_sharded(
     gpus = gpus_per_worker if gpus_per_worker is not None else (1.0 if device.startswith("cuda") else 0.0)
     settings = {"model": model, "weights": None if weights is None else str(Path(weights).resolve()),
                 "device": device, "batch_size": batch_size, "threads": max(1, int(cpus_per_worker))}
-    with _locked(folder), _ray_session(address, workers * cpus_per_worker) as ray:
+    with collection_lock(folder), _ray_session(address, workers * cpus_per_worker) as ray:
         pool = _Pool(ray, workers, cpus_per_worker, gpus)
         manifest = _prepare(folder, src, codec, shard_items, fit_items, seed, settings, pool)
         pending = _pending(folder, manifest, len(src))
@@ -97,24 +97,6 @@ def compress_sharded(
 
 
 # ---- output folder and manifest ------------------------------------------------------------------------
-@contextlib.contextmanager
-def _locked(folder: Path) -> Iterator[None]:
-    """Create the folder and hold an exclusive lock on it: two runs never write one collection."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd = os.open(folder / ".lock", os.O_CREAT | os.O_RDWR, 0o644)
-    except (FileExistsError, NotADirectoryError):
-        raise InputError(f"output {str(folder)!r} exists and is not a folder") from None
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise InputError(f"another run is writing {str(folder)!r}") from None
-        yield
-    finally:
-        os.close(fd)
-
-
 def _ours(name: str) -> bool:
     return name in (MANIFEST_NAME, CODEC_NAME, ".lock") or (name.startswith("shard-") and name.endswith((".smz", ".smz.ivf"))) \
         or (name.startswith((".shard-", f".{MANIFEST_NAME}.", f".{CODEC_NAME}.")) and name.endswith(".tmp"))

@@ -17,14 +17,16 @@ from ..search._engine import Collection, SearchResult
 from ._run import _ray_session
 
 
-def _search_shard(path: str, codec: bytes, Q: np.ndarray, k: int, normalize: bool, rerank: int) -> tuple:
-    """One archive's top-k per query: (scores (q, k'), positions (q, k')), k' = min(k, its items).
-    The codec travels as its `.smzc` bytes (codec objects hold entropy coders that do not pickle)."""
+def _search_shard(path: str, deleted: np.ndarray, codec: bytes, Q: np.ndarray, k: int, normalize: bool,
+                  rerank: int) -> tuple:
+    """One archive's top-k per query: (scores (q, k'), positions (q, k')), k' = min(k, its items),
+    its `deleted` items (a collection's tombstones) skipped as the driver skips them. The codec
+    travels as its `.smzc` bytes (codec objects hold entropy coders that do not pickle)."""
     from ..codecs import codec_from_bytes
     from ..container import Archive
     from ..search import Collection
 
-    with Archive.open(path, codec=codec_from_bytes(codec)) as arc, Collection([arc]) as coll:
+    with Archive.open(path, codec=codec_from_bytes(codec), deleted=deleted) as arc, Collection([arc]) as coll:
         found = coll.search(Q, k, normalize=normalize, rerank=rerank)
     return found.scores, found.positions
 
@@ -43,7 +45,7 @@ def search_ray(collection: Collection, queries: Any, k: int = 10, *, normalize: 
         task = ray.remote(num_cpus=1)(_search_shard)
         q_ref = ray.put(Q)
         codecs: dict[int, Any] = {}  # one object per codec (a collection's shards share theirs)
-        futures = [task.remote(str(a.path), codecs.setdefault(id(a.codec), ray.put(a.codec.to_bytes())), q_ref,
+        futures = [task.remote(str(a.path), a.deleted, codecs.setdefault(id(a.codec), ray.put(a.codec.to_bytes())), q_ref,
                                int(k), normalize, int(rerank)) for a in collection.archives]
         parts = ray.get(futures)
     scores = np.concatenate([p[0] for p in parts], axis=1)

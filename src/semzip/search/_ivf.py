@@ -70,7 +70,11 @@ def build_ivf(archive: Archive, path: str | Path | None = None, *, nlist: int | 
     vectors makes `nlist` lists (default: the power of two at or below sqrt(items)), and every item
     goes to its nearest centroid. `lists="codes"`: the codec's own first stage is the partition
     (rq's first codebook, the PQ-VAE's coarse stage, a stack's first stage), read from the codes,
-    nothing clustered."""
+    nothing clustered. The index covers every item the archive's file stores: a collection's
+    shard is indexed with its tombstoned items, which searches then skip."""
+    if archive.deleted.size:
+        with Archive.open(archive.path, codec=archive.codec) as stored:
+            return build_ivf(stored, path, nlist=nlist, seed=seed, lists=lists, progress=progress)
     n = archive.items
     if lists not in ("kmeans", "codes"):
         raise InputError(f"lists must be 'kmeans' or 'codes', got {lists!r}")
@@ -161,6 +165,19 @@ def index_follows(path: str | Path, codec: Codec | None = None) -> Iterator[dict
                 report.update(path=str(index), status="stale", why=str(exc))
 
 
+def carry_index(old: Archive, new_path: Path, codec: Codec | None = None) -> dict[str, Any]:
+    """Carry the index of `old` (opened as stored) to `new_path`, a file written from it without some
+    items, the rest in order (a collection's purged shard): empty without an index, else the
+    report of `index_follows`. The old index file is left for its caller to remove."""
+    index = default_path(old.path)
+    if not index.exists():
+        return {}
+    try:
+        return _carry(new_path, default_path(new_path), codec, *read_ivf(index, old), old.ids)
+    except SemzipError as exc:
+        return {"path": str(index), "status": "stale", "why": str(exc)}
+
+
 def _carry(path: str | Path, index: Path, codec: Codec | None, head: dict[str, Any], arrays: dict[str, np.ndarray],
            old_ids: list[str]) -> dict[str, Any]:
     """The index of `path`'s items before a change (`head`, `arrays`, `old_ids`) carried over to its items now."""
@@ -218,7 +235,7 @@ def read_ivf(path: str | Path, archive: Archive) -> tuple[dict[str, Any], dict[s
         head["seed"], head["sample"] = int(head["seed"]), int(head["sample"])
     except (ValueError, KeyError, TypeError) as exc:
         raise FormatError(f"{str(path)!r}: unreadable IVF header ({type(exc).__name__}: {exc})") from None
-    if built_on != fingerprint(archive) or (n, d) != (archive.items, archive.dim):
+    if built_on != fingerprint(archive) or (n, d) != (archive.stored_items, archive.dim):
         raise FormatError(f"{str(path)!r} was built for another version of {archive.path}: rebuild it "
                           f"with `semzip index {archive.path}`")
     shapes = {"centroids": ((nlist, d), np.float32), "offsets": ((nlist + 1,), np.int64), "positions": ((n,), np.int64)}
@@ -252,7 +269,8 @@ class IVFSearcher:
     def __init__(self, archive: Archive, path: str | Path | None = None) -> None:
         self.archive = archive
         self.head, arrays = read_ivf(path if path is not None else default_path(archive.path), archive)
-        self.centroids, self.offsets, positions = arrays["centroids"], arrays["offsets"], arrays["positions"]
+        self.centroids = arrays["centroids"]
+        self.offsets, positions = _live_lists(archive, arrays["offsets"], arrays["positions"])
         self.nlist = len(self.centroids)
         codec = archive.codec
         self.positions = positions
@@ -389,6 +407,21 @@ class IVFSearcher:
         order = np.lexsort((lists, -scores), axis=1)  # best first, ties to the lower list
         lists = np.take_along_axis(lists, order, axis=1)
         return np.ascontiguousarray(lists), np.take_along_axis(scores, order, axis=1)
+
+
+def _live_lists(archive: Archive, offsets: np.ndarray, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The lists (offsets, positions) of the items `archive` reads: an index covers every item its
+    file stores, so a collection's tombstoned items leave their lists and the others are renumbered
+    as read (the order inside a list is kept)."""
+    if not archive.deleted.size:
+        return offsets, positions
+    live = np.ones(archive.stored_items, dtype=bool)
+    live[archive.deleted] = False
+    kept = live[positions]
+    lists = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))[kept]
+    renumber = np.cumsum(live) - 1
+    return (np.concatenate([[0], np.cumsum(np.bincount(lists, minlength=len(offsets) - 1))]).astype(np.int64),
+            renumber[positions[kept]])
 
 
 def _in_list_order(archive: Archive, row: np.ndarray) -> Codes:
