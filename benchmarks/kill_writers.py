@@ -1,6 +1,7 @@
 """SIGKILL semzip's writers at random moments (tests/killing.py) and count what held.
 
-Kills are spread over `compress` (over an existing archive), `append`, `compact`, `merge` and `delete`, with
+Kills are spread over `compress` (over an existing archive), `append`, `compact`, `merge`, `delete`, and a
+sharded collection's `delete` (tombstones) and `compact` (their purge), with
 delays uniform over 1.2 x each command's uninterrupted run time (measured first), plus --ray-kills
 kills of `compress --ray` (a 2-worker local Ray writing an 8-shard collection). After each: inputs
 unchanged, the original intact or replaced by the complete result, outputs absent or complete,
