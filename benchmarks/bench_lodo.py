@@ -23,7 +23,8 @@ semzip `bq` (validation-chosen among `bq_variants`), `pq:M=B/8,K=256,opq=1`, `rq
 (slow: --slow); stacks `pq+bq` (`pq:M=B/16,K=256,opq=1+bq:D=B/2,b=1`) and `bq+rq`
 (`bq:D=3B/4,b=1+rq:M=B/32,K=256,beam=8`), fixed rate, run by --methods; `pqvae` (by --methods): the
 README's PQ-VAE (`pqvae_spec`: 32 or 60 bits alone, above 64 followed by rq with budget B); faiss `OPQ{B/8}` + `PQ{B/8}x8`, `PCA{B-64},RaBitQ` (64 bits of per-vector factors,
-B >= 128; deterministic, so one seed), `RQ{B/8}x8` with beam 32 and `LSQ{B/8}x8` (slow: --slow).
+B >= 128; deterministic, so one seed), `RQ{B/8}x8` with beam 32, `LSQ{B/8}x8` and `PRQ2x{B/16}x8`
+(two halves of the dimensions, each RQ with beam 32) (slow: --slow).
 
     python benchmarks/bench_lodo.py [--rates 32,64,128,256] [--seeds 0,1,2] [--methods bq,pq,opq,rabitq]
                                     [--slow] [--results lodo.json] [--data DIR]
@@ -57,7 +58,7 @@ from _data import clip_data  # noqa: E402
 
 DOMAINS = ("caltech", "flowers", "pets", "dtd", "food", "imagenet")
 FAST = ("bq", "pq", "opq", "rabitq")
-SLOW = ("rq", "faiss-rq", "lsq")
+SLOW = ("rq", "faiss-rq", "lsq", "prq")
 #: Stacks of stages at B bits (run with --methods): half the bits to pq, half to signs of what it
 #: left; or three quarters to signs and the rest to residual quantisation of what they left.
 STACKS = {"pq+bq": lambda B: f"pq:M={B // 16},K=256,opq=1+bq:D={B // 2},b=1",
@@ -137,11 +138,18 @@ def faiss_codec(kind: str, B: int, pool: np.ndarray, seed: int):  # noqa: ANN201
     elif kind == "rabitq":
         index = faiss.index_factory(d, f"PCA{B - 64},RaBitQ")
     else:
-        q = faiss.ResidualQuantizer(d, M, 8) if kind == "faiss-rq" else faiss.LocalSearchQuantizer(d, M, 8)
-        if kind == "faiss-rq":
+        if kind == "prq":  # two halves of the dimensions, each residual-quantised with M/2 stages
+            q = faiss.ProductResidualQuantizer(d, 2, M // 2, 8)
+            for i in range(2):
+                half = faiss.downcast_Quantizer(q.subquantizer(i))
+                half.max_beam_size = 32
+                half.cp.seed = seed
+        elif kind == "faiss-rq":
+            q = faiss.ResidualQuantizer(d, M, 8)
             q.max_beam_size = 32
             q.cp.seed = seed
         else:
+            q = faiss.LocalSearchQuantizer(d, M, 8)
             q.random_seed = seed
         q.verbose = False
         q.train(train)
