@@ -80,9 +80,11 @@ def _byte_tables(tables: np.ndarray) -> np.ndarray:
 def _quantisation_error(tables: np.ndarray, rounded: bool = True) -> np.ndarray:
     """Largest |approximate - exact| of a faiss sum, per query, for tables (q, M, K): fast-scan's
     8-bit rounding of 4-bit tables (`rounded`), else float rounding only."""
-    by_entry = np.ascontiguousarray(np.moveaxis(tables, 2, 0))  # max/min over the first axis: 10x faster
-    span = by_entry.max(axis=0) - by_entry.min(axis=0)  # than over a last axis of 16 entries (same values)
-    per_entry = np.maximum(span.max(axis=1) / 255.0, span.sum(axis=1) / 65535.0) / 2 if rounded else 0.0
+    per_entry: np.ndarray | float = 0.0
+    if rounded:
+        by_entry = np.ascontiguousarray(np.moveaxis(tables, 2, 0))  # max/min over the first axis: 10x faster
+        span = by_entry.max(axis=0) - by_entry.min(axis=0)  # than over a last axis of 16 entries (same values)
+        per_entry = np.maximum(span.max(axis=1) / 255.0, span.sum(axis=1) / 65535.0) / 2
     return tables.shape[1] * (per_entry + _SLACK * np.abs(tables).max(axis=(1, 2))) + 1e-6
 
 
