@@ -20,7 +20,6 @@ import argparse
 import json
 import shutil
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +27,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from bench_ivf_update import timed  # noqa: E402
 from bench_search import real_pool, synthesise  # noqa: E402
 from _data import clip_data  # noqa: E402
 
@@ -39,12 +39,6 @@ from semzip.search import Collection  # noqa: E402
 from semzip.shards import ShardedArchive, delete_from_collection  # noqa: E402
 
 SPEC = "pq:M=32,K=256,opq=1"
-
-
-def timed(fn):
-    t = time.perf_counter()
-    out = fn()
-    return out, round(time.perf_counter() - t, 3)
 
 
 def searched(paths: list[Path], Q: np.ndarray, codec) -> tuple[list[list[str]], float]:
