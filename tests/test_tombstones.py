@@ -38,7 +38,9 @@ def _collection(tmp_path, spec: str, **archive) -> tuple[object, np.ndarray]:
 def test_tombstoned_items_are_gone_for_every_reader_and_the_rest_decode_exactly(tmp_path, spec):
     codec, before = _collection(tmp_path, spec, pixels=np.arange(300) + 7)
     files = {p.name: file_sha256(p) for p in (tmp_path / "c").glob("shard-*.smz")}
+    assert json.loads((tmp_path / "c" / MANIFEST_NAME).read_text())["version"] == 1  # readable by older semzip
     report = delete_from_collection(tmp_path / "c", GONE)
+    assert json.loads((tmp_path / "c" / MANIFEST_NAME).read_text())["version"] == 2  # which must refuse it
     keep = np.array([i not in set(GONE) for i in IDS])
     assert report == {"deleted": len(GONE), "items": int(keep.sum()), "shards_touched": 3, "tombstones": len(GONE)}
     assert {p.name: file_sha256(p) for p in (tmp_path / "c").glob("shard-*.smz")} == files  # no shard touched
