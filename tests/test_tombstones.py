@@ -11,8 +11,9 @@ import pytest
 
 from semzip import FormatError, InputError, make_codec
 from semzip.cli import main
-from semzip.codecs import available_codecs, codec_class
+from semzip.codecs import available_codecs, codec_class, load_codec
 from semzip.compaction import purge_collection
+from semzip.container import Archive
 from semzip.search import Collection
 from semzip.search._export import export_faiss
 from semzip.search._ivf import build_ivf, search_ivf
@@ -162,6 +163,21 @@ def test_a_purge_that_dies_before_its_switch_leaves_the_collection_as_it_was(tmp
     with ShardedArchive.open(tmp_path / "c") as coll:
         np.testing.assert_array_equal(coll.decode(), before[keep])
         assert sorted(p.name for p in (tmp_path / "c").glob("shard-*")) == ["shard-00000-1.smz", "shard-00001-1.smz"]
+
+
+def test_a_damaged_shard_is_not_purged(tmp_path):
+    _collection(tmp_path, "pq:M=8,K=16,opq=1")
+    delete_from_collection(tmp_path / "c", ["img003"])
+    manifest = (tmp_path / "c" / MANIFEST_NAME).read_bytes()
+    shard = tmp_path / "c" / shard_name(0)
+    with Archive.open(shard, codec=load_codec(tmp_path / "c" / "codec.smzc")) as arc:
+        at = arc.sections[b"DATA"].offset + 3  # a coded block's byte: opening the collection does not read it
+    data = bytearray(shard.read_bytes())
+    data[at] ^= 1
+    shard.write_bytes(bytes(data))
+    with pytest.raises(FormatError, match="SHA-256 differs"):
+        purge_collection(tmp_path / "c")
+    assert (tmp_path / "c" / MANIFEST_NAME).read_bytes() == manifest
 
 
 def test_bad_deletes_change_nothing(tmp_path):

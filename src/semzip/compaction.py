@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from ._atomic import atomic_writer, writer_lock
-from ._errors import InputError
+from ._errors import FormatError, InputError
 from .codecs import Codec, fit_codec
 from .container import Archive, write_archive, write_without
 from .search._ivf import carry_index, default_path
@@ -84,7 +84,7 @@ def purge_collection(path: str | Path, codec: Codec | None = None) -> dict[str, 
     files unnamed, removed by the next purge); after it, only old files are left to remove."""
     folder = manifest_path(path).parent
     with collection_lock(folder):
-        with ShardedArchive.open(folder, codec=codec) as coll:  # hashes checked: nothing damaged is copied on
+        with ShardedArchive.open(folder, codec=codec, check_hashes=False) as coll:  # hashed below, where read
             manifest, codec = coll.manifest, coll.codec
         _remove_unnamed(folder, manifest)
         if not any(s.get("deleted") for s in manifest["shards"]):
@@ -116,6 +116,9 @@ def _purge_shard(folder: Path, record: dict[str, Any], codec: Codec) -> dict[str
             record.pop(key, None)
         record.update(items=0, file=None, sha256=None)
         return {}
+    if file_sha256(folder / record["file"]) != record["sha256"]:  # nothing damaged is copied on
+        raise FormatError(f"collection {str(folder)!r}: shard {record['file']}: SHA-256 differs from the manifest "
+                          "(nothing was purged; run `semzip verify` for details)")
     record["generation"] = int(record.get("generation", 0)) + 1
     new = folder / shard_name(int(record["index"]), record["generation"])
     with Archive.open(folder / record["file"], codec=codec) as old:
