@@ -447,7 +447,7 @@ class Archive(ItemsById):
         self.stored_items = self.items
         self.deleted = np.zeros(0, dtype=np.int64)
         self._kept: np.ndarray | None = None  # stored positions of the items read, when some are deleted
-        self._live = np.ones(0, dtype=bool)  # per stored item: read (not deleted), when some are deleted
+        self.live = np.ones(0, dtype=bool)  # per stored item: read (not deleted), when some are deleted
         self._live_starts = self._starts
 
     @classmethod
@@ -496,7 +496,7 @@ class Archive(ItemsById):
         self.items = len(self._kept)
         self.ids = [self.ids[i] for i in self._kept.tolist()]
         self.pixels = None if self.pixels is None else self.pixels[self._kept]
-        self._live = live
+        self.live = live
         self._live_starts = np.concatenate([[0], np.cumsum(np.add.reduceat(live.astype(np.int64), self._starts[:-1]))])
 
     def close(self) -> None:
@@ -638,7 +638,7 @@ class Archive(ItemsById):
             if self._kept is None:
                 yield int(self._starts[b]), self.block_codes(b)
                 continue
-            live = self._live[self._starts[b] : self._starts[b + 1]]
+            live = self.live[self._starts[b] : self._starts[b + 1]]
             if live.any():
                 codes = self.block_codes(b)
                 yield int(self._live_starts[b]), codes if live.all() else {k: v[live] for k, v in codes.items()}

@@ -415,8 +415,7 @@ def _live_lists(archive: Archive, offsets: np.ndarray, positions: np.ndarray) ->
     as read (the order inside a list is kept)."""
     if not archive.deleted.size:
         return offsets, positions
-    live = np.ones(archive.stored_items, dtype=bool)
-    live[archive.deleted] = False
+    live = archive.live
     kept = live[positions]
     lists = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))[kept]
     renumber = np.cumsum(live) - 1
